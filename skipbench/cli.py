@@ -1,0 +1,192 @@
+"""``skipbench <command> [hydra overrides]``: pops the command, hands the rest to Hydra.
+
+Hydra parses ``sys.argv[1:]``, so ``--cfg job``, ``--info``, ``--help``, ``-m`` and launcher
+plugins all work after the command. User mistakes (bad override, unknown option, wrong type, value
+out of range) are printed as one line, no traceback; ``HYDRA_FULL_ERROR=1`` shows the full trace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from .config import ConfigError, config_dir, register_configs
+
+USAGE = """usage: skipbench <command> [overrides ...] [hydra flags]
+
+Commands:
+  train     train one model (or a sweep with -m) and log to TensorBoard under outputs/
+
+Examples:
+  skipbench train model=unet_concat
+  skipbench train -m model=autoencoder,unet_concat,unet_add,resnet,densenet seed=0,1,2
+  skipbench train --cfg job
+  skipbench train --help          # config groups, options and every key
+  tensorboard --logdir outputs/
+
+Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
+"""
+
+
+def _train_task(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from .train.loop import train
+
+    train(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def _hydra_app(task: Callable, config_name: str) -> Callable[[], None]:
+    import hydra
+
+    register_configs()
+    return hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)(task)
+
+
+# ---------------------------------------------------------------- errors, one line each
+def _first_line(ex: BaseException) -> str:
+    return str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+
+
+def describe_error(ex: BaseException) -> str:
+    """One line naming the bad value and what is allowed."""
+    from hydra.errors import MissingConfigException
+
+    cause = ex.__cause__
+    if isinstance(ex, MissingConfigException) and ex.missing_cfg_file and ex.options is not None:
+        group, _, option = ex.missing_cfg_file.rpartition("/")
+        return f"unknown {group} '{option}'; known: {', '.join(sorted(ex.options))}"
+    if isinstance(cause, ConfigKeyError) or isinstance(ex, ConfigKeyError):
+        err = cause if isinstance(cause, ConfigKeyError) else ex
+        known = ""
+        if dataclasses.is_dataclass(getattr(err, "object_type", None)):
+            known = "; known: " + ", ".join(f.name for f in dataclasses.fields(err.object_type) if not f.name.startswith("_"))
+        return f"unknown key '{err.full_key}'{known}"
+    msg = _first_line(ex)
+    for prefix in ("Error merging override ", "Error parsing override "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    if cause is not None:
+        detail = _first_line(cause)
+        if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+            # "Value 'abc' of type 'str' could not be converted to Integer" -> shorter and to the point
+            detail = detail.replace(" of type 'str'", "")
+        lines = str(ex).strip().splitlines()
+        if len(lines) > 1 and not isinstance(cause, OmegaConfBaseException):
+            detail = lines[1].strip()
+        msg = f"{msg}: {detail}"
+    elif len(str(ex).strip().splitlines()) > 1 and msg.startswith("Could not"):
+        msg = f"{msg} {str(ex).strip().splitlines()[1].strip()}"
+    return msg
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from hydra.errors import HydraException
+
+    from .models import UnknownModelError
+
+    return (HydraException, OmegaConfBaseException, ConfigError, UnknownModelError)
+
+
+def _run_hydra(command: str, app: Callable[[], None], args: list[str]) -> int:
+    user_wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    prog = sys.argv[0]
+    sys.argv = [prog, *args]  # argv[0] stays the executable: Hydra names completion after it
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
+    try:
+        app()
+    except _user_errors() as ex:
+        if user_wants_trace:
+            raise
+        print(f"skipbench {command}: error: {describe_error(ex)}", file=sys.stderr)
+        return 2
+    finally:
+        sys.argv = [prog]
+        if not user_wants_trace:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+    return 0
+
+
+# ---------------------------------------------------------------- resume
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def with_resume(args: list[str]) -> list[str]:
+    """``resume=RUN_DIR``: re-apply that run's overrides (yours win) and write into the same folder."""
+    resume = [a for a in args if _override_key(a) == "resume"]
+    if not resume:
+        return args
+    value = resume[-1].split("=", 1)[1].strip("'\"")
+    path = Path(value).expanduser().resolve()
+    run_dir = path if path.is_dir() else path.parent
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"resume={value}: not a skipbench run folder (no .hydra/overrides.yaml there)")
+    from omegaconf import OmegaConf
+
+    rest = [a for a in args if _override_key(a) != "resume"]
+    mine = {_override_key(a) for a in rest}
+    old = [o for o in OmegaConf.load(saved) if _override_key(o) not in mine | {"resume", "hydra.run.dir"}]
+    return [*old, *rest, f"resume={_quote(str(path))}", f"hydra.run.dir={_quote(str(run_dir))}"]
+
+
+def train(args: list[str]) -> int:
+    if "-m" not in args and "--multirun" not in args:
+        try:
+            args = with_resume(args)
+        except ConfigError as ex:
+            print(f"skipbench train: error: {ex}", file=sys.stderr)
+            return 2
+    return _run_hydra("train", _hydra_app(_train_task, "train"), args)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train}
+
+
+def _complete(args: list[str]) -> int:
+    """``skipbench -sc query=bash`` from Hydra's bash completion: route to the command's app."""
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    if len(words) >= 2 and words[1] in COMMANDS and (len(words) > 2 or line.endswith(" ")):
+        # Hydra strips only the program name from COMP_LINE; strip the command too.
+        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
+        return _run_hydra(words[1], _hydra_app(_train_task, words[1]), args)
+    if any(a.startswith("query=") for a in args):
+        prefix = words[1] if len(words) == 2 and not line.endswith(" ") else ""
+        print(" ".join(c for c in COMMANDS if c.startswith(prefix)))
+        return 0
+    return _run_hydra("train", _hydra_app(_train_task, "train"), args)  # -sc install/uninstall
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    if args[0] in ("--version", "-V"):
+        from . import __version__
+
+        print(f"skipbench {__version__}")
+        return 0
+    if args[0] in ("-sc", "--shell-completion"):
+        return _complete(args)
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"skipbench: error: unknown command '{command}'; known: {', '.join(COMMANDS)}\n", file=sys.stderr)
+        print(USAGE, end="", file=sys.stderr)
+        return 2
+    return COMMANDS[command](rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

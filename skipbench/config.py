@@ -1,0 +1,225 @@
+"""Structured configs: the schema every YAML in ``configs/`` is checked against.
+
+Registered in Hydra's ConfigStore as ``train_schema`` (the first default of ``train.yaml``) and as
+``schema/<group>/<option>``, which each group file extends with ``defaults: [/schema/...@_here_]``.
+Hydra then rejects a wrong type, an unknown key or an unknown enum value while composing, before
+anything is built. Ranges that types cannot express are checked by :func:`check_config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+
+class _Choice(str, Enum):
+    """A string choice: ``str(x)`` and f-strings give the bare value (``concat``, not ``LongSkip.concat``)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class LongSkip(_Choice):
+    none = "none"
+    concat = "concat"
+    add = "add"
+    crop_concat = "crop_concat"
+
+
+class Block(_Choice):
+    plain = "plain"
+    residual = "residual"
+    dense = "dense"
+    highway = "highway"
+
+
+class Device(_Choice):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+# ---------------------------------------------------------------- model
+@dataclass
+class ModelConfig:
+    _target_: str = "skipbench.models.build_model"
+    name: str = MISSING
+    long_skip: LongSkip = LongSkip.none
+    block: Block = Block.plain
+    depth: int = 3  # 2x downsamplings; bottleneck at H / 2**depth
+    width: int = 16  # channels of the first level, doubled at each level
+    blocks_per_level: int = 1  # each block is two 3x3 convs deep
+    zero_init_residual: bool = False
+    highway_gate_bias: float = -2.0
+    dense_growth: Optional[int] = None  # default: out_ch // 2
+
+
+# ---------------------------------------------------------------- data sets
+@dataclass
+class ShapesConfig:
+    _target_: str = "skipbench.data.shapes"
+    size: int = 32  # 32..128 (any size >= 2**depth works)
+    channels: int = 1  # 1 (grey) or 3 (colour)
+    train_size: int = 4096
+    val_size: int = 512
+    max_shapes: int = 4
+    seed: int = 0  # the data's own seed: the same images whatever the training seed
+
+
+# ---------------------------------------------------------------- tasks
+@dataclass
+class DenoiseConfig:
+    _target_: str = "skipbench.tasks.Denoise"
+    sigma: float = 0.2  # std of the additive Gaussian noise (images are in [0, 1])
+
+
+@dataclass
+class ReconstructConfig:
+    _target_: str = "skipbench.tasks.Reconstruct"
+
+
+# ---------------------------------------------------------------- optimizers (partial: params come later)
+@dataclass
+class SGDConfig:
+    _target_: str = "torch.optim.SGD"
+    _partial_: bool = True
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0  # never applied to norm weights or biases
+
+
+@dataclass
+class AdamConfig:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    _convert_: str = "all"  # betas as a plain list, so checkpoints hold no omegaconf objects
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    _target_: str = "torch.optim.AdamW"
+    weight_decay: float = 0.01
+
+
+# ---------------------------------------------------------------- schedulers (partial: optimizer, total steps)
+@dataclass
+class ConstantScheduleConfig:
+    _target_: str = "skipbench.train.schedule.constant"
+    _partial_: bool = True
+
+
+@dataclass
+class CosineScheduleConfig:
+    _target_: str = "skipbench.train.schedule.warmup_cosine"
+    _partial_: bool = True
+    warmup_steps: int = 100  # linear warmup from 0
+    min_lr_ratio: float = 0.0  # final lr = lr * min_lr_ratio
+
+
+# ---------------------------------------------------------------- trainer and the root
+@dataclass
+class TrainerConfig:
+    max_steps: int = 600
+    batch_size: int = 32
+    eval_every: int = 100  # steps between evaluations (and checkpoints); also at the end
+    log_every: int = 20  # steps between scalar / gradient-norm writes
+    device: Device = Device.auto  # auto = cuda when available, else cpu
+    num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
+    amp: bool = False  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model
+    grad_clip: Optional[float] = None  # max global gradient norm
+    progress: bool = True  # tqdm bar
+
+
+@dataclass
+class DiagnosticsConfig:
+    grad_norms: bool = True  # per-layer gradient L2 norms + total, every log_every steps
+    images: bool = True  # input / output / target grid at each eval
+    num_images: int = 8
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING
+    dataset: Any = MISSING
+    task: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    seed: int = 0  # model init, batch order, noise
+    resume: Optional[str] = None  # a run directory (or its checkpoint.pt) to continue
+
+
+SCHEMAS = {
+    "model": {"base": ModelConfig},
+    "dataset": {"shapes": ShapesConfig},
+    "task": {"denoise": DenoiseConfig, "reconstruct": ReconstructConfig},
+    "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig},
+    "scheduler": {"none": ConstantScheduleConfig, "cosine": CosineScheduleConfig},
+}
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    for group, options in SCHEMAS.items():
+        for name, node in options.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+def config_dir() -> Path:
+    """The configs shipped inside the wheel, or the checkout's ``configs/`` (editable install)."""
+    packaged = Path(__file__).resolve().parent / "configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A user mistake in the config; printed as one line by the CLI."""
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Range checks that types cannot express; raises :class:`ConfigError` naming key and rule."""
+    t, m, d = cfg.trainer, cfg.model, cfg.dataset
+
+    def require(ok: bool, key: str, value: Any, rule: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}={value}: {rule}")
+
+    for key in ("max_steps", "batch_size", "eval_every", "log_every"):
+        require(t[key] >= 1, f"trainer.{key}", t[key], "must be an integer >= 1")
+    require(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads, "must be >= 1 or null")
+    require(t.grad_clip is None or t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "must be > 0 or null")
+    require(m.depth >= 0, "model.depth", m.depth, "must be an integer >= 0")
+    require(m.width >= 1, "model.width", m.width, "must be an integer >= 1")
+    require(m.blocks_per_level >= 1, "model.blocks_per_level", m.blocks_per_level, "must be an integer >= 1")
+    require(m.dense_growth is None or m.dense_growth >= 1, "model.dense_growth", m.dense_growth, "must be >= 1 or null")
+    require(cfg.optimizer.lr > 0, "optimizer.lr", cfg.optimizer.lr, "must be > 0")
+    require(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay", cfg.optimizer.weight_decay, "must be >= 0")
+    if "momentum" in cfg.optimizer:
+        require(0 <= cfg.optimizer.momentum < 1, "optimizer.momentum", cfg.optimizer.momentum, "must be in [0, 1)")
+    if "warmup_steps" in cfg.scheduler:
+        require(cfg.scheduler.warmup_steps >= 0, "scheduler.warmup_steps", cfg.scheduler.warmup_steps, "must be >= 0")
+        require(0 <= cfg.scheduler.min_lr_ratio <= 1, "scheduler.min_lr_ratio", cfg.scheduler.min_lr_ratio, "must be in [0, 1]")
+    if "sigma" in cfg.task:
+        require(cfg.task.sigma >= 0, "task.sigma", cfg.task.sigma, "must be >= 0")
+    if "size" in d:
+        smallest = 2 ** m.depth
+        require(d.size >= smallest, "dataset.size", d.size, f"must be >= 2**model.depth = {smallest}")
+        require(d.channels in (1, 3), "dataset.channels", d.channels, "must be 1 or 3")
+        require(d.max_shapes >= 1, "dataset.max_shapes", d.max_shapes, "must be >= 1")
+        require(d.val_size >= 1, "dataset.val_size", d.val_size, "must be >= 1")
+        require(d.train_size >= t.batch_size, "dataset.train_size", d.train_size,
+                f"must be >= trainer.batch_size ({t.batch_size})")
+    require(cfg.diagnostics.num_images >= 1, "diagnostics.num_images", cfg.diagnostics.num_images, "must be >= 1")

@@ -1,0 +1,69 @@
+"""One interface for every data set: in-memory splits and a deterministic batch sampler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Split:
+    """One split held as tensors.
+
+    images: ``[N, C, H, W]`` float in [0, 1]; masks: ``[N, H, W]`` long class ids (or None);
+    labels: ``[N]`` long image classes (or None).
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> "Split":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Split(move(self.images), move(self.masks), move(self.labels))
+
+    def take(self, index: torch.Tensor) -> "Split":
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        return Split(pick(self.images), pick(self.masks), pick(self.labels))
+
+
+@dataclass
+class ImageData:
+    """A data set: train/val splits plus what tasks need to know about it."""
+
+    name: str
+    train: Split
+    val: Split
+    channels: int
+    seg_classes: list[str] = field(default_factory=list)  # per-pixel classes (index = mask value)
+    classes: list[str] = field(default_factory=list)  # per-image classes (index = label)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.train.images.shape[-2:])  # type: ignore[return-value]
+
+
+class EpochSampler:
+    """Batch indices as a pure function of ``(seed, step)``: shuffled epochs, no repeats within one.
+
+    Being a function of the step (not of hidden iterator state) is what makes resume exact: a run
+    restarted at step ``s`` sees the same batches as one that never stopped.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        if batch_size > n:
+            raise ValueError(f"batch_size={batch_size} is larger than the training split ({n} images)")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.per_epoch = n // batch_size  # drop the ragged tail: every batch has the same size
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+        return self._perm[i * self.batch_size : (i + 1) * self.batch_size]

@@ -1,0 +1,157 @@
+"""Conv blocks: the *short* skips. Every block maps ``[B, in_ch, H, W] -> [B, out_ch, H, W]``.
+
+Each block is two 3x3 convolutions deep on its main path, so variants built from different blocks
+have the same depth and widths; only what happens around the convolutions differs:
+
+* ``plain``    -- conv-BN-ReLU, conv-BN-ReLU; no skip.
+* ``residual`` -- ResNet basic block: ``relu(F(x) + P(x))``, ``P`` identity or a 1x1 projection.
+* ``dense``    -- DenseNet block: each layer sees the concatenation of all earlier features and
+  returns only its *new* ``growth`` channels; the block concatenates them and a 1x1 transition
+  maps ``in_ch + n*growth`` channels to ``out_ch``.
+* ``highway``  -- gated skip ``y = T(x) * H(x) + (1 - T(x)) * x``; the gate bias starts negative so a
+  fresh block mostly carries its input (Srivastava et al., 2015).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+def conv3x3(in_ch: int, out_ch: int, padding: int = 1) -> nn.Conv2d:
+    # No bias: every conv is followed by a norm layer, which has its own shift.
+    return nn.Conv2d(in_ch, out_ch, 3, padding=padding, bias=False)
+
+
+def conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
+    return nn.Sequential(conv3x3(in_ch, out_ch), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+
+
+def projection(in_ch: int, out_ch: int) -> nn.Module:
+    """Identity when shapes agree, else a 1x1 conv + BN (ResNet option B)."""
+    if in_ch == out_ch:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
+
+
+class PlainBlock(nn.Module):
+    """Two conv-BN-ReLU layers, nothing around them."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(in_ch, out_ch)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = conv3x3(out_ch, out_ch)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(x)))
+
+
+class ResidualBlock(nn.Module):
+    """ResNet basic block: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+
+    ``zero_init_residual`` starts ``bn2.weight`` at 0 so the block begins as the identity
+    (Goyal et al., 2017); off by default to compare variants from the same kind of init.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, zero_init_residual: bool = False) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(in_ch, out_ch)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = conv3x3(out_ch, out_ch)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.shortcut = projection(in_ch, out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.zero_init_residual = zero_init_residual
+
+    def reset_skip_init(self) -> None:
+        if self.zero_init_residual:
+            nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class DenseLayer(nn.Module):
+    """BN-ReLU-conv3x3 producing only the ``growth`` new channels (the block concatenates)."""
+
+    def __init__(self, in_ch: int, growth: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(in_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv = conv3x3(in_ch, growth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Not in-place: x is the shared concatenation that later layers read too.
+        return self.conv(torch.relu(self.bn(x)))
+
+
+class DenseBlock(nn.Module):
+    """DenseNet block of ``n_layers`` layers (default 2, matching the other blocks' depth).
+
+    ``growth`` defaults to ``out_ch // 2``; a 1x1 transition (BN-ReLU-conv) maps the concatenated
+    ``in_ch + n_layers * growth`` channels back to ``out_ch``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, n_layers: int = 2, growth: int | None = None) -> None:
+        super().__init__()
+        growth = growth or max(1, out_ch // 2)
+        self.layers = nn.ModuleList(DenseLayer(in_ch + i * growth, growth) for i in range(n_layers))
+        total = in_ch + n_layers * growth
+        self.transition = nn.Sequential(
+            nn.BatchNorm2d(total), nn.ReLU(inplace=True), nn.Conv2d(total, out_ch, 1, bias=False)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, dim=1)))
+        return self.transition(torch.cat(features, dim=1))
+
+
+class HighwayBlock(nn.Module):
+    """Gated short skip ``y = T * H(x) + (1 - T) * x`` with ``T = sigmoid(conv1x1(x) + b)``.
+
+    ``H`` is the plain block's two convolutions. When ``in_ch != out_ch`` the carried ``x`` is first
+    projected (1x1 conv) so the gate mixes tensors of one shape. ``gate_bias`` (default -2) starts the
+    gate near "carry": ``T ~ sigmoid(-2) ~ 0.12``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, gate_bias: float = -2.0) -> None:
+        super().__init__()
+        self.carry = projection(in_ch, out_ch)
+        self.transform = PlainBlock(out_ch, out_ch)
+        self.gate = nn.Conv2d(out_ch, out_ch, 1, bias=True)
+        self.gate_bias = gate_bias
+
+    def reset_skip_init(self) -> None:
+        nn.init.constant_(self.gate.bias, self.gate_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.carry(x)
+        t = torch.sigmoid(self.gate(x))
+        return t * self.transform(x) + (1 - t) * x
+
+
+BlockFactory = Callable[[int, int], nn.Module]
+
+BLOCKS: dict[str, type[nn.Module]] = {
+    "plain": PlainBlock,
+    "residual": ResidualBlock,
+    "dense": DenseBlock,
+    "highway": HighwayBlock,
+}
+
+
+class Stage(nn.Sequential):
+    """``n`` blocks at one resolution: the first maps ``in_ch -> out_ch``, the rest keep ``out_ch``."""
+
+    def __init__(self, block: BlockFactory, in_ch: int, out_ch: int, n: int) -> None:
+        super().__init__(*(block(in_ch if i == 0 else out_ch, out_ch) for i in range(n)))

@@ -1,0 +1,140 @@
+"""THE skeleton: encoder levels -> bottleneck -> decoder levels, with a swappable block and merge.
+
+Shapes (``w = width``, ``d = depth``, level ``i`` has ``w * 2**i`` channels at ``H / 2**i``)::
+
+    x [B, in, H, W]
+    enc0: Stage(block)            -> [B, w,        H,      W     ]  --skip0--+
+    enc1: maxpool, Stage(block)   -> [B, 2w,       H/2,    W/2   ]  --skip1--|--+
+    ...                                                                     |  |
+    bottleneck: maxpool, Stage    -> [B, 2^d w,    H/2^d,  W/2^d ]          |  |
+    dec{d-1}: up (2x2 transposed conv) -> resize to skip{d-1} -> merge -> Stage   ...
+    dec0:     up -> resize to skip0 -> merge(up, skip0) -> Stage -> [B, w, H, W]
+    head: 1x1 conv                -> [B, out, H, W]
+
+With ``head="classes"`` there is no decoder: the bottleneck is average-pooled and a linear layer
+gives ``[B, num_classes]`` logits (long skips then have nothing to connect).
+
+Every variant has the same levels, the same widths and the same number of blocks; the block
+(``plain/residual/dense/highway``: the short skip) and the merge (``none/concat/add/crop_concat``:
+the long skip) are parameters. Odd sizes work: the decoder resizes (pads or centre-crops) each
+upsampled map to the encoder level's size, whether or not a skip is merged.
+
+Modules are registered in forward order (``enc0 ... bottleneck, dec{d-1} ... dec0, head``) so
+``named_modules()`` lists layers by depth, which is what the diagnostics rely on.
+
+Initialisation (explicit, :meth:`reset_parameters`): every conv, transposed conv and linear weight
+is Kaiming-normal (fan-in, ReLU gain), biases zero, norm weights one and shifts zero; then each
+block applies its own skip init (``zero_init_residual``, the highway gate bias).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from .blocks import BLOCKS, Stage
+from .merges import MERGES, match_size
+
+
+class DecoderLevel(nn.Module):
+    """Upsample ``[B, C_in, h, w] -> [B, C_out, 2h, 2w]``, resize to the skip's size, merge, Stage."""
+
+    def __init__(self, block, in_ch: int, skip_ch: int, out_ch: int, n_blocks: int, merge: str) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_ch, out_ch, kernel_size=2, stride=2)
+        self.merge = MERGES[merge](out_ch, skip_ch)
+        self.stage = Stage(block, self.merge.out_ch, out_ch, n_blocks)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = match_size(self.up(x), (skip.shape[-2], skip.shape[-1]))
+        return self.stage(self.merge(up, skip))
+
+
+class EncoderDecoder(nn.Module):
+    """One encoder-decoder skeleton; skips chosen by ``long_skip`` and ``block``.
+
+    Args:
+        in_channels: image channels of the input.
+        out_channels: channels of the output map (``head="pixels"``) or classes (``head="classes"``).
+        depth: number of 2x downsamplings (the bottleneck is at ``H / 2**depth``).
+        width: channels of the first level; level ``i`` has ``width * 2**i``.
+        blocks_per_level: blocks in every stage (each block is two 3x3 convs deep).
+        long_skip: ``none | concat | add | crop_concat``.
+        block: ``plain | residual | dense | highway``.
+        head: ``pixels`` (dense output) or ``classes`` (pooled linear classifier, no decoder).
+        zero_init_residual: start residual blocks as identity (last BN weight = 0).
+        highway_gate_bias: initial bias of highway gates (negative = start near carry).
+        dense_growth: channels each dense layer adds (default ``out_ch // 2``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        depth: int = 3,
+        width: int = 16,
+        blocks_per_level: int = 1,
+        long_skip: str = "concat",
+        block: str = "plain",
+        head: str = "pixels",
+        zero_init_residual: bool = False,
+        highway_gate_bias: float = -2.0,
+        dense_growth: int | None = None,
+    ) -> None:
+        super().__init__()
+        if long_skip not in MERGES:
+            raise ValueError(f"unknown long_skip {long_skip!r}; known: {', '.join(MERGES)}")
+        if block not in BLOCKS:
+            raise ValueError(f"unknown block {block!r}; known: {', '.join(BLOCKS)}")
+        if head not in ("pixels", "classes"):
+            raise ValueError(f"unknown head {head!r}; known: pixels, classes")
+        block_kwargs = {
+            "residual": {"zero_init_residual": zero_init_residual},
+            "highway": {"gate_bias": highway_gate_bias},
+            "dense": {"growth": dense_growth},
+        }.get(block, {})
+        make_block = partial(BLOCKS[block], **block_kwargs)
+        self.depth, self.head_kind = depth, head
+        ch = [width * 2**i for i in range(depth + 1)]
+
+        self.pool = nn.MaxPool2d(2)
+        self.enc_names = [f"enc{i}" for i in range(depth)]
+        for i, name in enumerate(self.enc_names):
+            self.add_module(name, Stage(make_block, in_channels if i == 0 else ch[i - 1], ch[i], blocks_per_level))
+        self.bottleneck = Stage(make_block, ch[depth - 1] if depth else in_channels, ch[depth], blocks_per_level)
+
+        self.dec_names = [] if head == "classes" else [f"dec{i}" for i in reversed(range(depth))]
+        for name in self.dec_names:
+            i = int(name[3:])
+            self.add_module(name, DecoderLevel(make_block, ch[i + 1], ch[i], ch[i], blocks_per_level, long_skip))
+        if head == "classes":
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch[depth], out_channels))
+        else:
+            self.head = nn.Conv2d(ch[0], out_channels, kernel_size=1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if hasattr(m, "reset_skip_init"):
+                m.reset_skip_init()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: [B, in, H, W]`` -> ``[B, out, H, W]`` (pixels) or ``[B, num_classes]`` (classes)."""
+        skips = []
+        for i, name in enumerate(self.enc_names):
+            x = getattr(self, name)(x if i == 0 else self.pool(x))
+            skips.append(x)
+        x = self.bottleneck(self.pool(x) if self.depth else x)
+        for name, skip in zip(self.dec_names, reversed(skips)):
+            x = getattr(self, name)(x, skip)
+        return self.head(x)

@@ -1,0 +1,73 @@
+"""Long-skip merges: how a decoder level combines its upsampled input with the encoder's features.
+
+Every merge is called as ``merge(up, skip)`` with ``up: [B, C_up, H, W]`` (already resized to the
+encoder level's size) and ``skip: [B, C_skip, H', W']``; ``out_channels(C_up, C_skip)`` tells the
+decoder stage how many channels it receives. The skip is optional at call time (MONAI's ``UpCat``):
+``none`` simply ignores it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def match_size(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Centre-crop or zero-pad ``x: [B, C, H, W]`` to spatial ``size`` (handles odd input sizes)."""
+    dh, dw = size[0] - x.shape[-2], size[1] - x.shape[-1]
+    if dh == 0 and dw == 0:
+        return x
+    # F.pad with negative amounts crops; split the difference so the content stays centred.
+    return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+
+
+class NoMerge(nn.Module):
+    """No long skip: everything must pass the bottleneck (plain autoencoder)."""
+
+    def __init__(self, up_ch: int, skip_ch: int) -> None:
+        super().__init__()
+        self.out_ch = up_ch
+
+    def forward(self, up: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        return up
+
+
+class ConcatMerge(nn.Module):
+    """U-Net: ``cat([skip, up])``; the next conv learns how to mix. Channels ``C_skip + C_up``."""
+
+    def __init__(self, up_ch: int, skip_ch: int) -> None:
+        super().__init__()
+        self.out_ch = up_ch + skip_ch
+
+    def forward(self, up: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        return up if skip is None else torch.cat([skip, up], dim=1)
+
+
+class CropConcatMerge(ConcatMerge):
+    """Original U-Net: centre-crop the (larger) encoder features to the decoder's size, then concat."""
+
+    def forward(self, up: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        if skip is None:
+            return up
+        return super().forward(up, match_size(skip, (up.shape[-2], up.shape[-1])))
+
+
+class AddMerge(nn.Module):
+    """``up + P(skip)``: no extra parameters when channels agree, else a 1x1 projection ``P``."""
+
+    def __init__(self, up_ch: int, skip_ch: int) -> None:
+        super().__init__()
+        self.out_ch = up_ch
+        self.proj = nn.Identity() if up_ch == skip_ch else nn.Conv2d(skip_ch, up_ch, 1, bias=False)
+
+    def forward(self, up: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        return up if skip is None else up + self.proj(skip)
+
+
+MERGES: dict[str, type[nn.Module]] = {
+    "none": NoMerge,
+    "concat": ConcatMerge,
+    "add": AddMerge,
+    "crop_concat": CropConcatMerge,
+}

@@ -1,0 +1,1 @@
+"""Training: the loop, diagnostics hooks, TensorBoard writing, checkpoints."""

@@ -1,0 +1,24 @@
+"""Learning-rate schedules as ``LambdaLR`` factories: ``factory(optimizer, total_steps)``."""
+
+from __future__ import annotations
+
+import math
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+
+def constant(optimizer: Optimizer, total_steps: int) -> LambdaLR:
+    return LambdaLR(optimizer, lambda step: 1.0)
+
+
+def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 100, min_lr_ratio: float = 0.0) -> LambdaLR:
+    """Linear warmup over ``warmup_steps`` (from lr/warmup to lr), then cosine to ``lr * min_lr_ratio``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)
