@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from .config import ConfigError, config_dir, register_configs
 
@@ -35,10 +35,37 @@ Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
 
 def _train_task(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    from .train.checkpoint import write_json
     from .train.loop import train
 
-    train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    hc = HydraConfig.get()
+    try:
+        train(cfg, Path(hc.runtime.output_dir))
+    except ConfigError as ex:
+        if hc.mode != RunMode.MULTIRUN:
+            print(f"skipbench train: error: {ex}", file=sys.stderr)
+            raise SystemExit(2) from None  # SystemExit passes Hydra's job wrapper without its report
+        # One bad combination in a sweep fails alone: record it and let the sweep go on.
+        print(f"skipbench train: job {hc.job.num} ({','.join(hc.overrides.task)}): error: {ex}", file=sys.stderr)
+        write_json(Path(hc.runtime.output_dir) / "metrics.json", {"status": "failed", "error": str(ex)})
+
+
+def precheck(config_name: str, args: list[str]) -> None:
+    """Compose and range-check a single run's config before Hydra makes a run folder.
+
+    Only for plain overrides: flags (``--cfg``, ``--help``, ``-m`` ...) go straight to Hydra.
+    """
+    if any(a.startswith("-") for a in args):
+        return
+    from hydra import compose, initialize_config_dir
+
+    from .config import check_config
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
+        check_config(compose(config_name, overrides=args))
 
 
 def _hydra_app(task: Callable, config_name: str) -> Callable[[], None]:
@@ -55,33 +82,30 @@ def _first_line(ex: BaseException) -> str:
 
 def describe_error(ex: BaseException) -> str:
     """One line naming the bad value and what is allowed."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
 
     cause = ex.__cause__
+    lines = [line.strip() for line in str(ex).strip().splitlines() if line.strip()] or [type(ex).__name__]
     if isinstance(ex, MissingConfigException) and ex.missing_cfg_file and ex.options is not None:
         group, _, option = ex.missing_cfg_file.rpartition("/")
         return f"unknown {group} '{option}'; known: {', '.join(sorted(ex.options))}"
-    if isinstance(cause, ConfigKeyError) or isinstance(ex, ConfigKeyError):
-        err = cause if isinstance(cause, ConfigKeyError) else ex
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
         known = ""
-        if dataclasses.is_dataclass(getattr(err, "object_type", None)):
-            known = "; known: " + ", ".join(f.name for f in dataclasses.fields(err.object_type) if not f.name.startswith("_"))
-        return f"unknown key '{err.full_key}'{known}"
-    msg = _first_line(ex)
-    for prefix in ("Error merging override ", "Error parsing override "):
+        if dataclasses.is_dataclass(getattr(cause, "object_type", None)):
+            fields = [f.name for f in dataclasses.fields(cause.object_type) if not f.name.startswith("_")]
+            known = "; known: " + ", ".join(fields)
+        return f"unknown key '{cause.full_key}'{known}"
+    if isinstance(ex, OverrideParseException):
+        detail = lines[1].split(" expecting ")[0] if len(lines) > 1 else ""
+        return f"{lines[0].replace('Error parsing override', 'cannot parse override')}: {detail} (write KEY=VALUE)"
+    msg = lines[0]
+    for prefix in ("Error merging override ", "Error merging "):
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
-    if cause is not None:
-        detail = _first_line(cause)
-        if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-            # "Value 'abc' of type 'str' could not be converted to Integer" -> shorter and to the point
-            detail = detail.replace(" of type 'str'", "")
-        lines = str(ex).strip().splitlines()
-        if len(lines) > 1 and not isinstance(cause, OmegaConfBaseException):
-            detail = lines[1].strip()
-        msg = f"{msg}: {detail}"
-    elif len(str(ex).strip().splitlines()) > 1 and msg.startswith("Could not"):
-        msg = f"{msg} {str(ex).strip().splitlines()[1].strip()}"
+            break
+    if isinstance(cause, OmegaConfBaseException):
+        # "Value 'abc' of type 'str' could not be converted to Integer" -> to the point
+        msg = f"{msg}: " + _first_line(cause).replace(" of type 'str'", "")
     return msg
 
 
@@ -93,12 +117,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (HydraException, OmegaConfBaseException, ConfigError, UnknownModelError)
 
 
-def _run_hydra(command: str, app: Callable[[], None], args: list[str]) -> int:
+def _run_hydra(command: str, app: Callable[[], None], args: list[str], check: bool = False) -> int:
     user_wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
     prog = sys.argv[0]
     sys.argv = [prog, *args]  # argv[0] stays the executable: Hydra names completion after it
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
     try:
+        if check:
+            precheck(command, args)
         app()
     except _user_errors() as ex:
         if user_wants_trace:
@@ -147,7 +173,7 @@ def train(args: list[str]) -> int:
         except ConfigError as ex:
             print(f"skipbench train: error: {ex}", file=sys.stderr)
             return 2
-    return _run_hydra("train", _hydra_app(_train_task, "train"), args)
+    return _run_hydra("train", _hydra_app(_train_task, "train"), args, check=True)
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train}

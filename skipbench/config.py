@@ -214,12 +214,17 @@ def check_config(cfg: DictConfig) -> None:
         require(0 <= cfg.scheduler.min_lr_ratio <= 1, "scheduler.min_lr_ratio", cfg.scheduler.min_lr_ratio, "must be in [0, 1]")
     if "sigma" in cfg.task:
         require(cfg.task.sigma >= 0, "task.sigma", cfg.task.sigma, "must be >= 0")
+    if str(t.device) == "cuda":
+        import torch
+
+        require(torch.cuda.is_available(), "trainer.device", t.device, "no CUDA device is available here; use auto or cpu")
     if "size" in d:
-        smallest = 2 ** m.depth
-        require(d.size >= smallest, "dataset.size", d.size, f"must be >= 2**model.depth = {smallest}")
+        require(d.size >= 2**m.depth, "model.depth", m.depth,
+                f"needs images of at least 2**{m.depth} = {2**m.depth} pixels, but dataset.size={d.size}")
         require(d.channels in (1, 3), "dataset.channels", d.channels, "must be 1 or 3")
         require(d.max_shapes >= 1, "dataset.max_shapes", d.max_shapes, "must be >= 1")
         require(d.val_size >= 1, "dataset.val_size", d.val_size, "must be >= 1")
         require(d.train_size >= t.batch_size, "dataset.train_size", d.train_size,
                 f"must be >= trainer.batch_size ({t.batch_size})")
     require(cfg.diagnostics.num_images >= 1, "diagnostics.num_images", cfg.diagnostics.num_images, "must be >= 1")
+

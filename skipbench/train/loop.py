@@ -35,8 +35,6 @@ VAL_NOISE_SEED = 12345  # every eval of every run scores the same noisy validati
 
 def resolve_device(name: str) -> torch.device:
     name = str(name)
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device=cuda: no CUDA device is available here (use auto or cpu)")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -113,7 +111,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     model = instantiate(cfg.model, in_channels=data.channels, out_channels=task.out_channels(data.channels), head=task.head)
     model = model.to(device, memory_format=torch.channels_last if t.channels_last else torch.preserve_format)
     n_params = sum(p.numel() for p in model.parameters())
-    optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay))
+    try:
+        optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay))
+    except ValueError as ex:  # torch's own argument checks, e.g. "Invalid beta parameter at index 0: 2.0"
+        raise ConfigError(f"optimizer: {ex}") from None
     scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=t.max_steps)
     start, best, best_step, train_time = 0, -math.inf, 0, 0.0
     if state is not None:
