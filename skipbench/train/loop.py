@@ -97,6 +97,7 @@ class StopFlag:
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train one run into ``run_dir``; returns the summary also written to ``metrics.json``."""
+    wall_start = time.perf_counter()
     check_config(cfg)
     t, run_dir = cfg.trainer, Path(run_dir)
     device = resolve_device(t.device)
@@ -226,7 +227,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     summary = {
         "status": status, "model": cfg.model.name, "task": task.name, "dataset": data.name,
         "steps": step, "max_steps": t.max_steps, "params": n_params, "train_time_s": round(train_time, 3),
-        "steps_per_s": round((step - start) / train_time, 3) if train_time and step > start else None,
+        "wall_time_s": round(time.perf_counter() - wall_start, 3),  # this session: build, train, eval
+        "steps_per_s": round(step / train_time, 3) if train_time else None,
         "final_train_loss": last.get("train_loss"),
         **{f"final_{k}": v for k, v in last.items() if k.startswith("val_")},
         f"best_val_{task.metric}": best if best > -math.inf else None, "best_step": best_step,
