@@ -57,6 +57,7 @@ class ModelConfig:
     zero_init_residual: bool = False
     highway_gate_bias: float = -2.0
     dense_growth: Optional[int] = None  # default: out_ch // 2
+    padding: int = 1  # 1 = padded 3x3 convs; 0 = valid convs as in the original U-Net (output smaller)
 
 
 # ---------------------------------------------------------------- data sets
@@ -218,9 +219,19 @@ def check_config(cfg: DictConfig) -> None:
         import torch
 
         require(torch.cuda.is_available(), "trainer.device", t.device, "no CUDA device is available here; use auto or cpu")
+    require(m.padding in (0, 1), "model.padding", m.padding, "must be 1 (padded convs) or 0 (valid convs)")
+    if m.padding == 0:
+        require(str(m.long_skip) in ("crop_concat", "none"), "model.long_skip", m.long_skip,
+                "valid convs (model.padding=0) need long_skip crop_concat or none")
     if "size" in d:
         require(d.size >= 2**m.depth, "model.depth", m.depth,
                 f"needs images of at least 2**{m.depth} = {2**m.depth} pixels, but dataset.size={d.size}")
+        if m.padding == 0:
+            from .models.encdec import valid_output_size
+
+            smallest = next(s for s in range(1, 4096) if valid_output_size(s, m.depth, m.blocks_per_level) >= 1)
+            require(d.size >= smallest, "dataset.size", d.size,
+                    f"valid convs at model.depth={m.depth}, blocks_per_level={m.blocks_per_level} need >= {smallest} pixels")
         require(d.channels in (1, 3), "dataset.channels", d.channels, "must be 1 or 3")
         require(d.max_shapes >= 1, "dataset.max_shapes", d.max_shapes, "must be >= 1")
         require(d.val_size >= 1, "dataset.val_size", d.val_size, "must be >= 1")

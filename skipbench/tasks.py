@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Split
+from .models.blocks import crop_to
 
 
 def psnr(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -32,15 +33,19 @@ class Task:
         raise NotImplementedError
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(output.float(), target)
+        return F.mse_loss(output.float(), crop_to(target, output))
 
     def metrics(self, inputs: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-sample values ``[B]`` for each metric; the loop averages them over the split."""
-        return {"psnr": psnr(output.float(), target)}
+        return {"psnr": psnr(output.float(), crop_to(target, output))}
 
     def sample_rows(self, inputs: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
-        """Rows of ``[N, C, H, W]`` images in [0, 1] for the TensorBoard grid: input, output, target."""
-        return [inputs.clamp(0, 1), output.float().clamp(0, 1), target]
+        """Rows of ``[N, C, H, W]`` images in [0, 1] for the TensorBoard grid: input, output, target.
+
+        Models with valid convs (``unet_crop``) output a centre region of the input; targets and
+        inputs are centre-cropped to it here and in every loss and metric.
+        """
+        return [crop_to(inputs, output).clamp(0, 1), output.float().clamp(0, 1), crop_to(target, output)]
 
 
 class Reconstruct(Task):
@@ -67,4 +72,4 @@ class Denoise(Task):
 
     def metrics(self, inputs, output, target):
         # The noisy input's PSNR is the baseline a denoiser must beat.
-        return {**super().metrics(inputs, output, target), "input_psnr": psnr(inputs, target)}
+        return {**super().metrics(inputs, output, target), "input_psnr": psnr(crop_to(inputs, output), crop_to(target, output))}

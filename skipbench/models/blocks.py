@@ -25,8 +25,12 @@ def conv3x3(in_ch: int, out_ch: int, padding: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 3, padding=padding, bias=False)
 
 
-def conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(conv3x3(in_ch, out_ch), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+def crop_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Centre-crop ``x`` to ``ref``'s spatial size (a no-op with padded convs)."""
+    dh, dw = x.shape[-2] - ref.shape[-2], x.shape[-1] - ref.shape[-1]
+    if dh == 0 and dw == 0:
+        return x
+    return x[..., dh // 2 : dh // 2 + ref.shape[-2], dw // 2 : dw // 2 + ref.shape[-1]]
 
 
 def projection(in_ch: int, out_ch: int) -> nn.Module:
@@ -39,11 +43,11 @@ def projection(in_ch: int, out_ch: int) -> nn.Module:
 class PlainBlock(nn.Module):
     """Two conv-BN-ReLU layers, nothing around them."""
 
-    def __init__(self, in_ch: int, out_ch: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, padding: int = 1) -> None:
         super().__init__()
-        self.conv1 = conv3x3(in_ch, out_ch)
+        self.conv1 = conv3x3(in_ch, out_ch, padding)
         self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = conv3x3(out_ch, out_ch)
+        self.conv2 = conv3x3(out_ch, out_ch, padding)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.relu = nn.ReLU(inplace=True)
 
@@ -59,11 +63,11 @@ class ResidualBlock(nn.Module):
     (Goyal et al., 2017); off by default to compare variants from the same kind of init.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, zero_init_residual: bool = False) -> None:
+    def __init__(self, in_ch: int, out_ch: int, zero_init_residual: bool = False, padding: int = 1) -> None:
         super().__init__()
-        self.conv1 = conv3x3(in_ch, out_ch)
+        self.conv1 = conv3x3(in_ch, out_ch, padding)
         self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = conv3x3(out_ch, out_ch)
+        self.conv2 = conv3x3(out_ch, out_ch, padding)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.shortcut = projection(in_ch, out_ch)
         self.relu = nn.ReLU(inplace=True)
@@ -76,20 +80,19 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        return self.relu(out + crop_to(self.shortcut(x), out))
 
 
 class DenseLayer(nn.Module):
     """BN-ReLU-conv3x3 producing only the ``growth`` new channels (the block concatenates)."""
 
-    def __init__(self, in_ch: int, growth: int) -> None:
+    def __init__(self, in_ch: int, growth: int, padding: int = 1) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(in_ch)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv = conv3x3(in_ch, growth)
+        self.conv = conv3x3(in_ch, growth, padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Not in-place: x is the shared concatenation that later layers read too.
+            # Not in-place: x is the shared concatenation that later layers read too.
         return self.conv(torch.relu(self.bn(x)))
 
 
@@ -100,10 +103,12 @@ class DenseBlock(nn.Module):
     ``in_ch + n_layers * growth`` channels back to ``out_ch``.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, n_layers: int = 2, growth: int | None = None) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, n_layers: int = 2, growth: int | None = None, padding: int = 1
+    ) -> None:
         super().__init__()
         growth = growth or max(1, out_ch // 2)
-        self.layers = nn.ModuleList(DenseLayer(in_ch + i * growth, growth) for i in range(n_layers))
+        self.layers = nn.ModuleList(DenseLayer(in_ch + i * growth, growth, padding) for i in range(n_layers))
         total = in_ch + n_layers * growth
         self.transition = nn.Sequential(
             nn.BatchNorm2d(total), nn.ReLU(inplace=True), nn.Conv2d(total, out_ch, 1, bias=False)
@@ -112,7 +117,8 @@ class DenseBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]
         for layer in self.layers:
-            features.append(layer(torch.cat(features, dim=1)))
+            new = layer(torch.cat(features, dim=1))
+            features = [crop_to(f, new) for f in features] + [new]  # valid convs shrink the new maps
         return self.transition(torch.cat(features, dim=1))
 
 
@@ -124,10 +130,10 @@ class HighwayBlock(nn.Module):
     gate near "carry": ``T ~ sigmoid(-2) ~ 0.12``.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, gate_bias: float = -2.0) -> None:
+    def __init__(self, in_ch: int, out_ch: int, gate_bias: float = -2.0, padding: int = 1) -> None:
         super().__init__()
         self.carry = projection(in_ch, out_ch)
-        self.transform = PlainBlock(out_ch, out_ch)
+        self.transform = PlainBlock(out_ch, out_ch, padding)
         self.gate = nn.Conv2d(out_ch, out_ch, 1, bias=True)
         self.gate_bias = gate_bias
 
@@ -136,8 +142,10 @@ class HighwayBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.carry(x)
+        h = self.transform(x)
+        x = crop_to(x, h)
         t = torch.sigmoid(self.gate(x))
-        return t * self.transform(x) + (1 - t) * x
+        return t * h + (1 - t) * x
 
 
 BlockFactory = Callable[[int, int], nn.Module]

@@ -14,6 +14,10 @@ Shapes (``w = width``, ``d = depth``, level ``i`` has ``w * 2**i`` channels at `
 With ``head="classes"`` there is no decoder: the bottleneck is average-pooled and a linear layer
 gives ``[B, num_classes]`` logits (long skips then have nothing to connect).
 
+With ``padding=0`` (``unet_crop``) every 3x3 conv is unpadded as in the original U-Net: maps shrink
+by 2 pixels per conv, the upsampled map keeps its size and the encoder features are centre-cropped
+to it before concatenation, so the output is smaller than the input (:func:`valid_output_size`).
+
 Every variant has the same levels, the same widths and the same number of blocks; the block
 (``plain/residual/dense/highway``: the short skip) and the merge (``none/concat/add/crop_concat``:
 the long skip) are parameters. Odd sizes work: the decoder resizes (pads or centre-crops) each
@@ -39,17 +43,36 @@ from .merges import MERGES, match_size
 
 
 class DecoderLevel(nn.Module):
-    """Upsample ``[B, C_in, h, w] -> [B, C_out, 2h, 2w]``, resize to the skip's size, merge, Stage."""
+    """Upsample ``[B, C_in, h, w] -> [B, C_out, 2h, 2w]``, merge with the skip, Stage.
 
-    def __init__(self, block, in_ch: int, skip_ch: int, out_ch: int, n_blocks: int, merge: str) -> None:
+    With padded convs the upsampled map is resized to the skip's size (odd inputs); with valid
+    convs (``resize=False``) it keeps its size and the merge crops the larger skip instead.
+    """
+
+    def __init__(self, block, in_ch: int, skip_ch: int, out_ch: int, n_blocks: int, merge: str, resize: bool = True) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(in_ch, out_ch, kernel_size=2, stride=2)
         self.merge = MERGES[merge](out_ch, skip_ch)
         self.stage = Stage(block, self.merge.out_ch, out_ch, n_blocks)
+        self.resize = resize
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        up = match_size(self.up(x), (skip.shape[-2], skip.shape[-1]))
+        up = self.up(x)
+        if self.resize:
+            up = match_size(up, (skip.shape[-2], skip.shape[-1]))
         return self.stage(self.merge(up, skip))
+
+
+def valid_output_size(size: int, depth: int, blocks_per_level: int) -> int:
+    """Output size of the unpadded (``padding=0``) skeleton: each block loses 4 pixels (two 3x3
+    convs), each pool halves (floor), each up-conv doubles. The original U-Net: 572 -> 388."""
+    shrink = 4 * blocks_per_level
+    for _ in range(depth):
+        size = (size - shrink) // 2
+    size -= shrink  # bottleneck
+    for _ in range(depth):
+        size = size * 2 - shrink
+    return size
 
 
 class EncoderDecoder(nn.Module):
@@ -64,6 +87,8 @@ class EncoderDecoder(nn.Module):
         long_skip: ``none | concat | add | crop_concat``.
         block: ``plain | residual | dense | highway``.
         head: ``pixels`` (dense output) or ``classes`` (pooled linear classifier, no decoder).
+        padding: 1 = padded 3x3 convs (output size = input size); 0 = valid convs as in the original
+            U-Net (output smaller, see :func:`valid_output_size`; long skips must crop: ``crop_concat``).
         zero_init_residual: start residual blocks as identity (last BN weight = 0).
         highway_gate_bias: initial bias of highway gates (negative = start near carry).
         dense_growth: channels each dense layer adds (default ``out_ch // 2``).
@@ -82,6 +107,7 @@ class EncoderDecoder(nn.Module):
         zero_init_residual: bool = False,
         highway_gate_bias: float = -2.0,
         dense_growth: int | None = None,
+        padding: int = 1,
     ) -> None:
         super().__init__()
         if long_skip not in MERGES:
@@ -90,12 +116,16 @@ class EncoderDecoder(nn.Module):
             raise ValueError(f"unknown block {block!r}; known: {', '.join(BLOCKS)}")
         if head not in ("pixels", "classes"):
             raise ValueError(f"unknown head {head!r}; known: pixels, classes")
+        if padding not in (0, 1):
+            raise ValueError(f"padding={padding}: must be 1 (same) or 0 (valid)")
+        if padding == 0 and long_skip in ("concat", "add"):
+            raise ValueError(f"long_skip={long_skip} needs padded convs; with padding=0 use crop_concat or none")
         block_kwargs = {
             "residual": {"zero_init_residual": zero_init_residual},
             "highway": {"gate_bias": highway_gate_bias},
             "dense": {"growth": dense_growth},
         }.get(block, {})
-        make_block = partial(BLOCKS[block], **block_kwargs)
+        make_block = partial(BLOCKS[block], padding=padding, **block_kwargs)
         self.depth, self.head_kind = depth, head
         ch = [width * 2**i for i in range(depth + 1)]
 
@@ -108,7 +138,7 @@ class EncoderDecoder(nn.Module):
         self.dec_names = [] if head == "classes" else [f"dec{i}" for i in reversed(range(depth))]
         for name in self.dec_names:
             i = int(name[3:])
-            self.add_module(name, DecoderLevel(make_block, ch[i + 1], ch[i], ch[i], blocks_per_level, long_skip))
+            self.add_module(name, DecoderLevel(make_block, ch[i + 1], ch[i], ch[i], blocks_per_level, long_skip, padding == 1))
         if head == "classes":
             self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch[depth], out_channels))
         else:

@@ -21,6 +21,7 @@ class Variant:
     long_skip: str  # encoder -> decoder merge: none | concat | add | crop_concat
     block: str  # short skip inside each block: plain | residual | dense | highway
     summary: str
+    padding: int = 1  # 1 = padded convs; 0 = valid convs (original U-Net)
 
 
 MODELS: dict[str, Variant] = {
@@ -32,6 +33,8 @@ MODELS: dict[str, Variant] = {
     "highway": Variant("none", "highway", "short gated skips y = T*H(x) + (1-T)*x, no long skips"),
     "resunet": Variant("concat", "residual", "residual blocks + U-Net long concat skips"),
     "fc_densenet": Variant("concat", "dense", "dense blocks + U-Net long concat skips (Tiramisu)"),
+    "unet_crop": Variant("crop_concat", "plain", "original U-Net: valid convs, encoder features cropped then concatenated", 0),
+    "plain": Variant("none", "plain", "deep plain network, no skips of any kind (degradation experiments)"),
 }
 
 
@@ -45,12 +48,17 @@ def get_variant(name: str) -> Variant:
     return MODELS[name]
 
 
-def build_model(name: str, long_skip: str | None = None, block: str | None = None, **kwargs: Any) -> EncoderDecoder:
-    """Build a registered variant; ``long_skip``/``block`` default to the registered ones.
+def build_model(
+    name: str, long_skip: str | None = None, block: str | None = None, padding: int | None = None, **kwargs: Any
+) -> EncoderDecoder:
+    """Build a registered variant; ``long_skip``/``block``/``padding`` default to the registered ones.
 
     ``kwargs`` go to :class:`EncoderDecoder` (``in_channels``, ``out_channels``, ``depth``, ...).
     """
     variant = get_variant(name)
     return EncoderDecoder(
-        long_skip=str(long_skip or variant.long_skip), block=str(block or variant.block), **kwargs
+        long_skip=str(long_skip or variant.long_skip),
+        block=str(block or variant.block),
+        padding=variant.padding if padding is None else padding,
+        **kwargs,
     )
