@@ -145,8 +145,12 @@ class TrainerConfig:
 
 @dataclass
 class DiagnosticsConfig:
-    grad_norms: bool = True  # per-layer gradient L2 norms + total, every log_every steps
-    images: bool = True  # input / output / target grid at each eval
+    grad_norms: bool = True  # per-layer gradient L2 norms, total, first/last ratio (every log_every)
+    weight_norms: bool = True  # per-layer weight L2 norms (every log_every)
+    update_ratios: bool = True  # per-layer ||w_after - w_before|| / ||w_before|| (every log_every)
+    activations: bool = True  # per-block output mean/std on a fixed probe batch (each eval)
+    grad_flow: bool = True  # gradient-flow heat map + grad norm vs depth figures (each eval)
+    images: bool = True  # input / output / target grid (each eval)
     num_images: int = 8
 
 

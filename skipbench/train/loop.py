@@ -26,7 +26,7 @@ from ..config import ConfigError, check_config
 from ..data import EpochSampler, Split
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint, write_json
-from .diagnostics import GradNorms
+from .diagnostics import Diagnostics, count_flops
 from .tb import TBLogger, flatten
 
 log = logging.getLogger("skipbench")
@@ -112,6 +112,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     model = instantiate(cfg.model, in_channels=data.channels, out_channels=task.out_channels(data.channels), head=task.head)
     model = model.to(device, memory_format=torch.channels_last if t.channels_last else torch.preserve_format)
     n_params = sum(p.numel() for p in model.parameters())
+    flops = count_flops(model, data.val.images[:1].to(device))
     try:
         optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay))
     except ValueError as ex:  # torch's own argument checks, e.g. "Invalid beta parameter at index 0: 2.0"
@@ -131,18 +132,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     train_split, val_split = data.train.to(device), data.val.to(device)
     sampler = EpochSampler(len(train_split), t.batch_size, cfg.seed)
     noise = torch.Generator(device)
-    grad_norms = GradNorms(model) if cfg.diagnostics.grad_norms else None
+    diag = Diagnostics(model, cfg.diagnostics)
     tb = TBLogger(run_dir, purge_step=start + 1 if start else None)
     choices = cfg_choices()
-    hparams = {**flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)), **choices, "params": n_params}
+    hparams = {**flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)), **choices,
+               "params": n_params, "flops_per_sample": flops}
     metric_tag = f"metric/val_{task.metric}"
     tb.hparams(hparams, [metric_tag, f"metric/best_val_{task.metric}", "loss/val", "loss/train"])
-    log.info("model %s (long_skip=%s, block=%s): %s parameters | task %s | data %s %s | device %s",
-             cfg.model.name, cfg.model.long_skip, cfg.model.block, f"{n_params:,}", task.name,
+    log.info("model %s (long_skip=%s, block=%s): %s parameters, %.3g GFLOPs/sample | task %s | data %s %s | device %s",
+             cfg.model.name, cfg.model.long_skip, cfg.model.block, f"{n_params:,}", flops / 1e9, task.name,
              data.name, tuple(train_split.images.shape[1:]), device)
     log.info("run folder: %s", run_dir)
     if start == 0:
-        tb.scalars({"model/params": n_params}, 0)
+        tb.scalars({"model/params": n_params, "model/flops_per_sample": flops}, 0)
+        tb.layout(diag.layout())
 
     def checkpoint(step: int) -> None:
         save_checkpoint(run_dir / CHECKPOINT, {
@@ -171,12 +174,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             loss.backward()
             # ---- diagnostics: gradients as they are before the optimizer touches them
             log_now = step % t.log_every == 0 or step == t.max_steps
-            norms = grad_norms() if grad_norms and log_now else None
+            diag.after_backward(log_now)
             if t.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            # ---- step
+            # ---- step (diagnostics around it measure the update)
             lr = optimizer.param_groups[0]["lr"]
+            diag.before_step(log_now)
             optimizer.step()
+            diag.after_step(log_now)
             scheduler.step()
             loss_sum += loss.detach()
             loss_n += 1
@@ -188,9 +193,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 train_time += elapsed
                 train_loss = loss_sum.item() / loss_n
                 scalars = {"loss/train": train_loss, "lr": lr, "perf/steps_per_s": window_steps / elapsed,
-                           "perf/images_per_s": window_steps * t.batch_size / elapsed}
-                if norms is not None:
-                    scalars.update(zip(grad_norms.tags, norms.cpu().tolist()))
+                           "perf/images_per_s": window_steps * t.batch_size / elapsed, **diag.scalars(step)}
                 tb.scalars(scalars, step)
                 bar.set_postfix(loss=f"{train_loss:.4g}", refresh=False)
                 last["train_loss"] = train_loss
@@ -210,6 +213,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     best, best_step = vals[task.metric], step
                 tb.scalars({"loss/val": vals["loss"], f"metric/best_val_{task.metric}": best,
                             **{f"metric/val_{k}": v for k, v in vals.items() if k != "loss"}}, step)
+                tb.scalars(diag.activations(sample[0]), step)
+                tb.figures(diag.figures(), step)
                 if cfg.diagnostics.images:
                     n = cfg.diagnostics.num_images
                     tb.images("samples/val", [x[:n] for x in task.sample_rows(*sample)], step)

@@ -58,6 +58,13 @@ class TBLogger:
     def images(self, tag: str, rows: list[torch.Tensor], step: int) -> None:
         self.writer.add_image(tag, image_grid(rows), step, dataformats="CHW")
 
+    def figures(self, figures: Mapping[str, Any], step: int) -> None:
+        for tag, fig in figures.items():
+            self.writer.add_figure(tag, fig, step, close=True)
+
+    def layout(self, layout: dict) -> None:
+        self.writer.add_custom_scalars(layout)
+
     def hparams(self, params: Mapping[str, Any], metrics: list[str]) -> None:
         """Write the HParams experiment and session start into this run's own event file.
 

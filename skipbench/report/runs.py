@@ -1,0 +1,217 @@
+"""Find run folders below a directory and load what each one holds.
+
+A run folder is any folder with ``.hydra/config.yaml`` (a single run under ``outputs/runs/`` or one
+job of a sweep under ``outputs/multirun/<time>/``). Its ``metrics.json`` is written when the run
+ends; a folder without one is still running or was killed (*incomplete*). TensorBoard scalars are
+read lazily, with TensorBoard's own reader, only when a statistic or a plot needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+CONFIG = Path(".hydra") / "config.yaml"
+OVERRIDES = Path(".hydra") / "overrides.yaml"
+METRICS = "metrics.json"
+EVENTS_PREFIX = "events.out.tfevents"
+
+# Statuses written by the training loop (metrics.json), plus ours for a folder without one.
+COMPLETED, INTERRUPTED, DIVERGED, FAILED = "completed", "interrupted", "diverged", "failed"
+INCOMPLETE = "incomplete"
+FAILURES = (DIVERGED, FAILED)
+
+_GRAD_TAG = re.compile(r"^grad_norm/(\d+)_(.+)$")
+
+
+class ReportError(Exception):
+    """A problem the user must fix (no runs, unknown key, unknown metric); printed as one line."""
+
+
+Curve = list[tuple[int, float]]  # (step, value), sorted by step, one value per step
+
+
+@dataclass
+class Run:
+    path: Path  # the run folder
+    name: str  # its path relative to the report root ("." when the root is the run itself)
+    config: dict[str, Any]  # flat: {"model.name": "resnet", "task": "denoise", ...}
+    overrides: list[str]
+    metrics: dict[str, Any] | None  # metrics.json, None while the run has none
+    problem: str | None = None  # why metrics.json could not be read, if it could not
+    _scalars: dict[str, Curve] | None = field(default=None, repr=False)
+
+    @property
+    def status(self) -> str:
+        if self.metrics is None:
+            return INCOMPLETE
+        return str(self.metrics.get("status", COMPLETED))
+
+    @property
+    def finished(self) -> bool:
+        """Ended for good: completed, diverged or failed (an interrupted run can still be resumed)."""
+        return self.status in (COMPLETED, *FAILURES)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILURES
+
+    @property
+    def has_events(self) -> bool:
+        return any(p.name.startswith(EVENTS_PREFIX) for p in self.path.iterdir())
+
+    def scalars(self) -> dict[str, Curve]:
+        """Every scalar tag -> its curve, read once (``{}`` when the run has no event files)."""
+        if self._scalars is None:
+            self._scalars = read_scalars(self.path) if self.has_events else {}
+        return self._scalars
+
+    def curve(self, tag: str) -> Curve:
+        return self.scalars().get(tag, [])
+
+    def grad_norm_layers(self) -> list[tuple[int, str, str]]:
+        """``(depth index, layer name, tag)`` of every per-layer gradient-norm tag, by depth."""
+        layers = []
+        for tag in self.scalars():
+            m = _GRAD_TAG.match(tag)
+            if m:
+                layers.append((int(m.group(1)), m.group(2), tag))
+        return sorted(layers)
+
+
+# ---------------------------------------------------------------- discovery
+def _natural_key(path: Path) -> list:
+    """Sort ``2_...`` before ``10_...``: numbers in names compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def discover_runs(root: Path) -> list[Path]:
+    """Every folder at or below ``root`` holding ``.hydra/config.yaml``, in natural order."""
+    root = Path(root)
+    found = []
+    for dirpath, dirnames, _ in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        if (here / CONFIG).is_file():
+            found.append(here)
+        # Never descend into Hydra's own folder or hidden ones; runs do not nest inside them.
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    return sorted(found, key=_natural_key)
+
+
+# ---------------------------------------------------------------- loading
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> ``{"model.depth": 3, ...}``; ``_target_``-style keys are left out."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        if str(key).startswith("_"):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = tuple(value)  # hashable, so it can be a group key
+        else:
+            out[name] = value
+    return out
+
+
+def _target_name(node: Mapping[str, Any]) -> str | None:
+    target = node.get("_target_")
+    return str(target).rsplit(".", 1)[-1].lower() if target else None
+
+
+def flat_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The flat config plus one key per built component naming what was built.
+
+    ``task: denoise``, ``optimizer: adamw``, ``scheduler: warmup_cosine``, ``dataset: shapes``
+    (the last part of each ``_target_``), so runs on different tasks or optimizers group apart even
+    when those have no other differing key. ``model`` is left out: ``model.name`` says it.
+    """
+    flat = flatten(cfg)
+    for group, node in cfg.items():
+        if group != "model" and isinstance(node, Mapping):
+            name = _target_name(node)
+            if name:
+                flat[str(group)] = name
+    return flat
+
+
+def _load_yaml(path: Path) -> Any:
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.load(path)
+    try:
+        return OmegaConf.to_container(conf, resolve=True)
+    except Exception:  # an interpolation only Hydra could resolve: keep it as written
+        return OmegaConf.to_container(conf, resolve=False)
+
+
+def load_run(path: Path, root: Path) -> Run:
+    path, root = Path(path), Path(root)
+    try:
+        cfg = _load_yaml(path / CONFIG)
+    except Exception as ex:
+        raise ReportError(f"{path / CONFIG}: cannot read it ({type(ex).__name__}: {ex})") from None
+    if not isinstance(cfg, Mapping):
+        raise ReportError(f"{path / CONFIG}: not a mapping")
+    overrides: list[str] = []
+    if (path / OVERRIDES).is_file():
+        try:
+            overrides = [str(o) for o in (_load_yaml(path / OVERRIDES) or [])]
+        except Exception:
+            pass
+    metrics, problem = None, None
+    if (path / METRICS).is_file():
+        try:
+            metrics = json.loads((path / METRICS).read_text())
+            if not isinstance(metrics, dict):
+                metrics, problem = None, "metrics.json is not an object"
+        except (OSError, ValueError) as ex:
+            problem = f"metrics.json unreadable ({ex})"
+    rel = os.path.relpath(path, root)
+    return Run(path=path, name=rel, config=flat_config(cfg), overrides=overrides, metrics=metrics, problem=problem)
+
+
+def load_runs(root: Path) -> list[Run]:
+    """All runs below ``root``; raises :class:`ReportError` when the folder is missing or holds none."""
+    root = Path(root)
+    if not root.exists():
+        raise ReportError(f"{root}: no such directory")
+    if not root.is_dir():
+        raise ReportError(f"{root}: not a directory")
+    paths = discover_runs(root)
+    if not paths:
+        raise ReportError(f"{root}: no runs found (a run folder holds .hydra/config.yaml)")
+    return [load_run(p, root) for p in paths]
+
+
+# ---------------------------------------------------------------- TensorBoard scalars
+def _finite_or_nan(v: float) -> float:
+    return float(v) if v is not None else math.nan
+
+
+def read_scalars(run_dir: Path) -> dict[str, Curve]:
+    """All scalar curves of a run folder, read with TensorBoard's ``EventAccumulator``.
+
+    A run resumed in place has several event files; the accumulator reads them in order and drops
+    what the resumed writer purged. Should a step still appear twice, the value written last wins.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 1, "tensors": 1, "histograms": 1})
+    ea.Reload()
+    curves: dict[str, Curve] = {}
+    for tag in ea.Tags().get("scalars", []):
+        events = list(ea.Scalars(tag))
+        # Stable sort by wall time: events of a later session come later even if files interleave.
+        events.sort(key=lambda e: e.wall_time)
+        by_step: dict[int, float] = {}
+        for e in events:
+            by_step[int(e.step)] = _finite_or_nan(e.value)
+        curves[tag] = sorted(by_step.items())
+    return curves

@@ -1,0 +1,257 @@
+"""The ``skipbench`` command line, each run in a subprocess started outside the checkout."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra.utils import instantiate
+
+from skipbench.models import list_models
+from skipbench.train.checkpoint import CHECKPOINT, load_checkpoint
+from skipbench.train.diagnostics import depth_ordered_layers
+
+from conftest import (
+    TINY, cli_env, compose, describe, event_files, finish, load_events, read_metrics, run_cli, start_cli,
+)
+
+# The run the brief describes, exactly.
+RUN_ARGS = ["train", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=2",
+            "dataset.train_size=64", "dataset.val_size=16", "model.width=4", "trainer.progress=false"]
+
+
+# ------------------------------------------------------------------ one real run
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("cli_run")
+    run_dir = cwd / "run"
+    res = run_cli([*RUN_ARGS, f"hydra.run.dir={run_dir}"], cwd=cwd)
+    return cwd, run_dir, res
+
+
+def test_run_exits_zero_and_writes_metrics(cli_run):
+    cwd, run_dir, res = cli_run
+    assert res.returncode == 0, describe(res)
+    assert "Traceback" not in res.stderr
+    m = read_metrics(run_dir)
+    assert m["status"] == "completed"
+    assert m["steps"] == 6 and m["max_steps"] == 6
+    assert m["model"] == "unet_concat"
+    assert isinstance(m["final_val_psnr"], float) and math.isfinite(m["final_val_psnr"])
+    assert math.isfinite(m["final_train_loss"])
+    assert (run_dir / CHECKPOINT).is_file()
+    assert load_checkpoint(run_dir / CHECKPOINT)["step"] == 6
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert not (cwd / "outputs").exists(), "hydra.run.dir was given: nothing else may be created"
+
+
+def test_run_event_file_scalars(cli_run):
+    _, run_dir, res = cli_run
+    assert res.returncode == 0, describe(res)
+    ea = load_events(run_dir)
+    tags = ea.Tags()
+    scalars = set(tags["scalars"])
+    for tag in ("loss/train", "loss/val", "metric/val_psnr", "lr", "grad_norm/total"):
+        assert tag in scalars, tag
+    assert [e.step for e in ea.Scalars("loss/train")] == [2, 4, 6]
+    assert [e.step for e in ea.Scalars("loss/val")] == [3, 6]
+    assert [e.step for e in ea.Scalars("metric/val_psnr")] == [3, 6]
+    assert all(math.isfinite(e.value) for e in ea.Scalars("loss/train"))
+    # the logged train loss at the last step is the summary's final train loss
+    assert ea.Scalars("loss/train")[-1].value == pytest.approx(read_metrics(run_dir)["final_train_loss"], rel=1e-6)
+    assert ea.Scalars("metric/val_psnr")[-1].value == pytest.approx(read_metrics(run_dir)["final_val_psnr"], rel=1e-6)
+    assert all(e.value == pytest.approx(1e-3) for e in ea.Scalars("lr"))  # adam default, constant schedule
+    assert "samples/val" in tags["images"]
+    assert [e.step for e in ea.Images("samples/val")] == [3, 6]
+
+
+def test_run_grad_norm_tags_one_per_layer_in_depth_order(cli_run):
+    _, run_dir, res = cli_run
+    assert res.returncode == 0, describe(res)
+    # the same model the run built, from the same overrides
+    cfg = compose(RUN_ARGS[1:])
+    model = instantiate(cfg.model, in_channels=cfg.dataset.channels, out_channels=cfg.dataset.channels,
+                        head="pixels")
+    names = [n for n, _ in depth_ordered_layers(model)]
+    assert len(names) == sum(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))
+                             for m in model.modules())
+    expected = [f"grad_norm/{i:02d}_{n}" for i, n in enumerate(names)]
+    scalars = load_events(run_dir).Tags()["scalars"]
+    logged = sorted(t for t in scalars if t.startswith("grad_norm/") and t != "grad_norm/total")
+    assert logged == expected  # one tag per layer, sorted by name = sorted by depth
+    ea = load_events(run_dir)
+    for tag in [*expected, "grad_norm/total"]:
+        events = ea.Scalars(tag)
+        assert [e.step for e in events] == [2, 4, 6], tag
+        assert all(math.isfinite(e.value) and e.value >= 0 for e in events), tag
+    # the total bounds every layer's norm
+    totals = [e.value for e in ea.Scalars("grad_norm/total")]
+    for tag in expected:
+        assert all(e.value <= t * (1 + 1e-5) for e, t in zip(ea.Scalars(tag), totals)), tag
+
+
+def test_run_hparams_in_the_run_folder_itself(cli_run):
+    _, run_dir, res = cli_run
+    assert res.returncode == 0, describe(res)
+    files = event_files(run_dir)
+    assert files, "no event file"
+    assert all(f.parent == run_dir for f in files), [str(f.relative_to(run_dir)) for f in files]
+    assert len(files) == 1
+    hparams = load_events(run_dir).PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"} <= set(hparams)
+
+
+# ------------------------------------------------------------------ a sweep
+def test_multirun_two_variants(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = run_cli(["train", "-m", "model=autoencoder,unet_concat", "trainer.max_steps=2", "trainer.eval_every=2",
+                   "trainer.log_every=1", *TINY, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert res.returncode == 0, describe(res)
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2, [p.name for p in jobs]
+    for model in ("autoencoder", "unet_concat"):
+        (job,) = [p for p in jobs if f"model={model}" in p.name]
+        m = read_metrics(job)
+        assert m["status"] == "completed" and m["model"] == model and m["steps"] == 2
+        assert len(event_files(job)) == 1 and event_files(job)[0].parent == job
+    assert not (tmp_path / "outputs").exists()
+
+
+# ------------------------------------------------------------------ user errors and help, side by side
+BAD_OVERRIDES = {
+    # override: strings the one-line message must contain (besides the bad value)
+    "model=bogus": ["unet_concat", "autoencoder"],
+    "model.long_skip=bogus": ["none", "concat", "add"],
+    "trainer.max_steps=abc": ["max_steps"],
+    "trainer.foo=1": ["foo", "max_steps", "batch_size"],
+    "optimizer=rmsprop": ["adam", "sgd"],
+    "trainer.batch_size=0": ["batch_size"],
+    "optimizer.lr=-1": ["lr"],
+    "trainer.device=tpu": ["device", "cpu"],
+    "resume=/nonexistent": [],
+}
+OTHER_COMMANDS = {
+    "nosuchcmd": ["nosuchcmd"],
+    "help": ["--help"],
+    "cfg_job": ["train", "--cfg", "job"],
+    "train_help": ["train", "--help"],
+}
+
+
+@pytest.fixture(scope="module")
+def quick_commands(tmp_path_factory):
+    """Every quick command at once (a few side by side), each in its own empty folder."""
+    jobs = {f"bad:{o}": ["train", o] for o in BAD_OVERRIDES} | {f"cmd:{k}": v for k, v in OTHER_COMMANDS.items()}
+
+    def run(item):
+        key, args = item
+        cwd = tmp_path_factory.mktemp("quick")
+        return key, cwd, finish(start_cli(args, cwd))
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return {key: (cwd, res) for key, cwd, res in pool.map(run, jobs.items())}
+
+
+@pytest.mark.parametrize("override", list(BAD_OVERRIDES))
+def test_bad_override_one_line_error(quick_commands, override):
+    cwd, res = quick_commands[f"bad:{override}"]
+    assert res.returncode == 2, describe(res)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, describe(res)
+    line = lines[0]
+    assert line.startswith("skipbench train: error:"), line
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    value = override.split("=", 1)[1]
+    assert value in line, line
+    for word in BAD_OVERRIDES[override]:
+        assert word in line, (word, line)
+    assert not (cwd / "outputs").exists(), "a run folder was created for a config that cannot run"
+    assert list(cwd.iterdir()) == []
+
+
+def test_unknown_command(quick_commands):
+    cwd, res = quick_commands["cmd:nosuchcmd"]
+    assert res.returncode == 2, describe(res)
+    first = [line for line in res.stderr.splitlines() if line.strip()][0]
+    assert first.startswith("skipbench: error:") and "nosuchcmd" in first
+    assert "known: train" in first
+    assert "Traceback" not in res.stderr
+
+
+def test_top_level_help(quick_commands):
+    _, res = quick_commands["cmd:help"]
+    assert res.returncode == 0, describe(res)
+    assert "train" in res.stdout and "usage:" in res.stdout
+
+
+def test_cfg_job_prints_composed_yaml(quick_commands):
+    cwd, res = quick_commands["cmd:cfg_job"]
+    assert res.returncode == 0, describe(res)
+    assert "long_skip: concat" in res.stdout
+    cfg = yaml.safe_load(res.stdout)
+    assert cfg["model"]["name"] == "unet_concat" and cfg["model"]["long_skip"] == "concat"
+    assert set(cfg) >= {"model", "dataset", "task", "optimizer", "scheduler", "trainer"}
+    assert not (cwd / "outputs").exists()
+
+
+def test_train_help_lists_model_options(quick_commands):
+    _, res = quick_commands["cmd:train_help"]
+    assert res.returncode == 0, describe(res)
+    model_lines = [line for line in res.stdout.splitlines() if line.startswith("model:")]
+    assert len(model_lines) == 1, res.stdout
+    assert sorted(o.strip() for o in model_lines[0].split(":", 1)[1].split(",")) == list_models()
+    for group in ("dataset:", "task:", "optimizer:", "scheduler:"):
+        assert any(line.startswith(group) for line in res.stdout.splitlines()), group
+
+
+def test_installed_console_script(tmp_path):
+    exe = shutil.which("skipbench")
+    assert exe, "the skipbench console script is not on PATH (pip install -e .)"
+    res = subprocess.run([exe, "--help"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, describe(res)
+    assert "train" in res.stdout
+    res = subprocess.run([exe, "--version"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("skipbench ")
+
+
+# ------------------------------------------------------------------ resume through the CLI
+def test_resume_matches_straight_run(tmp_path):
+    common = ["trainer.eval_every=3", "trainer.log_every=2", *TINY]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    procs = [start_cli(["train", *common, "trainer.max_steps=8", f"hydra.run.dir={straight}"], tmp_path),
+             start_cli(["train", *common, "trainer.max_steps=4", f"hydra.run.dir={split}"], tmp_path)]
+    for res in [finish(p) for p in procs]:
+        assert res.returncode == 0, describe(res)
+    assert read_metrics(split)["steps"] == 4
+
+    # only resume= and the new length: the rest comes back from the run's .hydra/overrides.yaml
+    res = run_cli(["train", f"resume={split}", "trainer.max_steps=8"], cwd=tmp_path)
+    assert res.returncode == 0, describe(res)
+    assert not (tmp_path / "outputs").exists(), "resume must write into the run folder it continues"
+    a, b = read_metrics(straight), read_metrics(split)
+    assert b["status"] == "completed" and b["steps"] == 8
+    assert abs(a["final_train_loss"] - b["final_train_loss"]) < 1e-6
+    assert abs(a["final_val_psnr"] - b["final_val_psnr"]) < 1e-6
+    sa, sb = load_checkpoint(straight / CHECKPOINT), load_checkpoint(split / CHECKPOINT)
+    assert sa["step"] == sb["step"] == 8
+    assert sa["model"].keys() == sb["model"].keys()
+    for k in sa["model"]:
+        assert torch.equal(sa["model"][k], sb["model"][k]), k
+    # the resumed curve continues the first part's without a doubled tail
+    la, lb = load_events(straight).Scalars("loss/train"), load_events(split).Scalars("loss/train")
+    assert [e.step for e in lb] == [e.step for e in la] == [2, 4, 6, 8]
+    assert [e.value for e in lb] == pytest.approx([e.value for e in la], abs=1e-6)
+
+
+def test_resume_of_non_run_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = run_cli(["train", f"resume={tmp_path / 'empty'}"], cwd=tmp_path)
+    assert res.returncode == 2, describe(res)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("skipbench train: error:") and "empty" in lines[0]

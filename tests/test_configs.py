@@ -1,0 +1,180 @@
+"""The registry and the shipped configs agree; every option composes, checks and builds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+import skipbench.config as sbconfig
+from skipbench.data import ImageData
+from skipbench.models import MODELS, EncoderDecoder, UnknownModelError, build_model, get_variant
+from skipbench.tasks import Task
+from skipbench.train.loop import param_groups
+
+from conftest import compose, group_options, tiny_model
+
+GROUPS = ["model", "dataset", "task", "optimizer", "scheduler"]
+OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def test_model_yamls_match_registry():
+    assert set(group_options("model")) == set(MODELS)
+    for name, variant in MODELS.items():
+        raw = OmegaConf.load(sbconfig.config_dir() / "model" / f"{name}.yaml")
+        assert raw.name == name
+        assert raw.long_skip == variant.long_skip, name
+        assert raw.block == variant.block, name
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_composed_model_config_matches_registry(name):
+    cfg = compose([f"model={name}"])
+    assert cfg.model.name == name
+    assert str(cfg.model.long_skip) == MODELS[name].long_skip
+    assert str(cfg.model.block) == MODELS[name].block
+
+
+def test_build_model_unknown_name():
+    with pytest.raises(UnknownModelError) as info:
+        build_model("nope")
+    msg = str(info.value)
+    assert msg.startswith("unknown model 'nope'; known:")
+    for name in MODELS:
+        assert name in msg
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(UnknownModelError):
+        get_variant("nope")
+
+
+def test_build_model_overrides_registered_skips():
+    m = build_model("autoencoder", long_skip="concat", block="residual", width=4, depth=1)
+    assert type(m.dec0.merge).__name__ == "ConcatMerge"
+    assert type(m.enc0[0]).__name__ == "ResidualBlock"
+
+
+def test_schema_groups_are_the_config_groups():
+    assert set(sbconfig.SCHEMAS) == set(GROUPS)
+    for group in GROUPS:
+        assert group_options(group), f"no options in configs/{group}/"
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g in GROUPS for o in group_options(g)], ids=lambda v: str(v)
+)
+def test_every_option_composes_checks_and_builds(group, option):
+    cfg = compose([f"{group}={option}", "dataset.train_size=32", "dataset.val_size=8", "trainer.batch_size=8",
+                   "model.width=4"])
+    sbconfig.check_config(cfg)
+    if group == "model":
+        assert cfg.model.name == option
+    if group == "task":
+        task = instantiate(cfg.task)
+        assert isinstance(task, Task) and task.name == option
+    if group == "dataset":
+        data = instantiate(cfg.dataset)
+        assert isinstance(data, ImageData) and data.name == option
+        assert len(data.train) == 32 and len(data.val) == 8
+    task = instantiate(cfg.task)
+    model = instantiate(cfg.model, in_channels=1, out_channels=task.out_channels(1), head=task.head)
+    assert isinstance(model, EncoderDecoder)
+    optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay))
+    expected = OPTIMIZER_CLASSES[cfg.optimizer._target_.rsplit(".", 1)[1].lower()]
+    assert type(optimizer) is expected
+    if group == "optimizer":
+        assert type(optimizer) is OPTIMIZER_CLASSES[option]
+    assert optimizer.param_groups[0]["lr"] == cfg.optimizer.lr
+    assert optimizer.param_groups[0]["weight_decay"] == cfg.optimizer.weight_decay
+    assert optimizer.param_groups[1]["weight_decay"] == 0.0
+    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=10)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
+    # a checkpoint must hold no omegaconf objects (weights_only loading)
+    for value in optimizer.defaults.values():
+        assert type(value).__module__ in ("builtins", "torch"), (type(value), value)
+
+
+def test_default_config():
+    cfg = compose()
+    assert cfg.model.name == "unet_concat"
+    assert str(cfg.model.long_skip) == "concat"
+    sbconfig.check_config(cfg)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZER_CLASSES))
+def test_optimizer_option_instantiates_right_class(name):
+    cfg = compose([f"optimizer={name}"])
+    opt = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(2, 2))])
+    assert type(opt) is OPTIMIZER_CLASSES[name]
+    assert opt.defaults["lr"] == cfg.optimizer.lr
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_param_groups_no_decay_on_norms_and_biases(name):
+    model = tiny_model(name, depth=2)
+    groups = param_groups(model, weight_decay=0.1)
+    decayed = {id(p) for p in groups[0]["params"]}
+    not_decayed = {id(p) for p in groups[1]["params"]}
+    assert groups[0]["weight_decay"] == 0.1 and groups[1]["weight_decay"] == 0.0
+    assert not decayed & not_decayed
+    assert decayed | not_decayed == {id(p) for p in model.parameters()}
+    for pname, p in model.named_parameters():
+        if p.ndim <= 1:
+            assert id(p) in not_decayed, pname
+        else:
+            assert id(p) in decayed, pname
+    norm_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    biases = {id(p) for n, p in model.named_parameters() if n.endswith(".bias")}
+    assert norm_params and norm_params <= not_decayed
+    assert biases <= not_decayed
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.batch_size=0",
+        "trainer.max_steps=0",
+        "trainer.eval_every=0",
+        "trainer.log_every=0",
+        "trainer.grad_clip=0",
+        "model.width=0",
+        "model.depth=-1",
+        "model.depth=6",  # needs 64-pixel images, dataset.size is 32
+        "dataset.channels=2",
+        "dataset.train_size=4",  # smaller than a batch
+        "dataset.val_size=0",
+        "optimizer.lr=0",
+        "optimizer.weight_decay=-0.1",
+        "task.sigma=-1",
+        "diagnostics.num_images=0",
+    ],
+)
+def test_check_config_rejects_out_of_range(override):
+    cfg = compose([override, "trainer.batch_size=8"] if not override.startswith("trainer.batch_size") else [override])
+    key = override.split("=")[0]
+    with pytest.raises(sbconfig.ConfigError) as info:
+        sbconfig.check_config(cfg)
+    assert str(info.value).startswith(key + "=")
+
+
+@pytest.mark.parametrize("override", ["optimizer.momentum=1.0", "optimizer.momentum=-0.1"])
+def test_check_config_rejects_bad_momentum(override):
+    cfg = compose(["optimizer=sgd", override])
+    with pytest.raises(sbconfig.ConfigError, match="optimizer.momentum"):
+        sbconfig.check_config(cfg)
+
+
+@pytest.mark.parametrize("override", ["scheduler.min_lr_ratio=1.5", "scheduler.warmup_steps=-1"])
+def test_check_config_rejects_bad_schedule(override):
+    cfg = compose(["scheduler=cosine", override])
+    with pytest.raises(sbconfig.ConfigError, match=override.split("=")[0]):
+        sbconfig.check_config(cfg)
+
+
+def test_check_config_cuda_only_when_available():
+    cfg = compose(["trainer.device=cuda"])
+    if torch.cuda.is_available():
+        sbconfig.check_config(cfg)
+    else:
+        with pytest.raises(sbconfig.ConfigError, match="trainer.device"):
+            sbconfig.check_config(cfg)

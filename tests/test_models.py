@@ -1,0 +1,309 @@
+"""The skeleton and every registered variant: shapes, gradients, merges, depth order."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from skipbench.models import MODELS, EncoderDecoder, build_model, list_models
+from skipbench.models.encdec import valid_output_size
+from skipbench.models.merges import AddMerge, ConcatMerge, CropConcatMerge, NoMerge, match_size
+from skipbench.train.diagnostics import WEIGHT_LAYERS, depth_ordered_layers
+
+from conftest import MODEL_NAMES, tiny_model
+
+SIZES = [32, 33, 37]  # even, and odd sizes that leave a remainder at different levels
+# Valid-conv variants (padding=0, e.g. unet_crop) lose 4 px per block and need larger inputs.
+VALID_SIZES = [64, 65, 69]
+PADDED = [n for n in MODEL_NAMES if MODELS[n].padding == 1]
+VALID = [n for n in MODEL_NAMES if MODELS[n].padding == 0]
+
+
+def _valid_out(size: int, depth: int, blocks: int = 1) -> int:
+    """Each valid 3x3 conv loses 2 px (a block has two), a 2x2 max-pool floors half, an up-conv doubles."""
+    for _ in range(depth):
+        size = (size - 4 * blocks) // 2
+    size -= 4 * blocks
+    for _ in range(depth):
+        size = 2 * size - 4 * blocks
+    return size
+
+
+def test_list_models_is_the_registry():
+    assert list_models() == sorted(MODELS)
+    assert len(MODEL_NAMES) >= 2
+
+
+def _check_grads(model, name):
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{name}: {pname} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name}: {pname} has a non-finite gradient"
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("name", PADDED)
+def test_pixels_head_shape_and_gradients(name, size):
+    torch.manual_seed(0)
+    model = tiny_model(name, depth=3)
+    model.train()
+    x = torch.rand(2, 1, size, size)
+    out = model(x)
+    assert out.shape == x.shape
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    _check_grads(model, name)
+
+
+def test_there_is_a_padded_variant():
+    assert PADDED
+
+
+@pytest.mark.parametrize("size", VALID_SIZES)
+@pytest.mark.parametrize("name", VALID)
+def test_valid_conv_variants_shape_and_gradients(name, size):
+    torch.manual_seed(0)
+    model = tiny_model(name, depth=2)
+    model.train()
+    x = torch.rand(2, 1, size, size)
+    out = model(x)
+    expected = _valid_out(size, 2)
+    assert expected >= 1
+    assert out.shape == (2, 1, expected, expected)
+    assert valid_output_size(size, 2, 1) == expected
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    _check_grads(model, name)
+
+
+def test_valid_output_size_is_the_original_unet():
+    # Ronneberger et al. 2015, Fig. 1: a 572x572 input tile gives a 388x388 output map at depth 4.
+    assert valid_output_size(572, 4, 1) == 388
+    assert _valid_out(572, 4) == 388
+    model = build_model("autoencoder", long_skip="crop_concat", padding=0, width=1, depth=4).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 572, 572)).shape == (1, 1, 388, 388)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_pixels_head_other_channel_counts(name):
+    size = 21 if MODELS[name].padding else 61
+    model = tiny_model(name, depth=2, in_channels=3, out_channels=5)
+    out = model(torch.rand(2, 3, size, size - 1))
+    expected = (size, size - 1) if MODELS[name].padding else (_valid_out(size, 2), _valid_out(size - 1, 2))
+    assert out.shape == (2, 5, *expected)
+
+
+@pytest.mark.parametrize("size", [32, 33])
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_classes_head(name, size):
+    torch.manual_seed(0)
+    if not MODELS[name].padding:
+        size += 60  # valid convs: the bottleneck must keep at least one pixel
+    model = tiny_model(name, depth=3, out_channels=4, head="classes")
+    model.train()
+    out = model(torch.rand(2, 1, size, size))
+    assert out.shape == (2, 4)
+    assert torch.isfinite(out).all()
+    assert model.dec_names == []
+    out.sum().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+
+
+def test_unknown_arguments_rejected():
+    with pytest.raises(ValueError, match="long_skip"):
+        EncoderDecoder(long_skip="bogus")
+    with pytest.raises(ValueError, match="block"):
+        EncoderDecoder(block="bogus")
+    with pytest.raises(ValueError, match="head"):
+        EncoderDecoder(head="bogus")
+    with pytest.raises(ValueError, match="padding"):
+        EncoderDecoder(padding=2)
+    for long_skip in ("concat", "add"):  # these need equal sizes, which valid convs do not give
+        with pytest.raises(ValueError):
+            EncoderDecoder(long_skip=long_skip, padding=0)
+
+
+# ------------------------------------------------------------------ merges
+def test_add_merge_projects_when_channels_differ():
+    merge = AddMerge(8, 4)  # up has 8 channels, the skip 4
+    convs = [m for m in merge.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 1
+    assert convs[0].kernel_size == (1, 1)
+    assert (convs[0].in_channels, convs[0].out_channels) == (4, 8)
+    assert merge.out_ch == 8
+    up, skip = torch.rand(2, 8, 5, 5), torch.rand(2, 4, 5, 5)
+    out = merge(up, skip)
+    assert out.shape == up.shape
+    torch.testing.assert_close(out, up + convs[0](skip))
+
+
+def test_add_merge_is_parameter_free_when_channels_agree():
+    merge = AddMerge(4, 4)
+    assert sum(p.numel() for p in merge.parameters()) == 0
+    up, skip = torch.rand(2, 4, 5, 5), torch.rand(2, 4, 5, 5)
+    torch.testing.assert_close(merge(up, skip), up + skip)
+    torch.testing.assert_close(merge(up), up)
+
+
+def test_crop_concat_merge_crops_the_skip():
+    up = torch.rand(1, 2, 4, 4)
+    skip = torch.arange(3 * 8 * 8, dtype=torch.float32).view(1, 3, 8, 8)
+    out = CropConcatMerge(2, 3)(up, skip)
+    assert out.shape == (1, 5, 4, 4)
+    torch.testing.assert_close(out[:, :3], skip[..., 2:6, 2:6])
+    torch.testing.assert_close(out[:, 3:], up)
+
+
+def test_concat_and_none_merges():
+    up, skip = torch.rand(2, 3, 4, 4), torch.rand(2, 5, 4, 4)
+    cat = ConcatMerge(3, 5)
+    assert cat.out_ch == 8
+    torch.testing.assert_close(cat(up, skip), torch.cat([skip, up], dim=1))
+    none = NoMerge(3, 5)
+    assert none.out_ch == 3
+    assert none(up, skip) is up
+
+
+def _offset_of(block: torch.Tensor, big: torch.Tensor) -> list[tuple[int, int]]:
+    """All (top, left) where ``block`` sits inside ``big`` exactly."""
+    h, w = block.shape[-2:]
+    H, W = big.shape[-2:]
+    return [(i, j) for i in range(H - h + 1) for j in range(W - w + 1)
+            if torch.equal(big[..., i:i + h, j:j + w], block)]
+
+
+@pytest.mark.parametrize("src,dst", [((3, 3), (5, 5)), ((3, 4), (6, 7)), ((4, 4), (5, 4)), ((2, 5), (2, 8))])
+def test_match_size_pads_with_zeros_centred(src, dst):
+    x = torch.arange(1, 1 + 2 * src[0] * src[1], dtype=torch.float32).view(1, 2, *src)  # no zeros inside
+    y = match_size(x, dst)
+    assert y.shape == (1, 2, *dst)
+    offsets = _offset_of(x, y)
+    assert len(offsets) == 1
+    top, left = offsets[0]
+    dh, dw = dst[0] - src[0], dst[1] - src[1]
+    # centred: the margins on either side differ by at most one pixel
+    assert abs(top - (dh - top)) <= 1 and abs(left - (dw - left)) <= 1
+    rest = y.clone()
+    rest[..., top:top + src[0], left:left + src[1]] = 0
+    assert (rest == 0).all(), "padding must be zeros"
+
+
+@pytest.mark.parametrize("src,dst", [((5, 5), (3, 3)), ((6, 7), (3, 4)), ((5, 4), (4, 4)), ((8, 2), (5, 2))])
+def test_match_size_crops_centred(src, dst):
+    x = torch.arange(2 * src[0] * src[1], dtype=torch.float32).view(1, 2, *src)
+    y = match_size(x, dst)
+    assert y.shape == (1, 2, *dst)
+    offsets = _offset_of(y, x)
+    assert len(offsets) == 1
+    top, left = offsets[0]
+    dh, dw = src[0] - dst[0], src[1] - dst[1]
+    assert abs(top - (dh - top)) <= 1 and abs(left - (dw - left)) <= 1
+
+
+def test_match_size_same_size_is_identity():
+    x = torch.rand(1, 1, 4, 5)
+    assert match_size(x, (4, 5)) is x
+
+
+def test_match_size_mixed_pad_and_crop():
+    x = torch.arange(1, 1 + 4 * 6, dtype=torch.float32).view(1, 1, 4, 6)
+    y = match_size(x, (6, 4))  # pad rows by 2, crop columns by 2
+    assert y.shape == (1, 1, 6, 4)
+    torch.testing.assert_close(y[..., 1:5, :], x[..., :, 1:5])
+    assert (y[..., 0, :] == 0).all() and (y[..., 5, :] == 0).all()
+
+
+@pytest.mark.parametrize("size", [33, 37])
+def test_crop_concat_long_skip_odd_sizes(size):
+    model = build_model("unet_concat", long_skip="crop_concat", width=4, depth=3)
+    x = torch.rand(2, 1, size, size)
+    assert model(x).shape == x.shape
+
+
+# ------------------------------------------------------------------ same skeleton, different skips
+def _n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_concat_adds_skip_channels_to_first_decoder_conv():
+    """Plain blocks: concat vs none differs only in each decoder stage's first conv (in = up + skip)."""
+    width, depth = 4, 3
+    none = build_model("autoencoder", width=width, depth=depth)
+    concat = build_model("autoencoder", long_skip="concat", width=width, depth=depth)
+    s_none, s_cat = none.state_dict(), concat.state_dict()
+    assert s_none.keys() == s_cat.keys()
+    differing = {k for k in s_none if s_none[k].shape != s_cat[k].shape}
+    assert differing == {f"dec{i}.stage.0.conv1.weight" for i in range(depth)}
+    expected_extra = 0
+    for i in range(depth):
+        ch = width * 2**i
+        w_none, w_cat = s_none[f"dec{i}.stage.0.conv1.weight"], s_cat[f"dec{i}.stage.0.conv1.weight"]
+        assert w_none.shape == (ch, ch, 3, 3)
+        assert w_cat.shape == (ch, 2 * ch, 3, 3)  # skip_ch = ch extra input channels
+        expected_extra += ch * ch * 9
+    assert _n_params(concat) - _n_params(none) == expected_extra
+
+
+@pytest.mark.parametrize("block", ["plain", "residual", "dense", "highway"])
+def test_concat_has_more_params_than_none_for_every_block(block):
+    none = build_model("autoencoder", long_skip="none", block=block, width=4, depth=3)
+    concat = build_model("autoencoder", long_skip="concat", block=block, width=4, depth=3)
+    assert _n_params(concat) > _n_params(none)
+    # the encoder and bottleneck are untouched by the long skip
+    for name in [*none.enc_names, "bottleneck"]:
+        assert _n_params(getattr(none, name)) == _n_params(getattr(concat, name))
+
+
+def test_add_merge_with_equal_channels_costs_no_params():
+    # every decoder level merges ch[i] upsampled channels with ch[i] skip channels: identity projection
+    assert _n_params(tiny_model("unet_add")) == _n_params(tiny_model("autoencoder"))
+
+
+def _level_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple]]:
+    shapes = []
+    names = [*model.enc_names, "bottleneck", *model.dec_names]
+    hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: shapes.append((n, tuple(o.shape))))
+             for n in names]
+    model(x)
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+def test_all_variants_share_levels_and_widths():
+    reference = None
+    for name in MODEL_NAMES:
+        model = tiny_model(name, depth=3)
+        assert model.enc_names == ["enc0", "enc1", "enc2"]
+        assert model.dec_names == ["dec2", "dec1", "dec0"]
+        size = 33 if MODELS[name].padding else 140  # valid convs at depth 3 need >= 124 px
+        shapes = _level_shapes(model, torch.rand(2, 1, size, size))
+        levels = [(n, s[:2]) for n, s in shapes]  # names in call order, batch and channels
+        if reference is None:
+            reference = levels
+            # level i has width * 2**i channels
+            assert [s[1] for n, s in levels if n.startswith("enc")] == [4, 8, 16]
+            assert [s[1] for n, s in levels if n.startswith("dec")] == [16, 8, 4]
+        assert levels == reference, name
+        if MODELS[name].padding:  # padded variants keep each level's spatial size too
+            expected = [(33, 33), (16, 16), (8, 8), (4, 4), (8, 8), (16, 16), (33, 33)]
+            assert [s[2:] for _, s in shapes] == expected, name
+
+
+@pytest.mark.parametrize("head", ["pixels", "classes"])
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_depth_ordered_layers_follow_forward_order(name, head):
+    """Registration order must equal call order, so gradient-norm tags sort by depth."""
+    model = tiny_model(name, depth=2, head=head, out_channels=3 if head == "classes" else 1)
+    size = 16 if MODELS[name].padding else 64
+    layers = depth_ordered_layers(model)
+    all_weight_layers = [m for m in model.modules() if isinstance(m, WEIGHT_LAYERS)]
+    assert len(layers) == len(all_weight_layers)
+    calls: list[str] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: calls.append(n)) for n, m in layers]
+    model(torch.rand(2, 1, size, size))
+    for h in hooks:
+        h.remove()
+    assert calls == [n for n, _ in layers]

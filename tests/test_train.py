@@ -1,0 +1,269 @@
+"""Training pieces: schedules, gradient norms, checkpoints, TensorBoard helpers, the loop in-process."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from skipbench.models import MODELS
+from skipbench.train.checkpoint import (
+    CHECKPOINT, atomic_write, find_checkpoint, load_checkpoint, save_checkpoint, write_json,
+)
+from skipbench.train.diagnostics import GradNorms, depth_ordered_layers, layer_tags
+from skipbench.train.loop import train
+from skipbench.train.schedule import constant, warmup_cosine
+from skipbench.train.tb import flatten, image_grid
+
+from conftest import MODEL_NAMES, TINY, compose, event_files, load_events, read_metrics, tiny_model
+
+
+# ------------------------------------------------------------------ schedules
+def _lrs(factory, steps: int, base_lr: float = 0.1, **kw) -> list[float]:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+    sched = factory(opt, total_steps=steps, **kw)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return lrs  # lrs[s] = lr used by optimizer step s+1; lrs[steps] = after the last step
+
+
+@pytest.mark.parametrize("min_lr_ratio", [0.0, 0.1])
+def test_warmup_cosine(min_lr_ratio):
+    base, warmup, total = 0.1, 10, 50
+    lrs = _lrs(warmup_cosine, total, base, warmup_steps=warmup, min_lr_ratio=min_lr_ratio)
+    # linear rise during warmup, reaching the base lr at its end
+    warm = lrs[:warmup]
+    steps = [b - a for a, b in zip(warm, warm[1:])]
+    assert all(d > 0 for d in steps)
+    assert max(steps) - min(steps) < 1e-9
+    assert warm[0] == pytest.approx(base / warmup)
+    assert lrs[warmup] == pytest.approx(base)
+    # then never rising, and ending at lr * min_lr_ratio
+    after = lrs[warmup:]
+    assert all(b <= a + 1e-12 for a, b in zip(after, after[1:]))
+    assert lrs[total] == pytest.approx(base * min_lr_ratio, abs=1e-12)
+    assert min(lrs) >= base * min_lr_ratio - 1e-12
+    # halfway through the decay the cosine is at its midpoint
+    mid = warmup + (total - warmup) // 2
+    assert lrs[mid] == pytest.approx(base * (min_lr_ratio + (1 - min_lr_ratio) * 0.5))
+
+
+def test_warmup_cosine_without_warmup_starts_at_base():
+    lrs = _lrs(warmup_cosine, 20, 0.1, warmup_steps=0)
+    assert lrs[0] == pytest.approx(0.1)
+    assert lrs[20] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_constant_schedule():
+    assert set(_lrs(constant, 10, 0.3)) == {0.3}
+
+
+# ------------------------------------------------------------------ gradient norms
+def _backward(model, size=16):
+    torch.manual_seed(0)
+    model.train()
+    x = torch.rand(2, 1, size, size)
+    (model(x) * torch.randn(2, 1, size, size)).sum().backward()
+
+
+@pytest.mark.parametrize("name", ["unet_add", "highway", "fc_densenet"])
+def test_grad_norms_match_direct_computation(name):
+    model = tiny_model(name, depth=2)
+    _backward(model)
+    gn = GradNorms(model)
+    values = gn()
+    layers = depth_ordered_layers(model)
+    assert values.shape == (len(layers) + 1,)
+    assert len(gn.tags) == len(layers) + 1
+    for (lname, layer), v, tag in zip(layers, values[:-1], gn.tags):
+        expected = torch.linalg.vector_norm(layer.weight.grad)
+        torch.testing.assert_close(v, expected, rtol=1e-5, atol=1e-7, msg=f"{name}: {lname}")
+        assert tag.endswith("_" + lname)
+    grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+    torch.testing.assert_close(values[-1], torch.linalg.vector_norm(grads), rtol=1e-5, atol=1e-7)
+    assert gn.tags[-1] == "grad_norm/total"
+    assert (values > 0).all()
+
+
+def test_grad_norms_count_missing_grads_as_zero():
+    model = tiny_model("autoencoder", depth=1)
+    gn = GradNorms(model)
+    values = gn()  # no backward yet: every grad is None
+    assert torch.equal(values, torch.zeros_like(values))
+
+
+def test_grad_norm_tags_sort_by_depth_and_are_named():
+    model = tiny_model("unet_concat", depth=3)
+    gn = GradNorms(model)
+    layer_part = gn.tags[:-1]
+    names = [n for n, _ in depth_ordered_layers(model)]
+    assert layer_part == [f"grad_norm/{i:02d}_{n}" for i, n in enumerate(names)]
+    assert layer_part[0] == "grad_norm/00_enc0.0.conv1"
+    assert sorted(layer_part) == layer_part
+
+
+def test_layer_tags_pad_to_sort_past_100_layers():
+    names = [f"l{i}" for i in range(150)]
+    tags = layer_tags(names, "grad_norm")
+    assert sorted(tags) == tags
+    assert tags[0] == "grad_norm/000_l0" and tags[-1] == "grad_norm/149_l149"
+    assert layer_tags(["a", "b"], "p") == ["p/00_a", "p/01_b"]
+
+
+# ------------------------------------------------------------------ checkpoints
+def _leftovers(folder: Path, keep: set[str]) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "file.txt"
+    atomic_write(target, lambda tmp: Path(tmp).write_text("hello"))
+    assert target.read_text() == "hello"
+    assert _leftovers(tmp_path, {"file.txt"}) == []
+    mode = target.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_interrupted_atomic_write_keeps_previous_file(tmp_path, exc):
+    target = tmp_path / "file.txt"
+    target.write_text("old")
+
+    def write(tmp):
+        Path(tmp).write_text("new but torn")
+        raise exc("boom")
+
+    with pytest.raises(exc):
+        atomic_write(target, write)
+    assert target.read_text() == "old"
+    assert _leftovers(tmp_path, {"file.txt"}) == []
+
+
+def test_checkpoint_round_trip(tmp_path):
+    state = {"step": 3, "model": {"w": torch.arange(4.0)}, "config": {"a": [1, 2]}}
+    save_checkpoint(tmp_path / CHECKPOINT, state)
+    loaded = load_checkpoint(find_checkpoint(str(tmp_path)))
+    assert loaded["step"] == 3 and loaded["config"] == {"a": [1, 2]}
+    assert torch.equal(loaded["model"]["w"], torch.arange(4.0))
+    assert find_checkpoint(str(tmp_path / CHECKPOINT)) == tmp_path / CHECKPOINT
+    assert _leftovers(tmp_path, {CHECKPOINT}) == []
+
+
+def test_find_checkpoint_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="resume="):
+        find_checkpoint(str(tmp_path))
+    with pytest.raises(FileNotFoundError):
+        find_checkpoint(str(tmp_path / "nope" / CHECKPOINT))
+
+
+def test_write_json(tmp_path):
+    import json
+
+    write_json(tmp_path / "m.json", {"a": 1.5, "b": "x"})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1.5, "b": "x"}
+    assert _leftovers(tmp_path, {"m.json"}) == []
+
+
+# ------------------------------------------------------------------ TensorBoard helpers
+def test_image_grid_layout():
+    rows = [torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)]
+    grid = image_grid(rows, pad=2, min_size=16)  # 8 -> scaled x2 to 16, plus padding 2
+    assert grid.shape == (1, 2 * 18, 3 * 18)
+    assert grid.min() >= 0 and grid.max() <= 1
+    torch.testing.assert_close(grid[:, 0:16:2, 0:16:2], rows[0][0])  # nearest upscaling of image 0
+
+
+def test_flatten_config():
+    flat = flatten({"_target_": "x", "model": {"depth": 3, "name": "u", "_partial_": True},
+                    "betas": [0.9, 0.99], "none": None, "flag": False})
+    assert flat == {"model.depth": 3, "model.name": "u", "betas": "[0.9, 0.99]", "flag": False}
+
+
+# ------------------------------------------------------------------ the loop, in-process
+def _train(tmp_path: Path, overrides: list[str], name: str = "run") -> dict:
+    cfg = compose([*TINY, *overrides])
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    return train(cfg, run_dir)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_model_trains_in_process(tmp_path, name):
+    size = [] if MODELS[name].padding else ["dataset.size=64"]  # valid convs need >= 44 px at depth 2
+    summary = _train(tmp_path, [f"model={name}", "trainer.max_steps=2", "trainer.eval_every=2",
+                                "trainer.log_every=1", "model.depth=2", *size])
+    assert summary["status"] == "completed" and summary["steps"] == 2 and summary["model"] == name
+    assert summary == read_metrics(tmp_path / "run")
+    for key in ("final_train_loss", "final_val_loss", "final_val_psnr", "best_val_psnr"):
+        assert math.isfinite(summary[key]), key
+    assert (tmp_path / "run" / CHECKPOINT).is_file()
+    assert len(event_files(tmp_path / "run")) == 1
+
+
+@pytest.mark.parametrize("overrides", [
+    ["task=reconstruct", "optimizer=sgd", "scheduler=cosine", "scheduler.warmup_steps=1"],
+    ["optimizer=adamw", "dataset.channels=3", "dataset.size=33", "trainer.grad_clip=1.0"],
+    ["diagnostics.grad_norms=false", "diagnostics.images=false", "model=resnet"],
+])
+def test_loop_option_combinations(tmp_path, overrides):
+    summary = _train(tmp_path, ["trainer.max_steps=3", "trainer.eval_every=3", "trainer.log_every=1",
+                                "model.depth=2", *overrides])
+    assert summary["status"] == "completed" and summary["steps"] == 3
+    assert math.isfinite(summary["final_val_psnr"])
+    tags = load_events(tmp_path / "run").Tags()
+    has_norms = any(t.startswith("grad_norm/") for t in tags["scalars"])
+    assert has_norms == ("diagnostics.grad_norms=false" not in overrides)
+    assert ("samples/val" in tags["images"]) == ("diagnostics.images=false" not in overrides)
+
+
+def test_logged_lr_follows_schedule(tmp_path):
+    _train(tmp_path, ["trainer.max_steps=6", "trainer.eval_every=6", "trainer.log_every=1", "model.depth=2",
+                      "scheduler=cosine", "scheduler.warmup_steps=3", "optimizer.lr=0.01"])
+    logged = [(e.step, e.value) for e in load_events(tmp_path / "run").Scalars("lr")]
+    expected = _lrs(warmup_cosine, 6, 0.01, warmup_steps=3)  # lr used by step s is expected[s-1]
+    assert [s for s, _ in logged] == list(range(1, 7))
+    for s, v in logged:
+        assert v == pytest.approx(expected[s - 1], rel=1e-6)
+
+
+def test_reproducible_with_same_seed_and_different_with_other(tmp_path):
+    common = ["trainer.max_steps=4", "trainer.eval_every=4", "trainer.log_every=2", "model.depth=2"]
+    a = _train(tmp_path, [*common, "seed=0"], "a")
+    b = _train(tmp_path, [*common, "seed=0"], "b")
+    c = _train(tmp_path, [*common, "seed=1"], "c")
+    assert a["final_val_psnr"] == b["final_val_psnr"]
+    assert a["final_train_loss"] == b["final_train_loss"]
+    sa = load_checkpoint(tmp_path / "a" / CHECKPOINT)["model"]
+    sb = load_checkpoint(tmp_path / "b" / CHECKPOINT)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert c["final_val_psnr"] != a["final_val_psnr"]
+    assert c["final_train_loss"] != a["final_train_loss"]
+
+
+def test_resume_in_process_matches_straight_run(tmp_path):
+    """Stopped at step 5 (between log and eval boundaries) and resumed: the same as never stopping."""
+    common = ["trainer.eval_every=3", "trainer.log_every=2", "model.depth=2", "optimizer=sgd",
+              "optimizer.weight_decay=0.01"]
+    straight = _train(tmp_path, [*common, "trainer.max_steps=7"], "straight")
+    part = _train(tmp_path, [*common, "trainer.max_steps=5"], "split")
+    assert part["steps"] == 5
+    resumed = _train(tmp_path, [*common, "trainer.max_steps=7", f"resume={tmp_path / 'split'}"], "resumed")
+    assert resumed["steps"] == 7 and resumed["status"] == "completed"
+    assert resumed["final_train_loss"] == pytest.approx(straight["final_train_loss"], abs=1e-6)
+    assert resumed["final_val_psnr"] == pytest.approx(straight["final_val_psnr"], abs=1e-6)
+    s1 = load_checkpoint(tmp_path / "straight" / CHECKPOINT)
+    s2 = load_checkpoint(tmp_path / "resumed" / CHECKPOINT)
+    assert s1["step"] == s2["step"] == 7
+    for k in s1["model"]:
+        assert torch.equal(s1["model"][k], s2["model"][k]), k
+    # the optimizer state (momentum buffers) continues too
+    for k, v in s1["optimizer"]["state"].items():
+        assert torch.equal(v["momentum_buffer"], s2["optimizer"]["state"][k]["momentum_buffer"])
