@@ -21,12 +21,14 @@ USAGE = """usage: skipbench <command> [overrides ...] [hydra flags]
 
 Commands:
   train     train one model (or a sweep with -m) and log to TensorBoard under outputs/
+  report    aggregate finished runs below a folder: tables (md/csv/json) and plots
 
 Examples:
   skipbench train model=unet_concat
   skipbench train -m model=autoencoder,unet_concat,unet_add,resnet,densenet seed=0,1,2
   skipbench train --cfg job
   skipbench train --help          # config groups, options and every key
+  skipbench report outputs/multirun/<sweep>
   tensorboard --logdir outputs/
 
 Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
@@ -176,14 +178,20 @@ def train(args: list[str]) -> int:
     return _run_hydra("train", _hydra_app(_train_task, "train"), args, check=True)
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train}
+def report(args: list[str]) -> int:
+    from .report.cli import main as report_main
+
+    return report_main(args)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train, "report": report}
 
 
 def _complete(args: list[str]) -> int:
     """``skipbench -sc query=bash`` from Hydra's bash completion: route to the command's app."""
     line = os.environ.get("COMP_LINE", "")
     words = line.split()
-    if len(words) >= 2 and words[1] in COMMANDS and (len(words) > 2 or line.endswith(" ")):
+    if len(words) >= 2 and words[1] == "train" and (len(words) > 2 or line.endswith(" ")):
         # Hydra strips only the program name from COMP_LINE; strip the command too.
         os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
         return _run_hydra(words[1], _hydra_app(_train_task, words[1]), args)

@@ -38,6 +38,11 @@ class Block(_Choice):
     highway = "highway"
 
 
+class Noise(_Choice):
+    gaussian = "gaussian"
+    salt_pepper = "salt_pepper"
+
+
 class Device(_Choice):
     auto = "auto"
     cpu = "cpu"
@@ -76,7 +81,20 @@ class ShapesConfig:
 @dataclass
 class DenoiseConfig:
     _target_: str = "skipbench.tasks.Denoise"
+    noise: Noise = Noise.gaussian
     sigma: float = 0.2  # std of the additive Gaussian noise (images are in [0, 1])
+    amount: float = 0.1  # salt_pepper: fraction of pixels set to 0 or 1
+
+
+@dataclass
+class SegmentConfig:
+    _target_: str = "skipbench.tasks.Segment"
+    dice_weight: float = 0.0  # loss = cross-entropy + dice_weight * (1 - soft Dice)
+
+
+@dataclass
+class ClassifyConfig:
+    _target_: str = "skipbench.tasks.Classify"
 
 
 @dataclass
@@ -170,7 +188,8 @@ class TrainConfig:
 SCHEMAS = {
     "model": {"base": ModelConfig},
     "dataset": {"shapes": ShapesConfig},
-    "task": {"denoise": DenoiseConfig, "reconstruct": ReconstructConfig},
+    "task": {"denoise": DenoiseConfig, "reconstruct": ReconstructConfig, "segment": SegmentConfig,
+             "classify": ClassifyConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig},
     "scheduler": {"none": ConstantScheduleConfig, "cosine": CosineScheduleConfig},
 }
@@ -219,6 +238,9 @@ def check_config(cfg: DictConfig) -> None:
         require(0 <= cfg.scheduler.min_lr_ratio <= 1, "scheduler.min_lr_ratio", cfg.scheduler.min_lr_ratio, "must be in [0, 1]")
     if "sigma" in cfg.task:
         require(cfg.task.sigma >= 0, "task.sigma", cfg.task.sigma, "must be >= 0")
+        require(0 <= cfg.task.amount <= 1, "task.amount", cfg.task.amount, "must be in [0, 1]")
+    if "dice_weight" in cfg.task:
+        require(cfg.task.dice_weight >= 0, "task.dice_weight", cfg.task.dice_weight, "must be >= 0")
     if str(t.device) == "cuda":
         import torch
 

@@ -1,7 +1,20 @@
 """Tasks turn a batch of a data split into ``(input, target)`` and say how to score the output.
 
-A task is built by Hydra from ``configs/task/<name>.yaml`` and used by the loop only through
-:class:`Task`'s methods, so adding a task never touches the loop.
+A task is built by Hydra from ``configs/task/<name>.yaml``, then :meth:`Task.setup` reads what it
+needs from the data set (classes, normalisation). The loop uses a task only through its methods,
+so adding a task never touches the loop.
+
+===========  ======================  ==========================  ===================================
+task         input -> target         loss                        metrics (headline first)
+===========  ======================  ==========================  ===================================
+reconstruct  image -> same image     MSE                         PSNR (dB), SSIM
+denoise      image + noise -> image  MSE                         PSNR, SSIM, input PSNR (baseline)
+segment      image -> class mask     cross-entropy (+ Dice)      mean IoU, Dice, pixel accuracy
+classify     image -> label          cross-entropy               top-1 accuracy (+ confusion matrix)
+===========  ======================  ==========================  ===================================
+
+Models with valid convs (``unet_crop``) output a centre region of the input: targets (and the
+inputs shown in TensorBoard) are centre-cropped to the output in every loss, metric and picture.
 """
 
 from __future__ import annotations
@@ -9,25 +22,75 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .data import Split
+from .config import ConfigError
+from .data import ImageData, Split
 from .models.blocks import crop_to
 
 
+# ---------------------------------------------------------------- metrics
 def psnr(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Per-image PSNR in dB, ``[B, C, H, W] x2 -> [B]``; the output is clamped to the data range."""
     mse = (output.clamp(0, data_range) - target).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-10))
 
 
+def ssim(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004: Gaussian 11x11 window, sigma 1.5, K1=0.01, K2=0.03), ``-> [B]``.
+
+    The window shrinks to the image for images smaller than 11 pixels; 'valid' filtering as in the
+    reference implementation.
+    """
+    x, y = output.clamp(0, data_range).float(), target.float()
+    c = x.shape[1]
+    window = min(window, x.shape[-1], x.shape[-2])
+    g = torch.exp(-((torch.arange(window, device=x.device) - (window - 1) / 2) ** 2) / (2 * sigma**2))
+    g = (g / g.sum()).float()
+    kernel = (g[:, None] * g[None, :]).expand(c, 1, window, window).contiguous()
+    blur = lambda z: F.conv2d(z, kernel, groups=c)  # noqa: E731
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
+
+
+def confusion(pred: torch.Tensor, target: torch.Tensor, n: int) -> torch.Tensor:
+    """``[n, n]`` counts, rows = true class, columns = predicted (any shapes, class ids)."""
+    return torch.bincount(target.flatten() * n + pred.flatten(), minlength=n * n).view(n, n)
+
+
+def palette(n: int, device=None) -> torch.Tensor:
+    """``[n, 3]`` distinct colours in [0, 1]; class 0 (background) is black."""
+    hues = torch.arange(n, dtype=torch.float32, device=device) / max(1, n - 1)
+    k = (torch.tensor([5.0, 3.0, 1.0], device=device)[None] + hues[:, None] * 6) % 6
+    rgb = 1 - torch.clamp(torch.minimum(k, 4 - k), 0, 1)  # HSV -> RGB with s = v = 1
+    rgb[0] = 0
+    return rgb
+
+
+# ---------------------------------------------------------------- tasks
 class Task:
     """Base class. ``metric`` names the headline validation metric (higher is better)."""
 
     name = "task"
     metric = "psnr"
-    head = "pixels"  # what the model must output: "pixels" or "classes"
+    head = "pixels"  # what the model must output: "pixels" (a map) or "classes" (a vector)
+    normalize = False  # feed the model (x - mean) / std instead of [0, 1] images
 
-    def out_channels(self, in_channels: int) -> int:
-        return in_channels
+    def setup(self, data: ImageData) -> None:
+        """Read what the task needs from the data set; :class:`ConfigError` if it cannot serve it."""
+        self.channels = data.channels
+        mean, std = data.train.images.mean(dim=(0, 2, 3)), data.train.images.std(dim=(0, 2, 3))
+        self.mean, self.std = mean.view(1, -1, 1, 1), std.clamp_min(1e-6).view(1, -1, 1, 1)
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.normalize:
+            return images
+        return (images - self.mean.to(images.device)) / self.std.to(images.device)
 
     def make_batch(self, split: Split, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -37,14 +100,18 @@ class Task:
 
     def metrics(self, inputs: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-sample values ``[B]`` for each metric; the loop averages them over the split."""
-        return {"psnr": psnr(output.float(), crop_to(target, output))}
+        target = crop_to(target, output)
+        return {"psnr": psnr(output.float(), target), "ssim": ssim(output.float(), target)}
+
+    def observe(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        """Called on every validation batch, for whole-split statistics (confusion matrix)."""
+
+    def figures(self) -> dict:
+        """Whole-split figures for TensorBoard after an eval (``{tag: matplotlib figure}``)."""
+        return {}
 
     def sample_rows(self, inputs: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
-        """Rows of ``[N, C, H, W]`` images in [0, 1] for the TensorBoard grid: input, output, target.
-
-        Models with valid convs (``unet_crop``) output a centre region of the input; targets and
-        inputs are centre-cropped to it here and in every loss and metric.
-        """
+        """Rows of ``[N, C, H, W]`` images in [0, 1] for the TensorBoard grid: input, output, target."""
         return [crop_to(inputs, output).clamp(0, 1), output.float().clamp(0, 1), crop_to(target, output)]
 
 
@@ -58,18 +125,141 @@ class Reconstruct(Task):
 
 
 class Denoise(Task):
-    """Input = image + N(0, sigma^2) noise (not clipped), target = the clean image."""
+    """Input = image + noise, target = the clean image.
+
+    ``noise=gaussian``: add N(0, sigma^2), not clipped. ``noise=salt_pepper``: a fraction ``amount``
+    of pixels (per channel) set to 0 or 1 with equal odds.
+    """
 
     name = "denoise"
 
-    def __init__(self, sigma: float = 0.2) -> None:
-        self.sigma = sigma
+    def __init__(self, sigma: float = 0.2, noise: str = "gaussian", amount: float = 0.1) -> None:
+        self.sigma, self.noise, self.amount = sigma, str(noise), amount
 
     def make_batch(self, split, generator):
         clean = split.images
+        if self.noise == "salt_pepper":
+            u = torch.rand(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
+            noisy = torch.where(u < self.amount / 2, 0.0, torch.where(u > 1 - self.amount / 2, 1.0, clean))
+            return noisy, clean
         noise = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
         return clean + self.sigma * noise, clean
 
     def metrics(self, inputs, output, target):
         # The noisy input's PSNR is the baseline a denoiser must beat.
         return {**super().metrics(inputs, output, target), "input_psnr": psnr(crop_to(inputs, output), crop_to(target, output))}
+
+
+class Segment(Task):
+    """Per-pixel classes from the data set's masks; cross-entropy plus ``dice_weight`` x soft-Dice loss."""
+
+    name = "segment"
+    metric = "miou"
+    normalize = True
+
+    def __init__(self, dice_weight: float = 0.0) -> None:
+        self.dice_weight = dice_weight
+
+    def setup(self, data):
+        super().setup(data)
+        if data.train.masks is None or not data.seg_classes:
+            raise ConfigError(f"task=segment: dataset={data.name} has no per-pixel masks; "
+                              f"it supports: {', '.join(supported_tasks(data))}")
+        self.classes = list(data.seg_classes)
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.classes)
+
+    def make_batch(self, split, generator):
+        return self.prepare(split.images), split.masks
+
+    def loss(self, output, target):
+        target = crop_to(target, output)
+        loss = F.cross_entropy(output.float(), target)
+        if self.dice_weight:
+            prob = output.float().softmax(1)
+            onehot = F.one_hot(target, prob.shape[1]).permute(0, 3, 1, 2).float()
+            inter, total = (prob * onehot).sum((0, 2, 3)), (prob + onehot).sum((0, 2, 3))
+            loss = loss + self.dice_weight * (1 - ((2 * inter + 1) / (total + 1)).mean())
+        return loss
+
+    def metrics(self, inputs, output, target):
+        target = crop_to(target, output)
+        pred = output.argmax(1)
+        n = len(self.classes)
+        p, t = F.one_hot(pred, n).flatten(1, 2).bool(), F.one_hot(target, n).flatten(1, 2).bool()  # [B, HW, n]
+        inter, union = (p & t).sum(1).float(), (p | t).sum(1).float()  # [B, n]
+        present = union > 0  # classes absent from both prediction and truth do not count
+        iou = torch.where(present, inter / union.clamp_min(1), 0).sum(1) / present.sum(1).clamp_min(1)
+        sizes = p.sum(1).float() + t.sum(1).float()
+        dice = torch.where(present, 2 * inter / sizes.clamp_min(1), 0).sum(1) / present.sum(1).clamp_min(1)
+        return {"miou": iou, "dice": dice, "pixel_acc": (pred == target).flatten(1).float().mean(1)}
+
+    def sample_rows(self, inputs, output, target):
+        colours = palette(len(self.classes), output.device)
+        show = lambda m: colours[m].permute(0, 3, 1, 2)  # noqa: E731  [B,H,W] ids -> [B,3,H,W]
+        image = crop_to(inputs * self.std.to(inputs.device) + self.mean.to(inputs.device), output).clamp(0, 1)
+        return [image.expand(-1, 3, -1, -1), show(output.argmax(1)), show(crop_to(target, output))]
+
+
+class Classify(Task):
+    """Image label from the encoder + pooled linear head; top-1 accuracy and a confusion matrix."""
+
+    name = "classify"
+    metric = "acc"
+    head = "classes"
+    normalize = True
+
+    def setup(self, data):
+        super().setup(data)
+        if data.train.labels is None or not data.classes:
+            raise ConfigError(f"task=classify: dataset={data.name} has no image labels; "
+                              f"it supports: {', '.join(supported_tasks(data))}")
+        self.classes = list(data.classes)
+        self._confusion = None
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.classes)
+
+    def make_batch(self, split, generator):
+        return self.prepare(split.images), split.labels
+
+    def loss(self, output, target):
+        return F.cross_entropy(output.float(), target)
+
+    def metrics(self, inputs, output, target):
+        return {"acc": (output.argmax(1) == target).float()}
+
+    def observe(self, output, target):
+        c = confusion(output.argmax(1), target, len(self.classes))
+        self._confusion = c if self._confusion is None else self._confusion + c
+
+    def figures(self):
+        if self._confusion is None:
+            return {}
+        from .train.figures import confusion_matrix
+
+        fig = confusion_matrix(self._confusion.cpu().tolist(), self.classes)
+        self._confusion = None
+        return {"confusion/val": fig}
+
+    def sample_rows(self, inputs, output, target):
+        # One row of inputs, bordered green (right) or red (wrong).
+        image = (inputs * self.std.to(inputs.device) + self.mean.to(inputs.device)).clamp(0, 1).expand(-1, 3, -1, -1)
+        ok = (output.argmax(1) == target).float().view(-1, 1, 1, 1)
+        border = torch.cat([1 - ok, ok, torch.zeros_like(ok)], 1).expand(-1, 3, image.shape[-2] + 4, image.shape[-1] + 4)
+        framed = border.clone()
+        framed[..., 2:-2, 2:-2] = image
+        return [framed]
+
+
+def supported_tasks(data: ImageData) -> list[str]:
+    """Which tasks a data set can serve: pixel tasks always; segment with masks; classify with labels."""
+    tasks = ["reconstruct", "denoise"]
+    if data.train.masks is not None and data.seg_classes:
+        tasks.append("segment")
+    if data.train.labels is not None and data.classes:
+        tasks.append("classify")
+    return tasks

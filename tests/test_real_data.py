@@ -37,7 +37,8 @@ def one_line(ex: pytest.ExceptionInfo) -> str:
 # ---------------------------------------------------------------- MNIST (IDX)
 def idx(arr: np.ndarray) -> bytes:
     """An IDX file of unsigned bytes: magic 0x0000 08 <ndim>, big-endian dims, the data."""
-    return struct.pack(">I", 0x0800 | arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.astype(np.uint8).tobytes()
+    header = struct.pack(">I", 0x0800 | arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
 
 
 def fake_mnist(n_train: int = 12, n_test: int = 5, seed: int = 0):
@@ -189,7 +190,7 @@ def http_dir(tmp_path, monkeypatch):
     served = tmp_path / "www"
     served.mkdir()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield served, f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     server.server_close()
@@ -495,6 +496,7 @@ def test_channel_stats():
     images = torch.rand(10, 3, 8, 8, generator=g) * torch.tensor([1.0, 0.5, 0.0]).view(1, 3, 1, 1)
     mean, std = channel_stats(images)
     assert len(mean) == len(std) == 3 and all(isinstance(v, float) for v in mean + std)
-    assert torch.allclose(torch.tensor(mean, dtype=torch.float64), images.mean(dim=(0, 2, 3)).double(), atol=1e-6)
-    assert torch.allclose(torch.tensor(std, dtype=torch.float64), images.std(dim=(0, 2, 3), correction=0).double(), atol=1e-6)
+    want_mean, want_std = images.mean(dim=(0, 2, 3)).double(), images.std(dim=(0, 2, 3), correction=0).double()
+    assert torch.allclose(torch.tensor(mean, dtype=torch.float64), want_mean, atol=1e-6)
+    assert torch.allclose(torch.tensor(std, dtype=torch.float64), want_std, atol=1e-6)
     assert std[2] == 0.0

@@ -197,6 +197,20 @@ def test_differing_width_is_a_group_key(tmp_path: Path):
     assert all(g.final.n == 2 and g.final.ci95 is None for g in report.groups)  # CI needs n >= 3
 
 
+def test_interrupted_and_unreadable_runs_are_left_out(tmp_path: Path, capsys):
+    for seed in range(2):
+        make_run(tmp_path, f"ok{seed}", "unet_concat", seed, CURVES["unet_concat"][seed])
+    make_run(tmp_path, "stopped", "unet_concat", 2, CURVES["unet_concat"][2], status="interrupted")
+    broken = make_run(tmp_path, "broken", "unet_concat", 3, CURVES["unet_concat"][2])
+    (broken / ".hydra" / "config.yaml").write_text("model: [unclosed\n")
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    out, err = capsys.readouterr()
+    assert "1 interrupted" in out and "| all runs | 2 |" in out
+    assert "skipped:" in err and "broken" in err
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["interrupted"] == ["stopped"] and doc["groups"][0]["n"] == 2
+
+
 def test_duplicate_steps_keep_the_last_value(tmp_path: Path):
     """A run resumed in place: two event files, step 20 written by both; the later one wins."""
     from torch.utils.tensorboard import SummaryWriter
@@ -283,7 +297,7 @@ def test_report_on_real_runs(tmp_path: Path, capsys):
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "skipbench.cli", "train", "-m", "model=autoencoder,unet_concat",
            "dataset.train_size=64", "dataset.val_size=16", "model.width=4", "trainer.batch_size=8",
-           "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=2", "trainer.progress=false",
+           "trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=2", "trainer.progress=false",
            "trainer.num_threads=1", f"hydra.sweep.dir={sweep}"]
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -297,6 +311,6 @@ def test_report_on_real_runs(tmp_path: Path, capsys):
     for g in doc["groups"]:
         assert g["n"] == 1 and g["final_val_psnr"]["std"] is None and g["params"] > 0
     for run in doc["runs"]:
-        assert run["status"] == "completed" and run["steps"] == 6
+        assert run["status"] == "completed" and run["steps"] == 4
     for name in ("curves.png", "grad_norm_depth.png", "grad_flow.png"):
         assert (sweep / name).stat().st_size > 10_000

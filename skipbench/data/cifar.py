@@ -63,7 +63,9 @@ def _load_pickle(path: Path) -> dict:
         with open(path, "rb") as f:
             obj = _ArrayUnpickler(f, encoding="bytes").load()
     except Exception as ex:  # a corrupt pickle can fail in many ways: UnpicklingError, EOFError, ValueError, ...
-        raise DataError(f"{path}: not a readable CIFAR pickle ({one_line(ex)}); the file is corrupt or truncated") from None
+        raise DataError(
+            f"{path}: not a readable CIFAR pickle ({one_line(ex)}); the file is corrupt or truncated"
+        ) from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a pickled dict, found {type(obj).__name__}")
     return {k.encode() if isinstance(k, str) else k: v for k, v in obj.items()}
@@ -98,17 +100,17 @@ def _load_meta(path: Path) -> list[str]:
 
 
 def _extract(archive: Path, dest: Path) -> None:
-    """Unpack the seven known files of ``archive`` into ``dest``, each atomically."""
+    """Unpack the seven known files of ``archive`` into ``dest``, each atomically, in one pass."""
+    wanted = {f"{FOLDER}/{name}": name for name in FILES}
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            for name in FILES:
-                try:
-                    member = tar.getmember(f"{FOLDER}/{name}")
-                except KeyError:
-                    raise DataError(f"{archive}: no {FOLDER}/{name} inside; not the CIFAR-10 python archive") from None
+            for member in tar:  # streaming: no seeking back through the gzip stream
+                name = wanted.pop(member.name.removeprefix("./"), None)
+                if name is None:
+                    continue
                 if not member.isfile():
-                    raise DataError(f"{archive}: {FOLDER}/{name} is not a regular file")
+                    raise DataError(f"{archive}: {member.name} is not a regular file")
                 src = tar.extractfile(member)
                 assert src is not None
                 fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.", suffix=".part")
@@ -122,6 +124,8 @@ def _extract(archive: Path, dest: Path) -> None:
                     raise
     except (tarfile.TarError, EOFError, zlib.error, OSError) as ex:
         raise DataError(f"{archive}: cannot unpack ({one_line(ex)}); the archive is corrupt or truncated") from None
+    if wanted:
+        raise DataError(f"{archive}: no {', '.join(sorted(wanted))} inside; not the CIFAR-10 python archive")
 
 
 def _locate(root: Path, download: bool) -> Path:

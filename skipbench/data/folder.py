@@ -98,7 +98,9 @@ def _read_mask(path: Path, image_path: Path, hw: tuple[int, int]) -> torch.Tenso
     except Exception as ex:
         raise DataError(f"{path}: cannot read mask ({one_line(ex)}); the file is corrupt or truncated") from None
     if mode not in _MASK_MODES:
-        raise DataError(f"{path}: a mask must be single-channel with class ids as pixels (mode L, P or I), found mode {mode}")
+        raise DataError(
+            f"{path}: a mask must be single-channel with class ids as pixels (mode L, P or I), found mode {mode}"
+        )
     if arr.shape != hw:
         raise DataError(f"{path}: mask is {arr.shape[1]}x{arr.shape[0]} but image {image_path} is {hw[1]}x{hw[0]}")
     mask = torch.from_numpy(arr.astype(np.int64))

@@ -327,7 +327,7 @@ def _report(args: argparse.Namespace) -> int:
     from .runs import ReportError, load_runs
 
     root = Path(args.dir)
-    runs = load_runs(root)
+    runs = load_runs(root, on_skip=lambda line: print(f"{PROG}: {line}", file=sys.stderr))
     group_by = [k for k in (args.group_by or "").split(",") if k.strip()] or None
     report = build_report(runs, root=str(args.dir), metric=args.metric, group_by=group_by, target=args.target)
 

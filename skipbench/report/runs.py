@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
@@ -156,7 +156,8 @@ def load_run(path: Path, root: Path) -> Run:
     try:
         cfg = _load_yaml(path / CONFIG)
     except Exception as ex:
-        raise ReportError(f"{path / CONFIG}: cannot read it ({type(ex).__name__}: {ex})") from None
+        first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+        raise ReportError(f"{path / CONFIG}: cannot read it ({first})") from None
     if not isinstance(cfg, Mapping):
         raise ReportError(f"{path / CONFIG}: not a mapping")
     overrides: list[str] = []
@@ -177,8 +178,11 @@ def load_run(path: Path, root: Path) -> Run:
     return Run(path=path, name=rel, config=flat_config(cfg), overrides=overrides, metrics=metrics, problem=problem)
 
 
-def load_runs(root: Path) -> list[Run]:
-    """All runs below ``root``; raises :class:`ReportError` when the folder is missing or holds none."""
+def load_runs(root: Path, on_skip: Callable[[str], None] | None = None) -> list[Run]:
+    """All runs below ``root``; raises :class:`ReportError` when the folder is missing or holds none.
+
+    A folder whose config cannot be read is skipped; ``on_skip`` gets one line saying why.
+    """
     root = Path(root)
     if not root.exists():
         raise ReportError(f"{root}: no such directory")
@@ -187,7 +191,16 @@ def load_runs(root: Path) -> list[Run]:
     paths = discover_runs(root)
     if not paths:
         raise ReportError(f"{root}: no runs found (a run folder holds .hydra/config.yaml)")
-    return [load_run(p, root) for p in paths]
+    runs = []
+    for p in paths:
+        try:
+            runs.append(load_run(p, root))
+        except ReportError as ex:
+            if on_skip is not None:
+                on_skip(f"skipped: {ex}")
+    if not runs:
+        raise ReportError(f"{root}: no readable runs (every .hydra/config.yaml below it failed to load)")
+    return runs
 
 
 # ---------------------------------------------------------------- TensorBoard scalars

@@ -40,3 +40,28 @@ def grad_norm_by_depth(names: list[str], step: int, norms: list[float]):
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def confusion_matrix(counts: list[list[int]], classes: list[str]):
+    """Row-normalised confusion matrix (rows = true class), counts written in the cells."""
+    n = len(classes)
+    totals = [max(1, sum(row)) for row in counts]
+    rates = [[c / totals[i] for c in row] for i, row in enumerate(counts)]
+    size = min(12.0, 2.0 + 0.45 * n)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85), dpi=90)
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n))
+    ax.set_xticklabels(classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(counts[i][j]), ha="center", va="center", fontsize=7,
+                        color="white" if rates[i][j] > 0.5 else "black")
+    ax.set_title("validation confusion matrix")
+    fig.colorbar(im, ax=ax, label="fraction of true class")
+    fig.tight_layout()
+    return fig

@@ -13,8 +13,9 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from hydra.utils import instantiate
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..config import ConfigError, check_config
-from ..data import EpochSampler, Split
+from ..data import EpochSampler, ImageData, Split
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint, write_json
 from .diagnostics import Diagnostics, count_flops
@@ -51,7 +52,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 @torch.no_grad()
 def evaluate(model, task: Task, val: Split, batch_size: int, autocast) -> tuple[dict[str, float], tuple]:
-    """Mean loss and metrics over the whole split; also returns the first batch for the image grid."""
+    """Mean loss and metrics over the whole split; also returns the first batch for the pictures."""
     model.eval()
     g = torch.Generator(val.images.device).manual_seed(VAL_NOISE_SEED)
     sums: dict[str, torch.Tensor] = {}
@@ -60,10 +61,11 @@ def evaluate(model, task: Task, val: Split, batch_size: int, autocast) -> tuple[
         inputs, target = task.make_batch(val.take(slice(start, start + batch_size)), g)
         with autocast():
             output = model(inputs)
-        n = inputs.shape[0]
-        values = {"loss": task.loss(output, target) * n, **{k: v.sum() for k, v in task.metrics(inputs, output, target).items()}}
+        values = {"loss": task.loss(output, target) * inputs.shape[0],
+                  **{k: v.sum() for k, v in task.metrics(inputs, output, target).items()}}
         for k, v in values.items():
             sums[k] = sums.get(k, 0) + v.float()
+        task.observe(output, target)
         first = first or (inputs, output, target)
     model.train()
     return {k: v.item() / len(val) for k, v in sums.items()}, first
@@ -95,79 +97,104 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train one run into ``run_dir``; returns the summary also written to ``metrics.json``."""
-    wall_start = time.perf_counter()
-    check_config(cfg)
-    t, run_dir = cfg.trainer, Path(run_dir)
+@dataclass
+class Run:
+    """Everything built from the config, and the counters a checkpoint must carry."""
+
+    cfg: DictConfig
+    device: torch.device
+    data: ImageData
+    task: Task
+    model: torch.nn.Module
+    forward: Callable  # the model, or its torch.compile'd wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    autocast: Callable
+    n_params: int
+    flops: int
+    step: int = 0
+    best: float = -math.inf
+    best_step: int = 0
+    train_time: float = 0.0  # seconds in training steps (eval and setup excluded), over all sessions
+    data_time: float = 0.0  # seconds of that spent making batches
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "best": self.best, "best_step": self.best_step, "train_time": self.train_time,
+                "data_time": self.data_time, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "config": OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.best, self.best_step = state["step"], state["best"], state["best_step"]
+        self.train_time, self.data_time = state["train_time"], state.get("data_time", 0.0)
+
+
+def build(cfg: DictConfig) -> Run:
+    """Data, task, model, optimizer and schedule from the config (and a checkpoint on resume)."""
+    t = cfg.trainer
     device = resolve_device(t.device)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     torch.manual_seed(cfg.seed)
-    state = load_checkpoint(find_checkpoint(cfg.resume), device) if cfg.resume else None
-
-    # ---- build: data, task, model, optimizer, schedule
-    data = instantiate(cfg.dataset)
+    data: ImageData = instantiate(cfg.dataset)
     task: Task = instantiate(cfg.task)
-    model = instantiate(cfg.model, in_channels=data.channels, out_channels=task.out_channels(data.channels), head=task.head)
+    task.setup(data)
+    if task.head == "classes" and str(cfg.model.long_skip) != "none":
+        log.warning("note: model %s differs from plain only in its long skips (%s), and task=%s has no decoder "
+                    "for them to connect: this run trains the same network as model=plain", cfg.model.name,
+                    cfg.model.long_skip, task.name)
+    model = instantiate(cfg.model, in_channels=data.channels, out_channels=task.out_channels, head=task.head)
     model = model.to(device, memory_format=torch.channels_last if t.channels_last else torch.preserve_format)
-    n_params = sum(p.numel() for p in model.parameters())
-    flops = count_flops(model, data.val.images[:1].to(device))
     try:
         optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay))
     except ValueError as ex:  # torch's own argument checks, e.g. "Invalid beta parameter at index 0: 2.0"
         raise ConfigError(f"optimizer: {ex}") from None
-    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=t.max_steps)
-    start, best, best_step, train_time = 0, -math.inf, 0, 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, best, best_step, train_time = state["step"], state["best"], state["best_step"], state["train_time"]
-        log.info("resumed from %s at step %d", cfg.resume, start)
-
     use_amp = t.amp and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
-    forward = torch.compile(model) if t.compile else model
-    train_split, val_split = data.train.to(device), data.val.to(device)
-    sampler = EpochSampler(len(train_split), t.batch_size, cfg.seed)
-    noise = torch.Generator(device)
-    diag = Diagnostics(model, cfg.diagnostics)
-    tb = TBLogger(run_dir, purge_step=start + 1 if start else None)
-    choices = cfg_choices()
-    hparams = {**flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)), **choices,
-               "params": n_params, "flops_per_sample": flops}
-    metric_tag = f"metric/val_{task.metric}"
-    tb.hparams(hparams, [metric_tag, f"metric/best_val_{task.metric}", "loss/val", "loss/train"])
-    log.info("model %s (long_skip=%s, block=%s): %s parameters, %.3g GFLOPs/sample | task %s | data %s %s | device %s",
-             cfg.model.name, cfg.model.long_skip, cfg.model.block, f"{n_params:,}", flops / 1e9, task.name,
-             data.name, tuple(train_split.images.shape[1:]), device)
-    log.info("run folder: %s", run_dir)
-    if start == 0:
-        tb.scalars({"model/params": n_params, "model/flops_per_sample": flops}, 0)
-        tb.layout(diag.layout())
+    run = Run(cfg=cfg, device=device, data=data, task=task, model=model,
+              forward=torch.compile(model) if t.compile else model, optimizer=optimizer,
+              scheduler=instantiate(cfg.scheduler)(optimizer, total_steps=t.max_steps),
+              autocast=(lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext,
+              n_params=sum(p.numel() for p in model.parameters()),
+              flops=count_flops(model, task.make_batch(data.val.take(slice(0, 1)), None)[0].to(device)))
+    if cfg.resume:
+        run.load_state_dict(load_checkpoint(find_checkpoint(cfg.resume), device))
+        log.info("resumed from %s at step %d", cfg.resume, run.step)
+    return run
 
-    def checkpoint(step: int) -> None:
-        save_checkpoint(run_dir / CHECKPOINT, {
-            "step": step, "best": best, "best_step": best_step, "train_time": train_time,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-        })
 
-    loss_sum, loss_n, last = torch.zeros((), device=device), 0, {}
-    window_start, window_steps, status, step = time.perf_counter(), 0, "completed", start
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train one run into ``run_dir``; returns the summary also written to ``metrics.json``."""
+    wall_start = time.perf_counter()
+    check_config(cfg)
+    run_dir, t = Path(run_dir), cfg.trainer
+    run = build(cfg)
+    task, model, optimizer = run.task, run.model, run.optimizer
+    train_split, val_split = run.data.train.to(run.device), run.data.val.to(run.device)
+    sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed), torch.Generator(run.device)
+    diag, tb = Diagnostics(model, cfg.diagnostics), start_tensorboard(run, run_dir)
+    if run.step == 0:
+        tb.layout(diag.layout())  # once per run: a resumed run keeps the one written first
+
+    loss_sum, loss_n, last, status = torch.zeros((), device=run.device), 0, {}, "completed"
+    window_start, window_steps, start = time.perf_counter(), 0, run.step
     # Off a terminal (sweeps, cluster logs) refresh rarely, so log files do not fill with bars.
     bar = tqdm(total=t.max_steps, initial=start, disable=not t.progress, desc=cfg.model.name, unit="step",
                dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 30)
     with StopFlag() as stop, logging_redirect_tqdm():
         for step in range(start + 1, t.max_steps + 1):  # `step` = optimizer steps done after this one
-            # ---- data: the batch and its noise depend only on (seed, step)
-            inputs, target = task.make_batch(train_split.take(sampler.indices(step - 1)), noise.manual_seed(cfg.seed * 1_000_003 + step))
+            # ---- data: the batch and its noise depend only on (seed, step), so resume is exact
+            data_start = time.perf_counter()
+            batch = train_split.take(sampler.indices(step - 1))
+            inputs, target = task.make_batch(batch, noise.manual_seed(cfg.seed * 1_000_003 + step))
             if t.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
+            run.data_time += time.perf_counter() - data_start
             # ---- forward
-            with autocast():
-                output = forward(inputs)
+            with run.autocast():
+                output = run.forward(inputs)
             loss = task.loss(output, target)
             # ---- backward
             optimizer.zero_grad(set_to_none=True)
@@ -182,67 +209,93 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             diag.before_step(log_now)
             optimizer.step()
             diag.after_step(log_now)
-            scheduler.step()
+            run.scheduler.step()
+            run.step = step
             loss_sum += loss.detach()
-            loss_n += 1
-            window_steps += 1
+            loss_n, window_steps = loss_n + 1, window_steps + 1
             bar.update(1)
-            # ---- log (the only host syncs of the hot path, every log_every steps)
+            # ---- log: the only host syncs of the hot path, every log_every steps
             if log_now:
                 elapsed = time.perf_counter() - window_start
-                train_time += elapsed
-                train_loss = loss_sum.item() / loss_n
-                scalars = {"loss/train": train_loss, "lr": lr, "perf/steps_per_s": window_steps / elapsed,
-                           "perf/images_per_s": window_steps * t.batch_size / elapsed, **diag.scalars(step)}
-                tb.scalars(scalars, step)
-                bar.set_postfix(loss=f"{train_loss:.4g}", refresh=False)
-                last["train_loss"] = train_loss
+                run.train_time += elapsed
+                last["train_loss"] = loss_sum.item() / loss_n
+                tb.scalars({"loss/train": last["train_loss"], "lr": lr, "perf/steps_per_s": window_steps / elapsed,
+                            "perf/images_per_s": window_steps * t.batch_size / elapsed, **diag.scalars(step)}, step)
+                bar.set_postfix(loss=f"{last['train_loss']:.4g}", refresh=False)
                 loss_sum.zero_()
                 loss_n = window_steps = 0
-                if not math.isfinite(train_loss):
+                if not math.isfinite(last["train_loss"]):
                     status = "diverged"
-                    log.error("training loss is %s at step %d: stopping this run as diverged", train_loss, step)
+                    log.error("training loss is %s at step %d: stopping this run as diverged", last["train_loss"], step)
                     break
                 window_start = time.perf_counter()
             # ---- eval and checkpoint
             if step % t.eval_every == 0 or step == t.max_steps:
-                eval_start = time.perf_counter()
-                train_time += eval_start - window_start
-                vals, sample = evaluate(forward, task, val_split, t.batch_size, autocast)
-                if vals[task.metric] > best:
-                    best, best_step = vals[task.metric], step
-                tb.scalars({"loss/val": vals["loss"], f"metric/best_val_{task.metric}": best,
-                            **{f"metric/val_{k}": v for k, v in vals.items() if k != "loss"}}, step)
-                tb.scalars(diag.activations(sample[0]), step)
-                tb.figures(diag.figures(), step)
-                if cfg.diagnostics.images:
-                    n = cfg.diagnostics.num_images
-                    tb.images("samples/val", [x[:n] for x in task.sample_rows(*sample)], step)
-                last.update({f"val_{k}": v for k, v in vals.items()})
-                log.info("step %d/%d  train loss %.4g  val loss %.4g  val %s %.3f", step, t.max_steps,
-                         last.get("train_loss", float("nan")), vals["loss"], task.metric, vals[task.metric])
-                checkpoint(step)
+                run.train_time += time.perf_counter() - window_start
+                last.update(eval_and_log(run, tb, diag, val_split, last.get("train_loss")))
+                save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
                 window_start = time.perf_counter()
             if stop.reason:
                 status = "interrupted"
-                checkpoint(step)
+                save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
                 break
     bar.close()
+    return finish(run, tb, run_dir, status, last, time.perf_counter() - wall_start)
 
+
+def start_tensorboard(run: Run, run_dir: Path) -> TBLogger:
+    """Open the run's event file; HParams and the model's size go in first."""
+    cfg = run.cfg
+    # purge_step: on resume, TensorBoard drops the earlier file's events past the checkpoint.
+    tb = TBLogger(run_dir, purge_step=run.step + 1 if run.step else None)
+    hparams = {**flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)), **cfg_choices(),
+               "params": run.n_params, "flops_per_sample": run.flops}
+    m = run.task.metric
+    tb.hparams(hparams, [f"metric/val_{m}", f"metric/best_val_{m}", "loss/val", "loss/train"])
+    log.info("model %s (long_skip=%s, block=%s): %s parameters, %.3g GFLOPs/sample | task %s | data %s %s | device %s",
+             cfg.model.name, cfg.model.long_skip, cfg.model.block, f"{run.n_params:,}", run.flops / 1e9,
+             run.task.name, run.data.name, tuple(run.data.train.images.shape[1:]), run.device)
+    log.info("run folder: %s", run_dir)
+    if run.step == 0:
+        tb.scalars({"model/params": run.n_params, "model/flops_per_sample": run.flops}, 0)
+    return tb
+
+
+def eval_and_log(run: Run, tb: TBLogger, diag: Diagnostics, val: Split, train_loss: float | None) -> dict[str, float]:
+    """Validation metrics, activation stats, pictures; returns ``{"val_<metric>": value}``."""
+    cfg, task, step = run.cfg, run.task, run.step
+    vals, sample = evaluate(run.forward, task, val, cfg.trainer.batch_size, run.autocast)
+    if vals[task.metric] > run.best:
+        run.best, run.best_step = vals[task.metric], step
+    tb.scalars({"loss/val": vals["loss"], f"metric/best_val_{task.metric}": run.best,
+                **{f"metric/val_{k}": v for k, v in vals.items() if k != "loss"}}, step)
+    tb.scalars(diag.activations(sample[0]), step)
+    tb.figures({**diag.figures(), **task.figures()}, step)
+    if cfg.diagnostics.images:
+        tb.images("samples/val", [x[: cfg.diagnostics.num_images] for x in task.sample_rows(*sample)], step)
+    log.info("step %d/%d  train loss %.4g  val loss %.4g  val %s %.4g", step, cfg.trainer.max_steps,
+             float("nan") if train_loss is None else train_loss, vals["loss"], task.metric, vals[task.metric])
+    return {f"val_{k}": v for k, v in vals.items()}
+
+
+def finish(run: Run, tb: TBLogger, run_dir: Path, status: str, last: dict, wall_time: float) -> dict[str, Any]:
+    """Write ``metrics.json`` (atomically) and close TensorBoard; print the summary."""
+    m = run.task.metric
     summary = {
-        "status": status, "model": cfg.model.name, "task": task.name, "dataset": data.name,
-        "steps": step, "max_steps": t.max_steps, "params": n_params, "train_time_s": round(train_time, 3),
-        "wall_time_s": round(time.perf_counter() - wall_start, 3),  # this session: build, train, eval
-        "steps_per_s": round(step / train_time, 3) if train_time else None,
+        "status": status, "model": run.cfg.model.name, "task": run.task.name, "dataset": run.data.name,
+        "steps": run.step, "max_steps": run.cfg.trainer.max_steps, "params": run.n_params, "flops_per_sample": run.flops,
+        "train_time_s": round(run.train_time, 3), "wall_time_s": round(wall_time, 3),  # wall: this session only
+        "steps_per_s": round(run.step / run.train_time, 3) if run.train_time else None,
+        "data_time_fraction": round(run.data_time / run.train_time, 4) if run.train_time else None,
         "final_train_loss": last.get("train_loss"),
         **{f"final_{k}": v for k, v in last.items() if k.startswith("val_")},
-        f"best_val_{task.metric}": best if best > -math.inf else None, "best_step": best_step,
-        "device": str(device), "seed": cfg.seed,
+        f"best_val_{m}": run.best if run.best > -math.inf else None, "best_step": run.best_step,
+        "device": str(run.device), "seed": run.cfg.seed,
     }
     write_json(run_dir / "metrics.json", summary)
     tb.close(finished=status == "completed")
     if status == "interrupted":
-        log.warning("interrupted at step %d; checkpoint saved. Resume with:\n  skipbench train resume=%s", step, run_dir)
+        log.warning("interrupted at step %d; checkpoint saved. Resume with:\n  skipbench train resume=%s", run.step, run_dir)
     else:
         log.info("done: %s", ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
     return summary
