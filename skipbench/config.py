@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 class _Choice(str, Enum):
@@ -75,6 +75,48 @@ class ShapesConfig:
     val_size: int = 512
     max_shapes: int = 4
     seed: int = 0  # the data's own seed: the same images whatever the training seed
+
+
+@dataclass
+class MnistConfig:
+    _target_: str = "skipbench.data.mnist.mnist"
+    root: str = "data/mnist"  # holds the four IDX files (.gz or not), or MNIST/raw/ under it
+    download: bool = False  # fetch the official files (checksums verified)
+    size: Optional[int] = None  # resize 28 -> size (e.g. 32)
+    train_size: Optional[int] = None  # first N training images (None = all 60000)
+    val_size: Optional[int] = None  # first N test images (None = all 10000)
+
+
+@dataclass
+class FashionMnistConfig(MnistConfig):
+    _target_: str = "skipbench.data.mnist.fashion_mnist"
+    root: str = "data/fashion_mnist"
+
+
+@dataclass
+class Cifar10Config(MnistConfig):
+    _target_: str = "skipbench.data.cifar.cifar10"
+    root: str = "data/cifar10"  # holds cifar-10-batches-py/ or cifar-10-python.tar.gz
+
+
+@dataclass
+class FolderConfig:
+    _target_: str = "skipbench.data.folder.folder"
+    root: str = MISSING  # your images (PNG/JPEG/BMP, searched recursively; class sub-folders for classify)
+    masks: Optional[str] = None  # parallel folder of PNG masks (default: <root>/../masks if present)
+    crop: int = 64  # crop size in pixels
+    crops_per_image: int = 8  # random training crops per image
+    val_fraction: float = 0.1  # images held out for validation (by a hash of the path)
+    channels: int = 3  # 1 = grey, 3 = RGB
+    seed: int = 0
+
+
+@dataclass
+class DigitsConfig:
+    _target_: str = "skipbench.data.digits.digits"
+    size: int = 32  # scikit-learn's 8x8 digits, upsampled
+    val_fraction: float = 0.2
+    seed: int = 0
 
 
 # ---------------------------------------------------------------- tasks
@@ -187,7 +229,8 @@ class TrainConfig:
 
 SCHEMAS = {
     "model": {"base": ModelConfig},
-    "dataset": {"shapes": ShapesConfig},
+    "dataset": {"shapes": ShapesConfig, "mnist": MnistConfig, "fashion_mnist": FashionMnistConfig,
+                "cifar10": Cifar10Config, "folder": FolderConfig, "digits": DigitsConfig},
     "task": {"denoise": DenoiseConfig, "reconstruct": ReconstructConfig, "segment": SegmentConfig,
              "classify": ClassifyConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig},
@@ -249,19 +292,36 @@ def check_config(cfg: DictConfig) -> None:
     if m.padding == 0:
         require(str(m.long_skip) in ("crop_concat", "none"), "model.long_skip", m.long_skip,
                 "valid convs (model.padding=0) need long_skip crop_concat or none")
-    if "size" in d:
-        require(d.size >= 2**m.depth, "model.depth", m.depth,
-                f"needs images of at least 2**{m.depth} = {2**m.depth} pixels, but dataset.size={d.size}")
-        if m.padding == 0:
-            from .models.encdec import valid_output_size
-
-            smallest = next(s for s in range(1, 4096) if valid_output_size(s, m.depth, m.blocks_per_level) >= 1)
-            require(d.size >= smallest, "dataset.size", d.size,
-                    f"valid convs at model.depth={m.depth}, blocks_per_level={m.blocks_per_level} need >= {smallest} pixels")
-        require(d.channels in (1, 3), "dataset.channels", d.channels, "must be 1 or 3")
+    size = d.get("crop") or d.get("size")  # known before loading for shapes, digits, folder, resized sets
+    if size:
+        check_image_size(cfg, size)
+    if "root" in d.keys() and OmegaConf.is_missing(d, "root"):
+        raise ConfigError("dataset.root is not set: give the folder of your images, e.g. dataset.root=~/photos")
+    if "max_shapes" in d:
         require(d.max_shapes >= 1, "dataset.max_shapes", d.max_shapes, "must be >= 1")
-        require(d.val_size >= 1, "dataset.val_size", d.val_size, "must be >= 1")
+    if "channels" in d:
+        require(d.channels in (1, 3), "dataset.channels", d.channels, "must be 1 or 3")
+    for key in ("train_size", "val_size", "crops_per_image", "crop"):
+        require(d.get(key) is None or d[key] >= 1, f"dataset.{key}", d.get(key), "must be >= 1")
+    if d.get("train_size") is not None:
         require(d.train_size >= t.batch_size, "dataset.train_size", d.train_size,
                 f"must be >= trainer.batch_size ({t.batch_size})")
+    if "val_fraction" in d:
+        require(0 < d.val_fraction < 1, "dataset.val_fraction", d.val_fraction, "must be in (0, 1)")
     require(cfg.diagnostics.num_images >= 1, "diagnostics.num_images", cfg.diagnostics.num_images, "must be >= 1")
 
+
+
+def check_image_size(cfg: DictConfig, size: int) -> None:
+    """The model must fit the images: ``2**depth`` pixels, more with valid convs."""
+    m = cfg.model
+    if size < 2**m.depth:
+        raise ConfigError(f"model.depth={m.depth}: needs images of at least 2**{m.depth} = {2**m.depth} pixels, "
+                          f"but the images are {size} px")
+    if m.padding == 0:
+        from .models.encdec import valid_output_size
+
+        smallest = next(s for s in range(1, 4096) if valid_output_size(s, m.depth, m.blocks_per_level) >= 1)
+        if size < smallest:
+            raise ConfigError(f"dataset image size {size} px: valid convs (model.padding=0) at model.depth={m.depth}, "
+                              f"blocks_per_level={m.blocks_per_level} need >= {smallest} px")

@@ -80,8 +80,8 @@ class Task:
     def setup(self, data: ImageData) -> None:
         """Read what the task needs from the data set; :class:`ConfigError` if it cannot serve it."""
         self.channels = data.channels
-        mean, std = data.train.images.mean(dim=(0, 2, 3)), data.train.images.std(dim=(0, 2, 3))
-        self.mean, self.std = mean.view(1, -1, 1, 1), std.clamp_min(1e-6).view(1, -1, 1, 1)
+        self.mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(data.std).clamp_min(1e-6).view(1, -1, 1, 1)
 
     @property
     def out_channels(self) -> int:

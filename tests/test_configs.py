@@ -60,25 +60,32 @@ def test_schema_groups_are_the_config_groups():
         assert group_options(group), f"no options in configs/{group}/"
 
 
+SMALL = ["dataset.train_size=32", "dataset.val_size=8", "trainer.batch_size=8", "model.width=4"]
+
+
+def _fill_missing(cfg, tmp_path):
+    """Mandatory values (``???``, e.g. dataset.root of dataset=folder) must be named by check_config."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    for key in missing:
+        with pytest.raises(sbconfig.ConfigError, match=key.replace(".", r"\.")):
+            sbconfig.check_config(cfg)
+        OmegaConf.update(cfg, key, str(tmp_path))
+    return missing
+
+
 @pytest.mark.parametrize(
     "group,option", [(g, o) for g in GROUPS for o in group_options(g)], ids=lambda v: str(v)
 )
-def test_every_option_composes_checks_and_builds(group, option):
-    cfg = compose([f"{group}={option}", "dataset.train_size=32", "dataset.val_size=8", "trainer.batch_size=8",
-                   "model.width=4"])
+def test_every_option_composes_and_checks(group, option, tmp_path):
+    small = [o for o in SMALL if not (group == "dataset" and o.startswith("dataset."))]
+    cfg = compose([f"{group}={option}", *small])
+    assert cfg[group] is not None
+    _fill_missing(cfg, tmp_path)
     sbconfig.check_config(cfg)
     if group == "model":
         assert cfg.model.name == option
-    if group == "task":
-        task = instantiate(cfg.task)
-        assert isinstance(task, Task) and task.name == option
-    if group == "dataset":
-        data = instantiate(cfg.dataset)
-        assert isinstance(data, ImageData) and data.name == option
-        assert len(data.train) == 32 and len(data.val) == 8
-    task = instantiate(cfg.task)
-    model = instantiate(cfg.model, in_channels=1, out_channels=task.out_channels(1), head=task.head)
-    assert isinstance(model, EncoderDecoder)
+    # the composed optimizer builds the right torch optimizer over the loop's parameter groups
+    model = tiny_model("autoencoder", depth=1)
     optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay))
     expected = OPTIMIZER_CLASSES[cfg.optimizer._target_.rsplit(".", 1)[1].lower()]
     assert type(optimizer) is expected
@@ -87,11 +94,40 @@ def test_every_option_composes_checks_and_builds(group, option):
     assert optimizer.param_groups[0]["lr"] == cfg.optimizer.lr
     assert optimizer.param_groups[0]["weight_decay"] == cfg.optimizer.weight_decay
     assert optimizer.param_groups[1]["weight_decay"] == 0.0
-    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=10)
-    assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
     # a checkpoint must hold no omegaconf objects (weights_only loading)
     for value in optimizer.defaults.values():
         assert type(value).__module__ in ("builtins", "torch"), (type(value), value)
+    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=10)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [(g, o) for g in GROUPS if g != "dataset" for o in group_options(g)] + [("dataset", "shapes")],
+    ids=lambda v: str(v),
+)
+def test_every_option_builds(group, option):
+    """Data, task, model, optimizer and schedule as the loop builds them (offline data only)."""
+    from skipbench.train.loop import build
+
+    cfg = compose([f"{group}={option}", *SMALL])
+    sbconfig.check_config(cfg)
+    run = build(cfg)
+    assert isinstance(run.model, EncoderDecoder)
+    assert isinstance(run.data, ImageData) and len(run.data.train) == 32 and len(run.data.val) == 8
+    assert isinstance(run.task, Task)
+    if group == "task":
+        assert run.task.name == option
+    if group == "dataset":
+        assert run.data.name == option
+    if group == "model":
+        assert cfg.model.name == option
+    if group == "optimizer":
+        assert type(run.optimizer) is OPTIMIZER_CLASSES[option]
+    # one forward pass gives what the task scores
+    inputs, target = run.task.make_batch(run.data.val.take(slice(0, 2)), torch.Generator().manual_seed(0))
+    output = run.model.eval()(inputs)
+    assert torch.isfinite(run.task.loss(output, target))
 
 
 def test_default_config():

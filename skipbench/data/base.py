@@ -41,6 +41,14 @@ class ImageData:
     channels: int
     seg_classes: list[str] = field(default_factory=list)  # per-pixel classes (index = mask value)
     classes: list[str] = field(default_factory=list)  # per-image classes (index = label)
+    mean: list[float] | None = None  # per-channel normalisation statistics of the training split
+    std: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mean is None or self.std is None:
+            from .stats import channel_stats
+
+            self.mean, self.std = channel_stats(self.train.images)
 
     @property
     def image_size(self) -> tuple[int, int]:

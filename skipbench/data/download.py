@@ -18,12 +18,14 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..config import ConfigError
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 
 
-class DataError(ValueError):
+class DataError(ConfigError):
     """A missing, corrupt or unexpected data file (or data-set argument); the message is one line."""
 
 

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..config import ConfigError, check_config
+from ..config import ConfigError, check_config, check_image_size
 from ..data import EpochSampler, ImageData, Split
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint, write_json
@@ -132,6 +133,17 @@ class Run:
         self.train_time, self.data_time = state["train_time"], state.get("data_time", 0.0)
 
 
+def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    """``instantiate``, but a user mistake found inside the target (a missing data file, say) stays
+    one :class:`ConfigError` line instead of Hydra's "Error in call to target" wrapper."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as ex:
+        if isinstance(ex.__cause__, ConfigError):
+            raise ex.__cause__ from None
+        raise
+
+
 def build(cfg: DictConfig) -> Run:
     """Data, task, model, optimizer and schedule from the config (and a checkpoint on resume)."""
     t = cfg.trainer
@@ -139,7 +151,8 @@ def build(cfg: DictConfig) -> Run:
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     torch.manual_seed(cfg.seed)
-    data: ImageData = instantiate(cfg.dataset)
+    data: ImageData = _instantiate(cfg.dataset)
+    check_image_size(cfg, min(data.image_size))
     task: Task = instantiate(cfg.task)
     task.setup(data)
     if task.head == "classes" and str(cfg.model.long_skip) != "none":
