@@ -8,6 +8,7 @@ out of range) are printed as one line, no traceback; ``HYDRA_FULL_ERROR=1`` show
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 from pathlib import Path
@@ -43,15 +44,21 @@ def _train_task(cfg) -> None:
     from .train.loop import train
 
     hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
     try:
-        train(cfg, Path(hc.runtime.output_dir))
+        train(cfg, run_dir)
     except ConfigError as ex:
         if hc.mode != RunMode.MULTIRUN:
             print(f"skipbench train: error: {ex}", file=sys.stderr)
             raise SystemExit(2) from None  # SystemExit passes Hydra's job wrapper without its report
         # One bad combination in a sweep fails alone: record it and let the sweep go on.
         print(f"skipbench train: job {hc.job.num} ({','.join(hc.overrides.task)}): error: {ex}", file=sys.stderr)
-        write_json(Path(hc.runtime.output_dir) / "metrics.json", {"status": "failed", "error": str(ex)})
+        write_json(run_dir / "metrics.json", {"status": "failed", "error": str(ex)})
+    except Exception as ex:
+        if hc.mode != RunMode.MULTIRUN:
+            raise  # a crash, not a user mistake: the traceback is what a bug report needs
+        logging.getLogger("skipbench").exception("job %s crashed; the sweep goes on", hc.job.num)
+        write_json(run_dir / "metrics.json", {"status": "failed", "error": f"{type(ex).__name__}: {ex}"})
 
 
 def precheck(config_name: str, args: list[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -144,12 +145,32 @@ def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
         raise
 
 
+def default_threads() -> int | None:
+    """Torch CPU threads for a job of a parallel sweep: the cores shared out, so jobs do not
+    oversubscribe them (2 jobs x 2 threads on 2 cores run at half the speed of 2 x 1)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    launcher = HydraConfig.get().launcher
+    target = str(launcher.get("_target_", ""))
+    cores = os.cpu_count() or 1
+    if "joblib" in target:
+        n_jobs = launcher.get("n_jobs") or 1
+        n_jobs = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores
+        return max(1, cores // max(1, n_jobs))
+    if "submitit" in target and launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    return None
+
+
 def build(cfg: DictConfig) -> Run:
     """Data, task, model, optimizer and schedule from the config (and a checkpoint on resume)."""
     t = cfg.trainer
     device = resolve_device(t.device)
-    if t.num_threads:
-        torch.set_num_threads(t.num_threads)
+    threads = t.num_threads or default_threads()
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     data: ImageData = _instantiate(cfg.dataset)
     check_image_size(cfg, min(data.image_size))
@@ -187,6 +208,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     task, model, optimizer = run.task, run.model, run.optimizer
     train_split, val_split = run.data.train.to(run.device), run.data.val.to(run.device)
     sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed), torch.Generator(run.device)
+    write_json(run_dir / ("run_info.json" if run.step == 0 else f"run_info.resume{run.step}.json"), run_info(run))
     diag, tb = Diagnostics(model, cfg.diagnostics), start_tensorboard(run, run_dir)
     if run.step == 0:
         tb.layout(diag.layout())  # once per run: a resumed run keeps the one written first
@@ -254,6 +276,31 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 break
     bar.close()
     return finish(run, tb, run_dir, status, last, time.perf_counter() - wall_start)
+
+
+def run_info(run: Run) -> dict[str, Any]:
+    """What it takes to reproduce the run, beside Hydra's ``.hydra/`` (config and overrides)."""
+    import platform
+    import subprocess
+
+    from .. import __version__
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=5).stdout.strip()) if commit else None
+    except (OSError, subprocess.SubprocessError):
+        commit = dirty = None
+    return {
+        "skipbench": __version__, "git_commit": commit, "git_dirty": dirty, "torch": torch.__version__,
+        "python": platform.python_version(), "platform": platform.platform(), "host": platform.node(),
+        "device": str(run.device),
+        "device_name": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else platform.processor(),
+        "torch_threads": torch.get_num_threads(), "seed": run.cfg.seed, "argv": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_from_step": run.step,
+    }
 
 
 def start_tensorboard(run: Run, run_dir: Path) -> TBLogger:
