@@ -140,6 +140,11 @@ def _run_hydra(command: str, app: Callable[[], None], args: list[str], check: bo
             raise
         print(f"skipbench {command}: error: {describe_error(ex)}", file=sys.stderr)
         return 2
+    except ValueError as ex:
+        if user_wants_trace or not str(ex).startswith("Only one of"):
+            raise
+        print(f"skipbench {command}: error: {ex}", file=sys.stderr)  # Hydra's flags used together
+        return 2
     finally:
         sys.argv = [prog]
         if not user_wants_trace:
