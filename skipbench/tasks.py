@@ -162,10 +162,7 @@ class Segment(Task):
 
     def setup(self, data):
         super().setup(data)
-        if data.train.masks is None or not data.seg_classes:
-            raise ConfigError(f"task=segment: dataset={data.name} has no per-pixel masks; "
-                              f"it supports: {', '.join(supported_tasks(data))}")
-        self.classes = list(data.seg_classes)
+        self.classes = _require(data, self.name, "per-pixel masks", data.seg_classes)
 
     @property
     def out_channels(self) -> int:
@@ -213,10 +210,7 @@ class Classify(Task):
 
     def setup(self, data):
         super().setup(data)
-        if data.train.labels is None or not data.classes:
-            raise ConfigError(f"task=classify: dataset={data.name} has no image labels; "
-                              f"it supports: {', '.join(supported_tasks(data))}")
-        self.classes = list(data.classes)
+        self.classes = _require(data, self.name, "image labels", data.classes)
         self._confusion = None
 
     @property
@@ -253,6 +247,13 @@ class Classify(Task):
         framed = border.clone()
         framed[..., 2:-2, 2:-2] = image
         return [framed]
+
+
+def _require(data: ImageData, task: str, what: str, classes: list[str]) -> list[str]:
+    """The data set's classes for ``task``, or a one-line :class:`ConfigError` saying what it lacks."""
+    if task not in supported_tasks(data):
+        raise ConfigError(f"task={task}: dataset={data.name} has no {what}; it supports: {', '.join(supported_tasks(data))}")
+    return list(classes)
 
 
 def supported_tasks(data: ImageData) -> list[str]:

@@ -113,3 +113,13 @@ def _no_hydra_leftovers():
     GlobalHydra.instance().clear()
     yield
     GlobalHydra.instance().clear()
+
+
+def job_dir(sweep: Path, override: str) -> Path:
+    """The one job folder of a sweep whose overrides include ``override`` (e.g. ``model=resnet``)."""
+    import yaml
+
+    found = [d for d in Path(sweep).iterdir() if (d / ".hydra" / "overrides.yaml").is_file()
+             and override in yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text())]
+    assert len(found) == 1, f"{override}: {[d.name for d in Path(sweep).iterdir()]}"
+    return found[0]
