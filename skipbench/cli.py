@@ -46,7 +46,7 @@ def _train_task(cfg) -> None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     try:
-        train(cfg, run_dir)
+        summary = train(cfg, run_dir)
     except ConfigError as ex:
         if hc.mode != RunMode.MULTIRUN:
             print(f"skipbench train: error: {ex}", file=sys.stderr)
@@ -59,6 +59,9 @@ def _train_task(cfg) -> None:
             raise  # a crash, not a user mistake: the traceback is what a bug report needs
         logging.getLogger("skipbench").exception("job %s crashed; the sweep goes on", hc.job.num)
         write_json(run_dir / "metrics.json", {"status": "failed", "error": f"{type(ex).__name__}: {ex}"})
+    else:
+        if summary["status"] == "interrupted":
+            raise SystemExit(130)  # Ctrl-C stops the whole sweep too, not just this job
 
 
 def precheck(config_name: str, args: list[str]) -> None:
@@ -174,6 +177,9 @@ def with_resume(args: list[str]) -> list[str]:
         raise ConfigError(f"resume={value}: not a skipbench run folder (no .hydra/overrides.yaml there)")
     from omegaconf import OmegaConf
 
+    from .train.checkpoint import find_checkpoint
+
+    find_checkpoint(str(path))  # fail here, in one line, before Hydra touches the folder
     rest = [a for a in args if _override_key(a) != "resume"]
     mine = {_override_key(a) for a in rest}
     old = [o for o in OmegaConf.load(saved) if _override_key(o) not in mine | {"resume", "hydra.run.dir"}]
@@ -231,7 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipbench: error: unknown command '{command}'; known: {', '.join(COMMANDS)}\n", file=sys.stderr)
         print(USAGE, end="", file=sys.stderr)
         return 2
-    return COMMANDS[command](rest)
+    try:
+        return COMMANDS[command](rest)
+    except KeyboardInterrupt:  # before training starts (or a second Ctrl-C): nothing to save
+        print(f"skipbench {command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

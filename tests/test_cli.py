@@ -261,3 +261,45 @@ def test_resume_of_non_run_folder(tmp_path):
     assert res.returncode == 2, describe(res)
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("skipbench train: error:") and "empty" in lines[0]
+
+
+# ------------------------------------------------------------------ Ctrl-C
+def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path):
+    import signal
+    import time
+
+    common = [*TINY, "trainer.max_steps=30", "trainer.eval_every=10", "trainer.log_every=2"]
+    run_dir, straight = tmp_path / "run", tmp_path / "straight"
+    proc = start_cli(["train", *common, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    straight_proc = start_cli(["train", *common, f"hydra.run.dir={straight}"], cwd=tmp_path)
+    log = run_dir / "train.log"
+    deadline = time.time() + 200
+    while time.time() < deadline and not (log.exists() and "step 10/30" in log.read_text()):
+        time.sleep(0.2)
+    assert log.exists() and "step 10/30" in log.read_text(), "the run never reached its first eval"
+    proc.send_signal(signal.SIGINT)
+    res = finish(proc)
+    assert res.returncode == 130, describe(res)
+    assert "Traceback" not in res.stderr
+    stopped = read_metrics(run_dir)
+    assert stopped["status"] == "interrupted" and 10 <= stopped["steps"] < 30
+    assert load_checkpoint(run_dir / CHECKPOINT)["step"] == stopped["steps"]
+    assert "resume=" in res.stdout + res.stderr  # the message says how to go on
+
+    resumed = run_cli(["train", f"resume={run_dir}"], cwd=tmp_path)
+    assert resumed.returncode == 0, describe(resumed)
+    assert finish(straight_proc).returncode == 0
+    a, b = read_metrics(run_dir), read_metrics(straight)
+    assert a["status"] == "completed" and a["steps"] == 30
+    assert a["final_val_psnr"] == b["final_val_psnr"] and a["final_train_loss"] == b["final_train_loss"]
+    assert torch.equal(load_checkpoint(run_dir / CHECKPOINT)["model"]["head.weight"],
+                       load_checkpoint(straight / CHECKPOINT)["model"]["head.weight"])
+
+
+def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path):
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "overrides.yaml").write_text("[]\n")
+    res = run_cli(["train", f"resume={tmp_path / 'run'}"], cwd=tmp_path)
+    assert res.returncode == 2, describe(res)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("skipbench train: error: resume=") and "checkpoint.pt" in lines[0]

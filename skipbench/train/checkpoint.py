@@ -54,11 +54,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def find_checkpoint(resume: str) -> Path:
-    """``resume`` is a run folder or a checkpoint file; raises FileNotFoundError with one clear line."""
+    """``resume`` is a run folder or a checkpoint file; raises :class:`ConfigError` (one line) if none."""
+    from ..config import ConfigError
+
     p = Path(resume).expanduser()
     candidate = p / CHECKPOINT if p.is_dir() else p
     if not candidate.is_file():
-        raise FileNotFoundError(f"resume={resume}: no {CHECKPOINT} there (give a run folder or a checkpoint file)")
+        raise ConfigError(f"resume={resume}: no {CHECKPOINT} there yet (the run stopped before its first "
+                          "eval, or this is not a run folder); start it again without resume")
     return candidate
 
 
