@@ -158,9 +158,11 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_find_checkpoint_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="resume="):
+    from skipbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match="resume="):
         find_checkpoint(str(tmp_path))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError):
         find_checkpoint(str(tmp_path / "nope" / CHECKPOINT))
 
 
@@ -212,12 +214,16 @@ def test_every_model_trains_in_process(tmp_path, name):
     ["task=reconstruct", "optimizer=sgd", "scheduler=cosine", "scheduler.warmup_steps=1"],
     ["optimizer=adamw", "dataset.channels=3", "dataset.size=33", "trainer.grad_clip=1.0"],
     ["diagnostics.grad_norms=false", "diagnostics.images=false", "model=resnet"],
+    ["trainer.channels_last=true", "model=densenet", "task=segment", "task.dice_weight=0.5"],
+    ["task=classify", "model=highway", "trainer.amp=true"],  # amp is bf16 autocast on CUDA, a no-op on CPU
+    ["task.noise=salt_pepper", "task.amount=0.2", "model=unet_add"],
 ])
 def test_loop_option_combinations(tmp_path, overrides):
     summary = _train(tmp_path, ["trainer.max_steps=3", "trainer.eval_every=3", "trainer.log_every=1",
                                 "model.depth=2", *overrides])
     assert summary["status"] == "completed" and summary["steps"] == 3
-    assert math.isfinite(summary["final_val_psnr"])
+    metric = {"segment": "miou", "classify": "acc"}.get(summary["task"], "psnr")
+    assert math.isfinite(summary[f"final_val_{metric}"])
     tags = load_events(tmp_path / "run").Tags()
     has_norms = any(t.startswith("grad_norm/") for t in tags["scalars"])
     assert has_norms == ("diagnostics.grad_norms=false" not in overrides)
@@ -267,3 +273,11 @@ def test_resume_in_process_matches_straight_run(tmp_path):
     # the optimizer state (momentum buffers) continues too
     for k, v in s1["optimizer"]["state"].items():
         assert torch.equal(v["momentum_buffer"], s2["optimizer"]["state"][k]["momentum_buffer"])
+
+
+@pytest.mark.slow
+def test_torch_compile_trains(tmp_path):
+    # ~30-60 s of cold compilation on a 2-core CPU: slow, run with `pytest -m slow`.
+    summary = _train(tmp_path, ["trainer.compile=true", "trainer.max_steps=3", "trainer.eval_every=3",
+                                "trainer.log_every=1", "model.depth=2"])
+    assert summary["status"] == "completed" and math.isfinite(summary["final_val_psnr"])
