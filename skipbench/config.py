@@ -61,7 +61,7 @@ class ModelConfig:
     blocks_per_level: int = 1  # each block is two 3x3 convs deep
     zero_init_residual: bool = False
     highway_gate_bias: float = -2.0
-    dense_growth: Optional[int] = None  # default: out_ch // 2
+    dense_growth: Optional[int] = None  # channels per dense layer; default max(4, out_ch // layers)
     padding: int = 1  # 1 = padded 3x3 convs; 0 = valid convs as in the original U-Net (output smaller)
 
 

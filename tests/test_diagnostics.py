@@ -130,3 +130,17 @@ def test_plain_deep_classifier_has_no_skips():
     names = [n for n, _ in depth_ordered_layers(deep)]
     assert not any("shortcut" in n or "gate" in n or "dec" in n for n in names)
     assert len(names) == 3 * 8 * 2 + 1  # 3 stages x 8 blocks x 2 convs + the linear head
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_dense_stage_is_one_block_with_twice_the_layers(blocks):
+    from skipbench.models.blocks import DenseBlock
+
+    model = build_model("densenet", width=8, depth=2, blocks_per_level=blocks)
+    dense = [m for m in model.modules() if isinstance(m, DenseBlock)]
+    assert len(dense) == 5  # enc0, enc1, bottleneck, dec1, dec0: one dense block per stage
+    assert all(len(d.layers) == 2 * blocks for d in dense)  # the same 3x3 conv count as 2 convs x blocks
+    # each layer reads every earlier layer's output: input width grows by `growth` per layer
+    layers = dense[0].layers
+    growth = layers[0].conv.out_channels
+    assert [l.conv.in_channels for l in layers] == [layers[0].conv.in_channels + i * growth for i in range(len(layers))]

@@ -7,7 +7,8 @@ have the same depth and widths; only what happens around the convolutions differ
 * ``residual`` -- ResNet basic block: ``relu(F(x) + P(x))``, ``P`` identity or a 1x1 projection.
 * ``dense``    -- DenseNet block: each layer sees the concatenation of all earlier features and
   returns only its *new* ``growth`` channels; the block concatenates them and a 1x1 transition
-  maps ``in_ch + n*growth`` channels to ``out_ch``.
+  maps ``in_ch + n*growth`` channels to ``out_ch``. (The skeleton makes a whole stage one dense
+  block of ``2 * blocks_per_level`` layers, so deeper stages mean longer dense connectivity.)
 * ``highway``  -- gated skip ``y = T(x) * H(x) + (1 - T(x)) * x``; the gate bias starts negative so a
   fresh block mostly carries its input (Srivastava et al., 2015).
 """
@@ -99,15 +100,16 @@ class DenseLayer(nn.Module):
 class DenseBlock(nn.Module):
     """DenseNet block of ``n_layers`` layers (default 2, matching the other blocks' depth).
 
-    ``growth`` defaults to ``out_ch // 2``; a 1x1 transition (BN-ReLU-conv) maps the concatenated
-    ``in_ch + n_layers * growth`` channels back to ``out_ch``.
+    ``growth`` defaults to ``max(4, out_ch // n_layers)``, so the layers add about ``out_ch`` new
+    channels in all (``out_ch // 2`` each for two layers); a 1x1 transition (BN-ReLU-conv) maps the
+    concatenated ``in_ch + n_layers * growth`` channels back to ``out_ch``.
     """
 
     def __init__(
         self, in_ch: int, out_ch: int, n_layers: int = 2, growth: int | None = None, padding: int = 1
     ) -> None:
         super().__init__()
-        growth = growth or max(1, out_ch // 2)
+        growth = growth or max(4, out_ch // n_layers)
         self.layers = nn.ModuleList(DenseLayer(in_ch + i * growth, growth, padding) for i in range(n_layers))
         total = in_ch + n_layers * growth
         self.transition = nn.Sequential(

@@ -83,7 +83,8 @@ class EncoderDecoder(nn.Module):
         out_channels: channels of the output map (``head="pixels"``) or classes (``head="classes"``).
         depth: number of 2x downsamplings (the bottleneck is at ``H / 2**depth``).
         width: channels of the first level; level ``i`` has ``width * 2**i``.
-        blocks_per_level: blocks in every stage (each block is two 3x3 convs deep).
+        blocks_per_level: blocks in every stage (each block is two 3x3 convs deep); for ``dense``
+            a stage is one dense block of ``2 * blocks_per_level`` layers (same conv count).
         long_skip: ``none | concat | add | crop_concat``.
         block: ``plain | residual | dense | highway``.
         head: ``pixels`` (dense output) or ``classes`` (pooled linear classifier, no decoder).
@@ -123,9 +124,13 @@ class EncoderDecoder(nn.Module):
         block_kwargs = {
             "residual": {"zero_init_residual": zero_init_residual},
             "highway": {"gate_bias": highway_gate_bias},
-            "dense": {"growth": dense_growth},
+            # DenseNet grows depth inside one block (every layer sees all earlier ones), not by
+            # stacking blocks: a stage is one dense block with the same conv count as the others.
+            "dense": {"growth": dense_growth, "n_layers": 2 * blocks_per_level},
         }.get(block, {})
         make_block = partial(BLOCKS[block], padding=padding, **block_kwargs)
+        if block == "dense":
+            blocks_per_level = 1
         self.depth, self.head_kind = depth, head
         ch = [width * 2**i for i in range(depth + 1)]
 
