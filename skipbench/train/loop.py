@@ -213,8 +213,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if run.step == 0:
         tb.layout(diag.layout())  # once per run: a resumed run keeps the one written first
 
-    loss_sum, loss_n, last, status = torch.zeros((), device=run.device), 0, {}, "completed"
-    window_start, window_steps, start = time.perf_counter(), 0, run.step
+    loss_sum, last, status = torch.zeros((), device=run.device), {}, "completed"
+    # A log window: `window_steps` steps since `window_start`, of which `paused` seconds were eval.
+    window_start, window_steps, paused, start = time.perf_counter(), 0, 0.0, run.step
     # Off a terminal (sweeps, cluster logs) refresh rarely, so log files do not fill with bars.
     bar = tqdm(total=t.max_steps, initial=start, disable=not t.progress, desc=cfg.model.name, unit="step",
                dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 30)
@@ -245,31 +246,29 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             optimizer.step()
             diag.after_step(log_now)
             run.scheduler.step()
-            run.step = step
+            run.step, window_steps = step, window_steps + 1
             loss_sum += loss.detach()
-            loss_n, window_steps = loss_n + 1, window_steps + 1
             bar.update(1)
             # ---- log: the only host syncs of the hot path, every log_every steps
-            if log_now:
-                elapsed = time.perf_counter() - window_start
+            if log_now or stop.reason:
+                elapsed = time.perf_counter() - window_start - paused
                 run.train_time += elapsed
-                last["train_loss"] = loss_sum.item() / loss_n
+                last["train_loss"] = loss_sum.item() / window_steps
                 tb.scalars({"loss/train": last["train_loss"], "lr": lr, "perf/steps_per_s": window_steps / elapsed,
                             "perf/images_per_s": window_steps * t.batch_size / elapsed, **diag.scalars(step)}, step)
                 bar.set_postfix(loss=f"{last['train_loss']:.4g}", refresh=False)
                 loss_sum.zero_()
-                loss_n = window_steps = 0
+                window_start, window_steps, paused = time.perf_counter(), 0, 0.0
                 if not math.isfinite(last["train_loss"]):
                     status = "diverged"
                     log.error("training loss is %s at step %d: stopping this run as diverged", last["train_loss"], step)
                     break
-                window_start = time.perf_counter()
             # ---- eval and checkpoint
             if step % t.eval_every == 0 or step == t.max_steps:
-                run.train_time += time.perf_counter() - window_start
+                eval_start = time.perf_counter()
                 last.update(eval_and_log(run, tb, diag, val_split, last.get("train_loss")))
                 save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
-                window_start = time.perf_counter()
+                paused += time.perf_counter() - eval_start
             if stop.reason:
                 status = "interrupted"
                 save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
