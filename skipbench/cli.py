@@ -186,7 +186,20 @@ def with_resume(args: list[str]) -> list[str]:
     return [*old, *rest, f"resume={_quote(str(path))}", f"hydra.run.dir={_quote(str(run_dir))}"]
 
 
+def expand_home(args: list[str]) -> list[str]:
+    """``dataset.root=~/data``: the shell leaves the ``~`` alone (``dataset.root`` is no variable name)
+    and Hydra's override grammar rejects it, so expand it here, quoted, as a user expects."""
+    out = []
+    for a in args:
+        key, eq, value = a.partition("=")
+        if eq and not key.startswith("-") and value.startswith("~") and "," not in value:
+            a = f"{key}={_quote(os.path.expanduser(value))}"
+        out.append(a)
+    return out
+
+
 def train(args: list[str]) -> int:
+    args = expand_home(args)
     if "-m" not in args and "--multirun" not in args:
         try:
             args = with_resume(args)

@@ -303,3 +303,14 @@ def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path):
     assert res.returncode == 2, describe(res)
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("skipbench train: error: resume=") and "checkpoint.pt" in lines[0]
+
+
+def test_tilde_paths_are_expanded_like_a_shell_user_expects(tmp_path, monkeypatch):
+    from skipbench.cli import expand_home
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert expand_home(["dataset.root=~/data/cifar10", "model=resnet", "-m"]) == [
+        f"dataset.root='{tmp_path}/data/cifar10'", "model=resnet", "-m"]
+    # and the real CLI accepts it: the error is about the missing files, not the '~'
+    res = run_cli(["train", "dataset=cifar10", "dataset.root=~/nothing", "trainer.progress=false"], cwd=tmp_path)
+    assert res.returncode == 2 and "cifar-10" in res.stderr and "Lexer" not in res.stderr, describe(res)
