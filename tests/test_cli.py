@@ -227,6 +227,7 @@ def test_installed_console_script(tmp_path):
 
 
 # ------------------------------------------------------------------ resume through the CLI
+@pytest.mark.slow  # the Ctrl-C test below covers CLI resume exactness in the default run
 def test_resume_matches_straight_run(tmp_path):
     common = ["trainer.eval_every=3", "trainer.log_every=2", *TINY]
     straight, split = tmp_path / "straight", tmp_path / "split"
