@@ -225,7 +225,7 @@ def _complete(args: list[str]) -> int:
     if len(words) >= 2 and words[1] == "train" and (len(words) > 2 or line.endswith(" ")):
         # Hydra strips only the program name from COMP_LINE; strip the command too.
         os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
-        return _run_hydra(words[1], _hydra_app(_train_task, words[1]), args)
+        return _run_hydra("train", _hydra_app(_train_task, "train"), args)
     if any(a.startswith("query=") for a in args):
         prefix = words[1] if len(words) == 2 and not line.endswith(" ") else ""
         print(" ".join(c for c in COMMANDS if c.startswith(prefix)))

@@ -76,21 +76,37 @@ class Task:
     metric = "psnr"
     head = "pixels"  # what the model must output: "pixels" (a map) or "classes" (a vector)
     normalize = False  # feed the model (x - mean) / std instead of [0, 1] images
+    classes: tuple[str, ...] | list[str] = ()  # segment / classify: the model outputs one channel (logit) per class
 
     def setup(self, data: ImageData) -> None:
         """Read what the task needs from the data set; :class:`ConfigError` if it cannot serve it."""
         self.channels = data.channels
-        self.mean = torch.tensor(data.mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(data.std).clamp_min(1e-6).view(1, -1, 1, 1)
+        self._stats = torch.tensor([data.mean, data.std]).view(2, 1, -1, 1, 1)
+        self._stats[1].clamp_(min=1e-6)
 
     @property
     def out_channels(self) -> int:
-        return self.channels
+        return len(self.classes) or self.channels
+
+    def _mean_std(self, like: torch.Tensor) -> torch.Tensor:
+        # Moved to the data's device once, not on every batch (a host-to-device copy per step on GPU).
+        if self._stats.device != like.device:
+            self._stats = self._stats.to(like.device)
+        return self._stats
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images -> what the model sees (normalised for segment / classify)."""
         if not self.normalize:
             return images
-        return (images - self.mean.to(images.device)) / self.std.to(images.device)
+        mean, std = self._mean_std(images)
+        return (images - mean) / std
+
+    def unprepare(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Model inputs -> [0, 1] images for pictures (inverse of :meth:`prepare`)."""
+        if not self.normalize:
+            return inputs
+        mean, std = self._mean_std(inputs)
+        return (inputs * std + mean).clamp(0, 1)
 
     def make_batch(self, split: Split, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -164,10 +180,6 @@ class Segment(Task):
         super().setup(data)
         self.classes = _require(data, self.name, "per-pixel masks", data.seg_classes)
 
-    @property
-    def out_channels(self) -> int:
-        return len(self.classes)
-
     def make_batch(self, split, generator):
         return self.prepare(split.images), split.masks
 
@@ -196,7 +208,7 @@ class Segment(Task):
     def sample_rows(self, inputs, output, target):
         colours = palette(len(self.classes), output.device)
         show = lambda m: colours[m].permute(0, 3, 1, 2)  # noqa: E731  [B,H,W] ids -> [B,3,H,W]
-        image = crop_to(inputs * self.std.to(inputs.device) + self.mean.to(inputs.device), output).clamp(0, 1)
+        image = crop_to(self.unprepare(inputs), output)
         return [image.expand(-1, 3, -1, -1), show(output.argmax(1)), show(crop_to(target, output))]
 
 
@@ -212,10 +224,6 @@ class Classify(Task):
         super().setup(data)
         self.classes = _require(data, self.name, "image labels", data.classes)
         self._confusion = None
-
-    @property
-    def out_channels(self) -> int:
-        return len(self.classes)
 
     def make_batch(self, split, generator):
         return self.prepare(split.images), split.labels
@@ -241,7 +249,7 @@ class Classify(Task):
 
     def sample_rows(self, inputs, output, target):
         # One row of inputs, bordered green (right) or red (wrong).
-        image = (inputs * self.std.to(inputs.device) + self.mean.to(inputs.device)).clamp(0, 1).expand(-1, 3, -1, -1)
+        image = self.unprepare(inputs).expand(-1, 3, -1, -1)
         ok = (output.argmax(1) == target).float().view(-1, 1, 1, 1)
         border = torch.cat([1 - ok, ok, torch.zeros_like(ok)], 1).expand(-1, 3, image.shape[-2] + 4, image.shape[-1] + 4)
         framed = border.clone()

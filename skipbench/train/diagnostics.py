@@ -44,7 +44,9 @@ class GradNorms:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         norms = torch.stack(torch._foreach_norm(grads)).float()  # [P]
         total = torch.linalg.vector_norm(norms).unsqueeze(0)
-        return torch.cat([norms[self.layer_index.to(norms.device)], total])
+        if self.layer_index.device != norms.device:
+            self.layer_index = self.layer_index.to(norms.device)  # once, not every log step
+        return torch.cat([norms[self.layer_index], total])
 
 
 def count_flops(model: nn.Module, sample: torch.Tensor) -> int:
