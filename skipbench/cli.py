@@ -47,6 +47,7 @@ def _guard_signals() -> dict:
 _OLD_HANDLERS = _guard_signals() if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "skipbench" else {}
 
 import dataclasses  # noqa: E402
+import errno  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -95,18 +96,20 @@ def _train_task(cfg) -> None:
             check_added_keys(cfg, list(hc.overrides.task))
             folder = claim_run_folder(run_dir, resume=True)
         summary = train(cfg, run_dir, on_ready=lambda: _save_hydra_files(cfg, hc, run_dir))
-    except SkipbenchError as ex:
-        if not sweep:
-            raise  # one line, exit 2, at the CLI's edge
-        # One bad combination in a sweep fails alone: record it and let the sweep go on.
-        print(f"skipbench train: job {hc.job.num} ({','.join(hc.overrides.task)}): error: {one_line(str(ex))}",
-              file=sys.stderr)
-        write_json(run_dir / "metrics.json", {"status": "failed", "error": str(ex)})
     except Exception as ex:
         if not sweep:
-            raise  # a crash, not a user mistake: the traceback is what a bug report needs
-        logging.getLogger("skipbench").exception("job %s crashed; the sweep goes on", hc.job.num)
-        write_json(run_dir / "metrics.json", {"status": "failed", "error": f"{type(ex).__name__}: {ex}"})
+            if _WANTS_TRACE[0]:
+                raise
+            # Our one line here (a bug re-raises: its traceback is what a report needs); SystemExit passes
+            # Hydra's job wrapper, which would print a line of its own for an exception.
+            raise SystemExit(_fail("train", ex)) from None
+        if isinstance(ex, SkipbenchError):  # one bad combination in a sweep fails alone; the sweep goes on
+            print(f"skipbench train: job {hc.job.num} ({','.join(hc.overrides.task)}): error: {one_line(str(ex))}",
+                  file=sys.stderr)
+        else:
+            logging.getLogger("skipbench").exception("job %s crashed; the sweep goes on", hc.job.num)
+        write_json(run_dir / "metrics.json", {"status": "failed", "error": f"{type(ex).__name__}: {ex}"
+                                              if not isinstance(ex, SkipbenchError) else str(ex)})
     else:
         if summary["status"] == "interrupted":
             # Ctrl-C stops the whole sweep too, not just this job; SIGTERM (a scheduler's stop) says so.
@@ -258,8 +261,8 @@ def _user_error(ex: BaseException) -> SkipbenchError | None:
     return None
 
 
-_QUOTE_HINT = ("; quote values with spaces or non-ASCII characters for Hydra, inside shell quotes: "
-               "'key=\"value\"' (e.g. skipbench train 'dataset.root=\"/data/my photos\"')")
+_QUOTE_HINT = ("; quote it for Hydra inside shell quotes: 'key=\"value\"' "
+               "(e.g. skipbench train 'dataset.root=\"/data/my photos\"')")
 
 
 def explain(command: str, ex: BaseException) -> tuple[str, int] | None:
@@ -269,19 +272,24 @@ def explain(command: str, ex: BaseException) -> tuple[str, int] | None:
     ours = _user_error(ex)
     if ours is not None:
         return str(ours), ours.exit_code
-    if isinstance(ex, (HydraException, OmegaConfBaseException)):
-        msg = describe_error(ex)
-        if isinstance(ex, OverrideParseException) and any(ord(c) > 127 or c == " " for c in str(ex)):
-            msg += _QUOTE_HINT
-        return msg, 2
+    cause = ex
+    while isinstance(cause, HydraException) and cause.__cause__ is not None:  # "Error in call to target"
+        cause = cause.__cause__
+    if isinstance(ex, (HydraException, OmegaConfBaseException)) and not isinstance(cause, OSError):
+        text = getattr(ex, "override", None) or ""
+        if isinstance(ex, OverrideParseException) and any(ord(c) > 127 or c.isspace() for c in text):
+            return f"cannot parse override '{text}': Hydra reads spaces and non-ASCII characters only in a quoted " \
+                   f"value{_QUOTE_HINT}", 2
+        return describe_error(ex), 2
     if isinstance(ex, ValueError) and str(ex).startswith("Only one of"):
         return str(ex), 2  # Hydra's flags used together
-    if isinstance(ex, OSError):  # the system, not the user: disk full, a folder that cannot be written
-        what = f"{ex.filename}: " if ex.filename else ""
-        hint = {28: " (disk full; the last checkpoint is kept: free space, then resume)",
-                30: " (read-only file system; choose a writable folder with hydra.run.dir=...)",
-                13: " (permission denied; choose a writable folder with hydra.run.dir=...)"}.get(ex.errno, "")
-        return f"{what}{ex.strerror or ex}{hint}", 1
+    if isinstance(cause, OSError):  # mostly the system, not the user: disk full, a folder that cannot be written
+        what = f"{cause.filename}: " if cause.filename else ""
+        hint = {errno.ENOSPC: " (disk full; the last checkpoint is kept: free space, then resume)",
+                errno.EROFS: " (read-only file system; choose a writable folder with hydra.run.dir=...)",
+                errno.EACCES: " (permission denied; choose a writable folder with hydra.run.dir=...)",
+                errno.ENAMETOOLONG: " (a value too long for a file name)"}.get(cause.errno, "")
+        return f"{what}{cause.strerror or cause}{hint}", 2 if cause.errno == errno.ENAMETOOLONG else 1
     if isinstance(ex, KeyboardInterrupt):
         return "interrupted", 130
     return None
@@ -301,8 +309,11 @@ def _fail(command: str, ex: BaseException) -> int:
     return code
 
 
+_WANTS_TRACE = [False]  # HYDRA_FULL_ERROR=1 from the user (we set it for Hydra ourselves)
+
+
 def _run_hydra(command: str, app: Callable[[], None], args: list[str], check: bool = False) -> int:
-    user_wants_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    user_wants_trace = _WANTS_TRACE[0] = os.environ.get("HYDRA_FULL_ERROR") == "1"
     prog = sys.argv[0]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
     try:
@@ -477,6 +488,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(command, ex)
     except KeyboardInterrupt as ex:  # a second Ctrl-C in the loop: it saved what it could
         return _fail(command, ex)
+    except SystemExit as ex:  # the task's own exit codes (diverged 3, interrupted 130/143), as a return value
+        if isinstance(ex.code, str):
+            print(ex.code, file=sys.stderr)
+        return ex.code if isinstance(ex.code, int) else int(ex.code is not None)
     finally:
         prepare = sys.modules.get("skipbench.train.prepare")
         for folder in prepare.held_folders() if prepare else []:

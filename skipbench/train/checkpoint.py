@@ -69,7 +69,12 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     def write(tmp: str) -> None:
         # Through a Python file: a full disk is then an OSError (ENOSPC), not torch's opaque RuntimeError.
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            try:
+                torch.save(state, f)
+            except RuntimeError as ex:  # torch's zip writer fails again while closing the torn file
+                if isinstance(ex.__context__, OSError):
+                    raise ex.__context__ from None
+                raise
 
     atomic_write(path, write)
 

@@ -34,9 +34,11 @@ def check_runnable(cfg: DictConfig) -> dict[str, Any] | None:
     from hydra.utils import instantiate
 
     from ..config import check_config, check_image_size
+    from ..models import get_variant
     from .loop import load_data
 
     check_config(cfg)
+    get_variant(cfg.model.name)  # "unknown model 'x'; known: ..."
     data = load_data(cfg, keep=True)
     check_image_size(cfg, min(data.image_size))
     if len(data.train) < cfg.trainer.batch_size:
@@ -162,6 +164,13 @@ _HELD: dict[str, RunFolder] = {}
 def claim_run_folder(run_dir: Path, resume: bool) -> RunFolder:
     """Make (or, on resume, open) the run folder and lock it; refuse a read-only, busy or used one."""
     run_dir = Path(run_dir).absolute()
+    try:
+        return _claim(run_dir, resume)
+    except OSError as ex:  # a name too long for the file system, say
+        raise RunFolderError(f"hydra.run.dir={run_dir}: cannot use it ({ex.strerror or ex})") from None
+
+
+def _claim(run_dir: Path, resume: bool) -> RunFolder:
     if str(run_dir) in _HELD:
         return _HELD[str(run_dir)]
     if resume:
