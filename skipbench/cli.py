@@ -112,6 +112,8 @@ def _train_task(cfg) -> None:
                                               if not isinstance(ex, SkipbenchError) else str(ex)})
     else:
         if summary["status"] == "interrupted":
+            print(f"skipbench train: interrupted ({summary.get('signal')}) at step {summary['steps']}, checkpoint saved; "
+                  f"continue with: skipbench train resume={run_dir}", file=sys.stderr)
             # Ctrl-C stops the whole sweep too, not just this job; SIGTERM (a scheduler's stop) says so.
             raise SystemExit(143 if summary.get("signal") == "SIGTERM" else 130)
         if summary["status"] == "diverged":
