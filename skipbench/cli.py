@@ -277,7 +277,8 @@ def explain(command: str, ex: BaseException) -> tuple[str, int] | None:
     cause = ex
     while isinstance(cause, HydraException) and cause.__cause__ is not None:  # "Error in call to target"
         cause = cause.__cause__
-    if isinstance(ex, (HydraException, OmegaConfBaseException)) and not isinstance(cause, OSError):
+    system = isinstance(cause, OSError) and not isinstance(cause, HydraException)  # Hydra's missing config is one
+    if isinstance(ex, (HydraException, OmegaConfBaseException)) and not system:
         text = getattr(ex, "override", None) or ""
         if isinstance(ex, OverrideParseException) and any(ord(c) > 127 or c.isspace() for c in text):
             return f"cannot parse override '{text}': Hydra reads spaces and non-ASCII characters only in a quoted " \
@@ -285,7 +286,7 @@ def explain(command: str, ex: BaseException) -> tuple[str, int] | None:
         return describe_error(ex), 2
     if isinstance(ex, ValueError) and str(ex).startswith("Only one of"):
         return str(ex), 2  # Hydra's flags used together
-    if isinstance(cause, OSError):  # mostly the system, not the user: disk full, a folder that cannot be written
+    if system:  # mostly the system, not the user: disk full, a folder that cannot be written
         what = f"{cause.filename}: " if cause.filename else ""
         hint = {errno.ENOSPC: " (disk full; the last checkpoint is kept: free space, then resume)",
                 errno.EROFS: " (read-only file system; choose a writable folder with hydra.run.dir=...)",
