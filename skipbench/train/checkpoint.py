@@ -20,7 +20,7 @@ import torch
 from ..errors import CheckpointError, ConfigError
 
 CHECKPOINT = "checkpoint.pt"
-STATE_KEYS = ("step", "model", "optimizer", "scheduler")  # what every skipbench checkpoint holds
+STATE_KEYS = ("step", "model")  # what any skipbench checkpoint holds (optimizer, scheduler: checked on load)
 
 
 def atomic_write(path: Path, write) -> None:
