@@ -483,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _COMMAND[0] = f"skipbench {command}"
     old_handlers = _guard_signals()  # start-up included: the training loop takes over while it runs
+    if argv is None:
+        old_handlers = {}  # the program itself: keep them to the end, interpreter shutdown included
     try:
         return COMMANDS[command](rest)
     except Exception as ex:  # every fault leaves in one place: one line and its exit code

@@ -58,6 +58,9 @@ def check_resume(cfg: DictConfig, data, task) -> dict[str, Any]:
 
     path = find_checkpoint(cfg.resume)
     state = load_checkpoint(path)
+    lacking = [k for k in ("optimizer", "scheduler") if not isinstance(state.get(k), dict)]
+    if lacking:
+        raise CheckpointError(f"{path}: not a training checkpoint of skipbench (no {', '.join(lacking)} state in it)")
     saved = state.get("config")
     if isinstance(saved, dict):
         mine = _flat(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
