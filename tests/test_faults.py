@@ -291,6 +291,27 @@ def test_mistakes_found_before_a_run_folder_exists(case, tmp_path, capsys, monke
     assert list(work.iterdir()) == [], "a run folder was made for a run that cannot start"
 
 
+def test_a_failure_after_the_folder_exists_removes_or_marks_it(tmp_path, capsys, monkeypatch):
+    """What only shows once Hydra has made the folder: an empty one goes, one with more is marked failed."""
+    import skipbench.train.loop as loop
+    from skipbench.errors import DataError
+
+    def fail(*args, **kwargs):
+        raise DataError("planted failure")
+
+    monkeypatch.setattr(loop, "build", fail)
+    rc, lines, _ = run_main(["train", *QUICK, f"hydra.run.dir={tmp_path / 'a' / 'run'}"], capsys, tmp_path, monkeypatch)
+    one_line(rc, lines, 2, "planted failure")
+    assert not (tmp_path / "a").exists(), "the folders this run made are removed again"
+
+    monkeypatch.undo()
+    monkeypatch.setattr(loop, "start_tensorboard", fail)  # after run_info.json is written
+    run = tmp_path / "run2"
+    rc, lines, _ = run_main(["train", *QUICK, f"hydra.run.dir={run}"], capsys, tmp_path, monkeypatch)
+    one_line(rc, lines, 2, "planted failure")
+    assert _strict(run / "metrics.json") == {"status": "failed", "error": "planted failure"}
+
+
 # ------------------------------------------------------------------ 4. one line for every fault
 LONG = "x" * 100_000
 ONE_LINERS = {

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +97,15 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     malicious file cannot run code.
     """
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says enough
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except OSError as ex:
         raise CheckpointError(f"{path}: cannot read it ({ex.strerror or ex})") from None
     except Exception as ex:  # zip, pickle and torch errors alike: all say "not a whole checkpoint of ours"
         why = " ".join(str(ex).split())
+        if "WeightsUnpickler error:" in why:  # past torch's paragraph about weights_only defaults
+            why = why.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation")[0].strip()
         why = why[:160] + "..." if len(why) > 160 else why
         raise CheckpointError(f"{path}: not a readable skipbench checkpoint (corrupt, truncated or foreign: "
                               f"{type(ex).__name__}: {why})") from None
