@@ -371,7 +371,7 @@ def _trusted_overrides(saved: Path) -> list[str]:
     import yaml
     from hydra.errors import HydraException
 
-    from .config import SCHEMAS, TrainConfig
+    from .config import SCHEMAS, DiagnosticsConfig, TrainConfig, TrainerConfig
 
     try:
         lines = yaml.safe_load(saved.read_text())
@@ -379,12 +379,10 @@ def _trusted_overrides(saved: Path) -> list[str]:
         raise RunFolderError(f"{saved}: cannot read it ({one_line(str(ex), 150)})") from None
     if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
         raise RunFolderError(f"{saved}: not a list of overrides")
-    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    sections = {"trainer": "TrainerConfig", "diagnostics": "DiagnosticsConfig"}
-    from . import config as schema_module
-
-    known = {name: {f.name for f in dataclasses.fields(getattr(schema_module, cls))} for name, cls in sections.items()}
-    known.update({g: {f.name for c in opts.values() for f in dataclasses.fields(c)} for g, opts in SCHEMAS.items()})
+    names = lambda *classes: {f.name for c in classes for f in dataclasses.fields(c)}  # noqa: E731
+    fields = names(TrainConfig)
+    known = {"trainer": names(TrainerConfig), "diagnostics": names(DiagnosticsConfig),
+             **{group: names(*options.values()) for group, options in SCHEMAS.items()}}  # section -> its keys
     groups = [g for g in (*SCHEMAS, "experiment") if (config_dir() / g).is_dir()]
     for line in lines:
         key = _override_key(line)

@@ -139,6 +139,20 @@ def test_resume_refuses_hostile_overrides(case, run_copy, tmp_path, capsys, monk
     assert snapshot(run_copy) == before
 
 
+def test_resume_keeps_every_plain_setting(tmp_path):
+    """The filter is not a blanket refusal: groups, schema keys and quoted paths come back as they were."""
+    from skipbench.cli import with_resume
+
+    legit = ["model=resnet", "experiment=depth", "dataset=folder", "dataset.root='/data/my photos'", "seed=3",
+             "optimizer.betas=[0.9,0.99]", "trainer.max_steps=50", "diagnostics.images=false", "model.dense_growth=null"]
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("".join(f"- {json.dumps(line)}\n" for line in legit))
+    (tmp_path / CHECKPOINT).write_bytes(b"")
+    args = with_resume([f"resume={tmp_path}", "trainer.max_steps=80"])
+    assert args[:6] == legit[:6] and {"diagnostics.images=false", "model.dense_growth=null"} <= set(args)
+    assert "trainer.max_steps=50" not in args and "trainer.max_steps=80" in args  # yours win
+
+
 def test_resume_does_not_trust_hydra_config_yaml(run_copy, tmp_path, capsys, monkeypatch):
     """``.hydra/config.yaml`` is only a record; resume composes from the schema and checked overrides.
     Raising max_steps continues a completed run."""
