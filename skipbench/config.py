@@ -16,6 +16,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from .errors import ConfigError  # noqa: F401  (re-exported: skipbench.config.ConfigError)
+
 
 class _Choice(str, Enum):
     """A string choice: ``str(x)`` and f-strings give the bare value (``concat``, not ``LongSkip.concat``)."""
@@ -238,6 +240,24 @@ SCHEMAS = {
 }
 
 
+def safe_dirname(name: str) -> str:
+    """A sweep job's folder name from its overrides (``${safe_dirname:...}`` in train.yaml): path
+    separators replaced, cut to fit a file name, so no override value can put a job outside the sweep."""
+    import hashlib
+
+    safe = name.replace("/", "_").replace("\\", "_").replace("\0", "_")
+    if safe in ("", ".", ".."):
+        safe = safe.replace(".", "_") or "_"
+    if len(safe.encode()) > 180:  # file names are limited to 255 bytes; keep room for the job number
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        safe = safe.encode()[:160].decode(errors="ignore") + "..." + digest
+    return safe
+
+
+# At import: sweep workers (joblib, submitit) resolve job folder names before anything else runs.
+OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
@@ -252,8 +272,7 @@ def config_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "configs"
 
 
-class ConfigError(ValueError):
-    """A user mistake in the config; printed as one line by the CLI."""
+SEED_LIMIT = 2**32
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -266,6 +285,9 @@ def check_config(cfg: DictConfig) -> None:
 
     for key in ("max_steps", "batch_size", "eval_every", "log_every"):
         require(t[key] >= 1, f"trainer.{key}", t[key], "must be an integer >= 1")
+    # Seeds feed torch generators (64-bit), multiplied by ~1e6 for per-step and per-epoch streams.
+    for key, seed in (("seed", cfg.seed), ("dataset.seed", d.get("seed", 0))):
+        require(0 <= seed < SEED_LIMIT, key, seed, f"must be an integer in [0, 2**32 - 1]")
     require(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads, "must be >= 1 or null")
     require(t.grad_clip is None or t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "must be > 0 or null")
     require(m.depth >= 0, "model.depth", m.depth, "must be an integer >= 0")
@@ -278,6 +300,8 @@ def check_config(cfg: DictConfig) -> None:
         require(0 <= cfg.optimizer.momentum < 1, "optimizer.momentum", cfg.optimizer.momentum, "must be in [0, 1)")
     if "warmup_steps" in cfg.scheduler:
         require(cfg.scheduler.warmup_steps >= 0, "scheduler.warmup_steps", cfg.scheduler.warmup_steps, "must be >= 0")
+        require(cfg.scheduler.warmup_steps < t.max_steps, "scheduler.warmup_steps", cfg.scheduler.warmup_steps,
+                f"must be < trainer.max_steps ({t.max_steps}), else the lr never leaves its warmup")
         require(0 <= cfg.scheduler.min_lr_ratio <= 1, "scheduler.min_lr_ratio", cfg.scheduler.min_lr_ratio, "must be in [0, 1]")
     if "sigma" in cfg.task:
         require(cfg.task.sigma >= 0, "task.sigma", cfg.task.sigma, "must be >= 0")

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import ConfigError
+
 
 @dataclass
 class Split:
@@ -64,7 +66,7 @@ class EpochSampler:
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
         if batch_size > n:
-            raise ValueError(f"batch_size={batch_size} is larger than the training split ({n} images)")
+            raise ConfigError(f"trainer.batch_size={batch_size} is larger than the training split ({n} images)")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.per_epoch = n // batch_size  # drop the ragged tail: every batch has the same size
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)

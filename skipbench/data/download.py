@@ -18,15 +18,11 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import ConfigError
+from ..errors import DataError  # noqa: F401  (re-exported: skipbench.data.download.DataError)
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-
-
-class DataError(ConfigError):
-    """A missing, corrupt or unexpected data file (or data-set argument); the message is one line."""
 
 
 class DownloadFailed(DataError):

@@ -9,11 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import UnknownModelError
 from .encdec import EncoderDecoder
-
-
-class UnknownModelError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ..errors import ReportError  # noqa: F401  (re-exported: skipbench.report.runs.ReportError)
+
 CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
 METRICS = "metrics.json"
@@ -27,10 +29,6 @@ INCOMPLETE = "incomplete"
 FAILURES = (DIVERGED, FAILED)
 
 _GRAD_TAG = re.compile(r"^grad_norm/(\d+)_(.+)$")
-
-
-class ReportError(Exception):
-    """A problem the user must fix (no runs, unknown key, unknown metric); printed as one line."""
 
 
 Curve = list[tuple[int, float]]  # (step, value), sorted by step, one value per step

@@ -2,20 +2,26 @@
 
 Everything a run writes that a crash could tear (checkpoint, metrics.json) goes to a temporary file
 in the same folder first and is then renamed over the old one (``os.replace`` is atomic on POSIX and
-Windows), so a checkpoint on disk is always a whole one.
+Windows), so a checkpoint on disk is always a whole one: a full disk fails the new one (its temporary
+file is removed) and leaves the previous one as it was.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..errors import CheckpointError, ConfigError
+
 CHECKPOINT = "checkpoint.pt"
+STATE_KEYS = ("step", "model")  # what any skipbench checkpoint holds (optimizer, scheduler: checked on load)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -40,23 +46,42 @@ def _umask() -> int:
     return mask
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None``: strict JSON readers reject NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
+            json.dump(strict_json(data), f, indent=2, allow_nan=False)
             f.write("\n")
 
     atomic_write(path, write)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    def write(tmp: str) -> None:
+        # Through a Python file: a full disk is then an OSError (ENOSPC), not torch's opaque RuntimeError.
+        with open(tmp, "wb") as f:
+            try:
+                torch.save(state, f)
+            except RuntimeError as ex:  # torch's zip writer fails again while closing the torn file
+                if isinstance(ex.__context__, OSError):
+                    raise ex.__context__ from None
+                raise
+
+    atomic_write(path, write)
 
 
 def find_checkpoint(resume: str) -> Path:
     """``resume`` is a run folder or a checkpoint file; raises :class:`ConfigError` (one line) if none."""
-    from ..config import ConfigError
-
     p = Path(resume).expanduser()
     candidate = p / CHECKPOINT if p.is_dir() else p
     if not candidate.is_file():
@@ -66,5 +91,25 @@ def find_checkpoint(resume: str) -> Path:
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
-    # Our own files, holding only tensors, numbers, strings and plain containers.
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A skipbench checkpoint; :class:`CheckpointError` (one line) if it is corrupt, truncated or foreign.
+
+    ``weights_only=True``: only tensors, numbers, strings and plain containers are unpickled, so a
+    malicious file cannot run code.
+    """
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says enough
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as ex:
+        raise CheckpointError(f"{path}: cannot read it ({ex.strerror or ex})") from None
+    except Exception as ex:  # zip, pickle and torch errors alike: all say "not a whole checkpoint of ours"
+        why = " ".join(str(ex).split())
+        if "WeightsUnpickler error:" in why:  # past torch's paragraph about weights_only defaults
+            why = why.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation")[0].strip()
+        why = why[:160] + "..." if len(why) > 160 else why
+        raise CheckpointError(f"{path}: not a readable skipbench checkpoint (corrupt, truncated or foreign: "
+                              f"{type(ex).__name__}: {why})") from None
+    missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
+    if missing:
+        raise CheckpointError(f"{path}: not a skipbench checkpoint (no {', '.join(missing)} in it)")
+    return state

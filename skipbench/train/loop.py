@@ -27,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..config import ConfigError, check_config, check_image_size
 from ..data import EpochSampler, ImageData, Split
+from ..errors import CheckpointError
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint, write_json
 from .diagnostics import Diagnostics, count_flops
@@ -164,6 +165,24 @@ def default_threads() -> int | None:
     return None
 
 
+_LOADED: dict[str, tuple[ImageData, torch.Tensor]] = {}  # kept by the CLI's pre-run check for the run
+
+
+def load_data(cfg: DictConfig, keep: bool = False) -> ImageData:
+    """The data set, seeded as :func:`build` seeds it; ``keep=True`` keeps it (and the RNG state after
+    loading) for the next call with the same config, so checking a run before it starts loads nothing twice."""
+    key = OmegaConf.to_yaml(cfg.dataset) + f"seed={cfg.seed}"
+    if key in _LOADED:
+        data, rng = _LOADED[key] if keep else _LOADED.pop(key)
+        torch.set_rng_state(rng)
+        return data
+    torch.manual_seed(cfg.seed)
+    data = _instantiate(cfg.dataset)
+    if keep:
+        _LOADED[key] = data, torch.get_rng_state()
+    return data
+
+
 def build(cfg: DictConfig) -> Run:
     """Data, task, model, optimizer and schedule from the config (and a checkpoint on resume)."""
     t = cfg.trainer
@@ -171,8 +190,7 @@ def build(cfg: DictConfig) -> Run:
     threads = t.num_threads or default_threads()
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(cfg.seed)
-    data: ImageData = _instantiate(cfg.dataset)
+    data = load_data(cfg)
     check_image_size(cfg, min(data.image_size))
     task: Task = instantiate(cfg.task)
     task.setup(data)
@@ -194,17 +212,26 @@ def build(cfg: DictConfig) -> Run:
               n_params=sum(p.numel() for p in model.parameters()),
               flops=count_flops(model, task.make_batch(data.val.take(slice(0, 1)), None)[0].to(device)))
     if cfg.resume:
-        run.load_state_dict(load_checkpoint(find_checkpoint(cfg.resume), device))
+        try:
+            run.load_state_dict(load_checkpoint(find_checkpoint(cfg.resume), device))
+        except (RuntimeError, ValueError, KeyError) as ex:  # shapes, parameter groups, missing entries
+            raise CheckpointError(f"resume={cfg.resume}: the checkpoint does not fit this config "
+                                  f"({' '.join(str(ex).split())[:200]})") from None
         log.info("resumed from %s at step %d", cfg.resume, run.step)
     return run
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train one run into ``run_dir``; returns the summary also written to ``metrics.json``."""
+def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Train one run into ``run_dir``; returns the summary also written to ``metrics.json``.
+
+    ``on_ready`` is called once everything is built (checkpoint loaded), before anything is written.
+    """
     wall_start = time.perf_counter()
     check_config(cfg)
     run_dir, t = Path(run_dir), cfg.trainer
     run = build(cfg)
+    if on_ready:
+        on_ready()
     task, model, optimizer = run.task, run.model, run.optimizer
     train_split, val_split = run.data.train.to(run.device), run.data.val.to(run.device)
     sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed), torch.Generator(run.device)
@@ -260,8 +287,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 loss_sum.zero_()
                 window_start, window_steps, paused = time.perf_counter(), 0, 0.0
                 if not math.isfinite(last["train_loss"]):
-                    status = "diverged"
-                    log.error("training loss is %s at step %d: stopping this run as diverged", last["train_loss"], step)
+                    status, last["error"] = "diverged", f"training loss is {last['train_loss']} at step {step}"
+                    log.error("%s: stopping this run as diverged", last["error"])
                     break
             # ---- eval and checkpoint
             if step % t.eval_every == 0 or step == t.max_steps:
@@ -270,7 +297,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
                 paused += time.perf_counter() - eval_start
             if stop.reason:
-                status = "interrupted"
+                status, last["signal"] = "interrupted", stop.reason
                 save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
                 break
     bar.close()
@@ -350,6 +377,7 @@ def finish(run: Run, tb: TBLogger, run_dir: Path, status: str, last: dict, wall_
         **{f"final_{k}": v for k, v in last.items() if k.startswith("val_")},
         f"best_val_{m}": run.best if run.best > -math.inf else None, "best_step": run.best_step,
         "device": str(run.device), "seed": run.cfg.seed,
+        **{k: last[k] for k in ("error", "signal") if k in last},  # why it diverged / which signal stopped it
     }
     write_json(run_dir / "metrics.json", summary)
     tb.close(finished=status == "completed")
