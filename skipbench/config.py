@@ -16,6 +16,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from . import run_names  # noqa: F401  registers the resolver that names sweep jobs (train.yaml)
+
 
 class _Choice(str, Enum):
     """A string choice: ``str(x)`` and f-strings give the bare value (``concat``, not ``LongSkip.concat``)."""

@@ -10,22 +10,46 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+# One colour scale for every run's gradient-flow picture (and the report's), so one colour means
+# one value across variants. log10 of a layer's gradient L2 norm: 1e-6 (vanished) .. 10 (exploding).
+GRAD_LOG10_RANGE = (-6.0, 1.0)
+UNDER, OVER = "#ff00ff", "#ff2020"  # clipped cells stand out from viridis
+
+
 def _log10(values: list[float]) -> list[float]:
     return [math.log10(v) if v > 0 else float("nan") for v in values]
 
 
+def grad_cmap():
+    """viridis, with values below / above :data:`GRAD_LOG10_RANGE` in magenta / red, NaN in white."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"].with_extremes(under=UNDER, over=OVER, bad="white")
+    return cmap
+
+
+def grad_colorbar(fig, image, ax) -> None:
+    """The colour bar of a gradient-flow heat map: the fixed range, and that clipped values show."""
+    lo, hi = GRAD_LOG10_RANGE
+    bar = fig.colorbar(image, ax=ax, extend="both")
+    bar.set_label(f"log10 ||grad||, fixed range [{lo:g}, {hi:g}] for every run\n"
+                  f"magenta: below {lo:g}, red: above {hi:g}, white: not logged", fontsize=8)
+
+
 def grad_flow_heatmap(names: list[str], steps: list[int], norms: list[list[float]]):
-    """Rows = layers by depth (input at top), columns = logged steps, colour = log10 grad norm."""
+    """Rows = layers by depth (input at top), columns = logged steps, colour = log10 grad norm on the
+    fixed range :data:`GRAD_LOG10_RANGE` (the same colours mean the same values in every run)."""
     grid = [[_log10(col)[i] for col in norms] for i in range(len(names))]
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.16 * len(names) + 1.2)), dpi=90)
-    im = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis",
+    im = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap=grad_cmap(), vmin=GRAD_LOG10_RANGE[0],
+                   vmax=GRAD_LOG10_RANGE[1],
                    extent=(steps[0], steps[-1], len(names) - 0.5, -0.5) if len(steps) > 1 else None)
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels(names, fontsize=6)
     ax.set_xlabel("step")
     ax.set_ylabel("layer (input side at top)")
     ax.set_title("gradient flow: log10 ||grad|| per layer")
-    fig.colorbar(im, ax=ax, label="log10 grad norm")
+    grad_colorbar(fig, im, ax)
     fig.tight_layout()
     return fig
 
