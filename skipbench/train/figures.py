@@ -9,31 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-# One colour scale for every run's gradient-flow picture (and the report's), so one colour means
-# one value across variants. log10 of a layer's gradient L2 norm: 1e-6 (vanished) .. 10 (exploding).
-GRAD_LOG10_RANGE = (-6.0, 1.0)
-UNDER, OVER = "#ff00ff", "#ff2020"  # clipped cells stand out from viridis
+from .scales import GRAD_LOG10_RANGE, grad_cmap, grad_colorbar  # noqa: E402
 
 
 def _log10(values: list[float]) -> list[float]:
     return [math.log10(v) if v > 0 else float("nan") for v in values]
-
-
-def grad_cmap():
-    """viridis, with values below / above :data:`GRAD_LOG10_RANGE` in magenta / red, NaN in white."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["viridis"].with_extremes(under=UNDER, over=OVER, bad="white")
-    return cmap
-
-
-def grad_colorbar(fig, image, ax) -> None:
-    """The colour bar of a gradient-flow heat map: the fixed range, and that clipped values show."""
-    lo, hi = GRAD_LOG10_RANGE
-    bar = fig.colorbar(image, ax=ax, extend="both")
-    bar.set_label(f"log10 ||grad||, fixed range [{lo:g}, {hi:g}] for every run\n"
-                  f"magenta: below {lo:g}, red: above {hi:g}, white: not logged", fontsize=8)
 
 
 def grad_flow_heatmap(names: list[str], steps: list[int], norms: list[list[float]]):

@@ -11,22 +11,6 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 
-def image_grid(rows: Iterable[torch.Tensor], pad: int = 2, min_size: int = 64) -> torch.Tensor:
-    """Rows of ``[N, C, H, W]`` images in [0, 1] -> one ``[C, R*(H+pad), N*(W+pad)]`` grid.
-
-    Small images are enlarged (nearest neighbour) to at least ``min_size`` pixels, so a 32x32
-    sample is not a speck in the dashboard.
-    """
-    rows = [r.detach().float().cpu() for r in rows]
-    scale = max(1, -(-min_size // rows[0].shape[-1]))
-    if scale > 1:
-        rows = [F.interpolate(r, scale_factor=scale, mode="nearest") for r in rows]
-    rows = [F.pad(r, (0, pad, 0, pad), value=1.0) for r in rows]
-    n, c, h, w = rows[0].shape
-    grid = torch.stack(rows)  # [R, N, C, H, W]
-    return grid.permute(2, 0, 3, 1, 4).reshape(c, len(rows) * h, n * w).clamp(0, 1)
-
-
 def _uint8(images: torch.Tensor) -> "np.ndarray":
     """``[N, C, H, W]`` in [0, 1] -> ``[N, H, W, 3]`` uint8 (grey repeated to RGB)."""
     images = images.detach().float().cpu().clamp(0, 1)
