@@ -33,7 +33,7 @@ def captioned_grid(rows: list[tuple[str, torch.Tensor]], labels: list[str] | Non
     scale = max(1, -(-min_size // rows[0][1].shape[-1]))
     images = [_uint8(F.interpolate(r.float(), scale_factor=scale, mode="nearest") if scale > 1 else r) for _, r in rows]
     n, h, w, _ = images[0].shape
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=13)
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     size = lambda text: draw.multiline_textbbox((0, 0), text, font=font)[2:]  # noqa: E731
     left = max(size(c)[0] for c, _ in rows) + 2 * pad
