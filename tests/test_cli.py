@@ -267,7 +267,7 @@ def test_resume_matches_straight_run(tmp_path):
     for k in sa["model"]:
         assert torch.equal(sa["model"][k], sb["model"][k]), k
     # the resumed curve continues the first part's without a doubled tail
-    la, lb = load_events(straight).Scalars("loss/train"), load_events(split).Scalars("loss/train")
+    la, lb = load_events(straight).Scalars("loss/mse/train"), load_events(split).Scalars("loss/mse/train")
     assert [e.step for e in lb] == [e.step for e in la] == [2, 4, 6, 8]
     assert [e.value for e in lb] == pytest.approx([e.value for e in la], abs=1e-6)
 
@@ -311,6 +311,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path):
     assert a["final_val_psnr"] == b["final_val_psnr"] and a["final_train_loss"] == b["final_train_loss"]
     assert torch.equal(load_checkpoint(run_dir / CHECKPOINT)["model"]["head.weight"],
                        load_checkpoint(straight / CHECKPOINT)["model"]["head.weight"])
+    # step 0 is evaluated once, by the fresh run; the resumed session does not evaluate again first
+    assert [e.step for e in load_events(run_dir).Scalars("loss/mse/val")] == [0, 10, 20, 30]
 
 
 def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path):
