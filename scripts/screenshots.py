@@ -26,25 +26,31 @@ import urllib.request
 from pathlib import Path
 
 CLOSE_SETTINGS = "document.querySelector('button[aria-label=\"Close side pane\"]')?.click()"
-ACTUAL_SIZE = "document.querySelectorAll('button[aria-label=\"Toggle actual image size\"]').forEach(b => b.click())"
+# The legacy dashboards live in shadow DOMs: find elements through them.
+DEEP = ("function deep(root, sel, out = []) { root.querySelectorAll(sel).forEach(e => out.push(e)); "
+        "root.querySelectorAll('*').forEach(e => e.shadowRoot && deep(e.shadowRoot, sel, out)); return out; };")
+ACTUAL_READY = ("(() => { " + DEEP + " return deep(document, 'paper-checkbox').some(c => /actual/i.test(c.textContent))"
+                " && deep(document, 'img').length > 0; })()")
+ACTUAL_SIZE = DEEP + "deep(document, 'paper-checkbox').find(c => /actual/i.test(c.textContent)).click()"
 CARDS = "document.querySelectorAll('{}').length >= {}"
 
-# name -> (page, JavaScript that is true once it has rendered, JavaScript to run then, viewport)
+# name -> (page, JavaScript that is true once it has rendered, JavaScript to run then, viewport,
+#          Time Series card width in px or None for TensorBoard's default)
 SHOTS = {
     # per-level log10 gradient norms: the three variants overlaid on one card per level
     "tb_grad_levels": ("/?tagFilter=%5Egrad_level%2F&runFilter=denoise&smoothing=0#timeseries",
-                       CARDS.format("scalar-card-component", 6), CLOSE_SETTINGS, (1400, 1000)),
+                       CARDS.format("scalar-card-component", 6), CLOSE_SETTINGS, (1400, 1000), None),
     # validation metrics and losses from step 0; CE (classify) and MSE (denoise) on separate cards
     "tb_metrics": ("/?tagFilter=%5E(metric%2Fval_(psnr%7Cacc)%24%7Closs%2F)&smoothing=0#timeseries",
-                   CARDS.format("scalar-card-component", 4), CLOSE_SETTINGS, (1400, 1000)),
+                   CARDS.format("scalar-card-component", 4), CLOSE_SETTINGS, (1400, 1000), None),
     # every run of the folder with its headline score, whatever its task
-    "tb_hparams": ("/#hparams", "document.body.innerText.includes('best score')", "", (1900, 520)),
+    "tb_hparams": ("/#hparams", "true", "", (1900, 520), None),
     # the report's cross-variant figure, as a TensorBoard run of the sweep folder
-    "tb_report": ("/?tagFilter=report%2Fgrad_norm_depth&runFilter=_report#timeseries",
-                  CARDS.format("image-card-component", 1), CLOSE_SETTINGS + ";" + ACTUAL_SIZE, (1900, 820)),
+    "tb_report": ("/#images&tagFilter=report%2Fgrad_norm_depth&regexInput=_report", ACTUAL_READY, ACTUAL_SIZE,
+                  (2000, 820), None),
     # captioned sample grids: a denoise run and a classify run
-    "tb_samples": ("/?tagFilter=%5Esamples%2F&runFilter=(1_denoise%7Cclassify)#timeseries",
-                   CARDS.format("image-card-component", 2), CLOSE_SETTINGS + ";" + ACTUAL_SIZE, (1900, 620)),
+    "tb_samples": ("/#images&tagFilter=%5Esamples%2F&regexInput=(1_denoise%7Cclassify)", ACTUAL_READY, ACTUAL_SIZE,
+                   (1400, 900), None),
 }
 
 
@@ -91,9 +97,15 @@ class Page:
     def evaluate(self, expression: str):
         return self.call("Runtime.evaluate", expression=expression, returnByValue=True).get("result", {}).get("value")
 
-    def shot(self, url: str, ready: str, action: str, path: Path, width: int, height: int,
-             timeout: float = 90, settle: float = 5) -> None:
+    def shot(self, url: str, ready: str, action: str, path: Path, width: int, height: int, card_width: int | None,
+             timeout: float = 90, settle: float = 10) -> None:
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        # TensorBoard keeps its settings in the origin's localStorage: set the card width before loading
+        self.call("Page.navigate", url=url.split("/?")[0].split("/#")[0] + "/data/runs")
+        time.sleep(1)
+        setting = json.dumps({"cardMinWidth": card_width}) if card_width else None
+        self.evaluate(f"localStorage.setItem('_tb_global_settings', {json.dumps(setting)})" if setting
+                      else "localStorage.removeItem('_tb_global_settings')")
         self.call("Page.navigate", url=url)
         deadline = time.monotonic() + timeout
         while not self.evaluate(f"!!({ready})"):
@@ -136,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(3)  # TensorBoard reads the event files lazily
             page = Page(debug_port)
             for name in (args.only.split(",") if args.only else SHOTS):
-                url, ready, action, (width, height) = SHOTS[name]
-                page.shot(base + url, ready, action, out / f"{name}.png", width, height)
+                url, ready, action, (width, height), card_width = SHOTS[name]
+                page.shot(base + url, ready, action, out / f"{name}.png", width, height, card_width)
                 print(f"wrote {out / f'{name}.png'}")
         finally:
             for proc in reversed(procs):
