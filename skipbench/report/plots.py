@@ -23,7 +23,6 @@ from typing import Callable, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from .aggregate import Group, Report, grad_norm_table, mean_curve, metric_tag
 
