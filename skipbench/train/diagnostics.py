@@ -76,6 +76,7 @@ def skeleton_layers(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], dict
     for path, m in layers:
         by_level.setdefault(path.split(".")[0], []).append((path, m))
     width = max([1] + [len(str(sum(_extra(p.split(".")) is None for p, _ in ls))) for ls in by_level.values()])
+    owner = lambda path: next((b for b in blocks if path.startswith(b + ".")), None)  # noqa: E731  outermost block
     named: list[tuple[str, nn.Module]] = []
     block_names: dict[str, str] = {}
     for child, members in by_level.items():
@@ -84,15 +85,14 @@ def skeleton_layers(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], dict
             kind = "linear" if isinstance(members[0][1], nn.Linear) else "conv"
             named.append((f"{level}/{kind}", members[0][1]))
             continue
-        count = 0
-        owner = lambda path: next((b for b in blocks if path.startswith(b + ".")), None)  # noqa: E731
-        # A block's extras join at its last main-path conv: count that first.
-        last_main = {}
+        count = 0  # main-path convs of this level so far
+        # A block's extras join at its last main-path conv: count the block's main path first.
+        last_main: dict[str, int] = {}
         for path, _ in members:
             b = owner(path)
             if b is not None and _extra(path[len(b) + 1:].split(".")) is None:
                 last_main[b] = last_main.get(b, 0) + 1
-        done: dict[str, int] = {}
+        done: dict[str, int] = {}  # block -> its main-path convs named so far (level-wide numbering)
         for path, m in members:
             rel = path[len(child) + 1:]
             b = owner(path)
