@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .errors import ConfigError  # noqa: F401  (re-exported: skipbench.config.ConfigError)
+from . import run_names  # noqa: F401  registers the resolver that names sweep jobs (train.yaml)
 
 
 class _Choice(str, Enum):

@@ -75,6 +75,7 @@ class Task:
     name = "task"
     metric = "psnr"
     head = "pixels"  # what the model must output: "pixels" (a map) or "classes" (a vector)
+    loss_name = "mse"  # names the loss in TensorBoard tags (loss/mse/train): no chart mixes two losses
     normalize = False  # feed the model (x - mean) / std instead of [0, 1] images
     classes: tuple[str, ...] | list[str] = ()  # segment / classify: the model outputs one channel (logit) per class
 
@@ -126,9 +127,20 @@ class Task:
         """Whole-split figures for TensorBoard after an eval (``{tag: matplotlib figure}``)."""
         return {}
 
-    def sample_rows(self, inputs: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
-        """Rows of ``[N, C, H, W]`` images in [0, 1] for the TensorBoard grid: input, output, target."""
-        return [crop_to(inputs, output).clamp(0, 1), output.float().clamp(0, 1), crop_to(target, output)]
+    input_caption = "input"
+
+    def sample_rows(self, inputs: torch.Tensor, output: torch.Tensor, target: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """Captioned rows ``(caption, [N, C, H, W] in [0, 1])`` for the TensorBoard grid: input, output, target."""
+        return [(self.input_caption, crop_to(inputs, output).clamp(0, 1)), ("output", output.float().clamp(0, 1)),
+                ("target", crop_to(target, output))]
+
+    def sample_labels(self, output: torch.Tensor, target: torch.Tensor) -> list[str] | None:
+        """Text under each column of the grid (classify: predicted and true class), or None."""
+        return None
+
+    def legend(self) -> list[tuple[str, tuple[float, float, float]]] | None:
+        """Colour legend of the grid (segment: class names and their colours), or None."""
+        return None
 
 
 class Reconstruct(Task):
@@ -148,6 +160,7 @@ class Denoise(Task):
     """
 
     name = "denoise"
+    input_caption = "noisy input"
 
     def __init__(self, sigma: float = 0.2, noise: str = "gaussian", amount: float = 0.1) -> None:
         self.sigma, self.noise, self.amount = sigma, str(noise), amount
@@ -175,6 +188,10 @@ class Segment(Task):
 
     def __init__(self, dice_weight: float = 0.0) -> None:
         self.dice_weight = dice_weight
+
+    @property
+    def loss_name(self) -> str:
+        return "ce_dice" if self.dice_weight else "ce"
 
     def setup(self, data):
         super().setup(data)
@@ -209,7 +226,11 @@ class Segment(Task):
         colours = palette(len(self.classes), output.device)
         show = lambda m: colours[m].permute(0, 3, 1, 2)  # noqa: E731  [B,H,W] ids -> [B,3,H,W]
         image = crop_to(self.unprepare(inputs), output)
-        return [image.expand(-1, 3, -1, -1), show(output.argmax(1)), show(crop_to(target, output))]
+        return [("input", image.expand(-1, 3, -1, -1)), ("predicted", show(output.argmax(1))),
+                ("true mask", show(crop_to(target, output)))]
+
+    def legend(self):
+        return list(zip(self.classes, map(tuple, palette(len(self.classes)).tolist())))
 
 
 class Classify(Task):
@@ -218,6 +239,7 @@ class Classify(Task):
     name = "classify"
     metric = "acc"
     head = "classes"
+    loss_name = "ce"
     normalize = True
 
     def setup(self, data):
@@ -248,13 +270,17 @@ class Classify(Task):
         return {"confusion/val": fig}
 
     def sample_rows(self, inputs, output, target):
-        # One row of inputs, bordered green (right) or red (wrong).
+        # One row of inputs, bordered green (right) or red (wrong); sample_labels names the classes.
         image = self.unprepare(inputs).expand(-1, 3, -1, -1)
         ok = (output.argmax(1) == target).float().view(-1, 1, 1, 1)
         border = torch.cat([1 - ok, ok, torch.zeros_like(ok)], 1).expand(-1, 3, image.shape[-2] + 4, image.shape[-1] + 4)
         framed = border.clone()
         framed[..., 2:-2, 2:-2] = image
-        return [framed]
+        return [("input", framed)]
+
+    def sample_labels(self, output, target):
+        names = [self.classes[i] for i in output.argmax(1).tolist()], [self.classes[i] for i in target.tolist()]
+        return [f"pred {p}\ntrue {t}" for p, t in zip(*names)]
 
 
 def _require(data: ImageData, task: str, what: str, classes: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 
 from skipbench.models import list_models
 from skipbench.train.checkpoint import CHECKPOINT, load_checkpoint
-from skipbench.train.diagnostics import depth_ordered_layers
+from skipbench.train.diagnostics import depth_ordered_layers, skeleton_layers
 
 from conftest import (
     TINY, cli_env, compose, describe, event_files, finish, load_events, read_metrics, run_cli, start_cli,
@@ -56,20 +56,24 @@ def test_run_event_file_scalars(cli_run):
     ea = load_events(run_dir)
     tags = ea.Tags()
     scalars = set(tags["scalars"])
-    for tag in ("loss/train", "loss/val", "metric/val_psnr", "lr", "grad_norm/total"):
+    # the loss is named in its tags (denoise: MSE), so a CE run never shares its chart
+    for tag in ("loss/mse/train", "loss/mse/val", "metric/val_psnr", "lr", "grad_norm/total", "hparams/score"):
         assert tag in scalars, tag
-    assert [e.step for e in ea.Scalars("loss/train")] == [2, 4, 6]
-    assert [e.step for e in ea.Scalars("loss/val")] == [3, 6]
-    assert [e.step for e in ea.Scalars("metric/val_psnr")] == [3, 6]
-    assert all(math.isfinite(e.value) for e in ea.Scalars("loss/train"))
+    assert not {"loss/train", "loss/val"} & scalars
+    assert [e.step for e in ea.Scalars("loss/mse/train")] == [2, 4, 6]
+    # a fresh run is evaluated at step 0, before training: every validation curve starts untrained
+    assert [e.step for e in ea.Scalars("loss/mse/val")] == [0, 3, 6]
+    assert [e.step for e in ea.Scalars("metric/val_psnr")] == [0, 3, 6]
+    assert [e.value for e in ea.Scalars("hparams/score")] == [e.value for e in ea.Scalars("metric/val_psnr")]
+    assert all(math.isfinite(e.value) for e in ea.Scalars("loss/mse/train"))
     # the logged train loss at the last step is the summary's final train loss
-    assert ea.Scalars("loss/train")[-1].value == pytest.approx(read_metrics(run_dir)["final_train_loss"], rel=1e-6)
+    assert ea.Scalars("loss/mse/train")[-1].value == pytest.approx(read_metrics(run_dir)["final_train_loss"], rel=1e-6)
     assert ea.Scalars("metric/val_psnr")[-1].value == pytest.approx(read_metrics(run_dir)["final_val_psnr"], rel=1e-6)
     cfg = compose(RUN_ARGS[1:])
     assert cfg.scheduler._target_.endswith(".constant")  # the default schedule: lr stays the optimizer's
     assert all(e.value == pytest.approx(cfg.optimizer.lr) for e in ea.Scalars("lr"))
     assert "samples/val" in tags["images"]
-    assert [e.step for e in ea.Images("samples/val")] == [3, 6]
+    assert [e.step for e in ea.Images("samples/val")] == [0, 3, 6]
 
 
 def test_run_grad_norm_tags_one_per_layer_in_depth_order(cli_run):
@@ -79,13 +83,16 @@ def test_run_grad_norm_tags_one_per_layer_in_depth_order(cli_run):
     cfg = compose(RUN_ARGS[1:])
     model = instantiate(cfg.model, in_channels=cfg.dataset.channels, out_channels=cfg.dataset.channels,
                         head="pixels")
-    names = [n for n, _ in depth_ordered_layers(model)]
-    assert len(names) == sum(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))
-                             for m in model.modules())
-    expected = [f"grad_norm/{i:02d}_{n}" for i, n in enumerate(names)]
+    names = [n for n, _ in skeleton_layers(model)[0]]
+    assert len(names) == len(depth_ordered_layers(model)) == sum(
+        isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)) for m in model.modules())
+    expected = [f"grad_norm/{n}" for n in names]
     scalars = load_events(run_dir).Tags()["scalars"]
     logged = sorted(t for t in scalars if t.startswith("grad_norm/") and t != "grad_norm/total")
     assert logged == expected  # one tag per layer, sorted by name = sorted by depth
+    levels = sorted(t for t in scalars if t.startswith("grad_level/"))
+    assert levels == [f"grad_level/{lvl}" for lvl in ("00_enc0", "01_enc1", "02_enc2", "03_bottleneck", "04_dec2",
+                                                       "05_dec1", "06_dec0", "07_head")]
     ea = load_events(run_dir)
     for tag in [*expected, "grad_norm/total"]:
         events = ea.Scalars(tag)
@@ -106,6 +113,14 @@ def test_run_hparams_in_the_run_folder_itself(cli_run):
     assert len(files) == 1
     hparams = load_events(run_dir).PluginTagToContent("hparams")
     assert {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"} <= set(hparams)
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    from skipbench.train.tb import HPARAM_METRICS
+
+    exp = HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
+    # the same metric list in every run, whatever its task: task-independent score first
+    assert [m.name.tag for m in exp.metric_infos] == [tag for tag, _, _ in HPARAM_METRICS]
+    assert exp.metric_infos[0].name.tag == "hparams/score"
 
 
 # ------------------------------------------------------------------ a sweep
@@ -115,9 +130,10 @@ def test_multirun_two_variants(tmp_path):
                    "trainer.log_every=1", *TINY, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert res.returncode == 0, describe(res)
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert len(jobs) == 2, [p.name for p in jobs]
+    # <num>_<task>_<model>: the overrides every job shares (max_steps, TINY's) are not repeated
+    assert [p.name for p in jobs] == ["0_denoise_autoencoder", "1_denoise_unet_concat"]
     for model in ("autoencoder", "unet_concat"):
-        (job,) = [p for p in jobs if f"model={model}" in p.name]
+        (job,) = [p for p in jobs if p.name.endswith(f"_{model}")]
         m = read_metrics(job)
         assert m["status"] == "completed" and m["model"] == model and m["steps"] == 2
         assert len(event_files(job)) == 1 and event_files(job)[0].parent == job
@@ -251,7 +267,7 @@ def test_resume_matches_straight_run(tmp_path):
     for k in sa["model"]:
         assert torch.equal(sa["model"][k], sb["model"][k]), k
     # the resumed curve continues the first part's without a doubled tail
-    la, lb = load_events(straight).Scalars("loss/train"), load_events(split).Scalars("loss/train")
+    la, lb = load_events(straight).Scalars("loss/mse/train"), load_events(split).Scalars("loss/mse/train")
     assert [e.step for e in lb] == [e.step for e in la] == [2, 4, 6, 8]
     assert [e.value for e in lb] == pytest.approx([e.value for e in la], abs=1e-6)
 
@@ -295,6 +311,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path):
     assert a["final_val_psnr"] == b["final_val_psnr"] and a["final_train_loss"] == b["final_train_loss"]
     assert torch.equal(load_checkpoint(run_dir / CHECKPOINT)["model"]["head.weight"],
                        load_checkpoint(straight / CHECKPOINT)["model"]["head.weight"])
+    # step 0 is evaluated once, by the fresh run; the resumed session does not evaluate again first
+    assert [e.step for e in load_events(run_dir).Scalars("loss/mse/val")] == [0, 10, 20, 30]
 
 
 def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path):

@@ -39,7 +39,7 @@ CURVES = {
 }
 LONG_SKIP = {"unet_concat": "concat", "autoencoder": "none"}
 PARAMS = {"unet_concat": 1200, "autoencoder": 1000}
-LAYERS = ["enc0.conv1", "bottleneck.conv1", "dec0.conv1", "head"]
+LAYERS = ["00_enc0/conv1", "01_bottleneck/conv1", "02_dec0/conv1", "03_head/conv"]  # skeleton layer names
 
 
 def config(model: str, seed: int, width: int = 8, device: str = "auto", progress: bool = True) -> dict:
@@ -63,11 +63,12 @@ def write_events(run_dir: Path, curve: list[float], layer_scale: float = 1.0) ->
     w.add_scalar("model/params", 1000, 0)
     for i, (step, value) in enumerate(zip(STEPS, curve)):
         w.add_scalar("metric/val_psnr", value, step)
-        w.add_scalar("loss/train", 1.0 / (1 + i), step)
-        w.add_scalar("loss/val", 1.2 / (1 + i), step)
+        w.add_scalar("loss/mse/train", 1.0 / (1 + i), step)
+        w.add_scalar("loss/mse/val", 1.2 / (1 + i), step)
         w.add_scalar("perf/steps_per_s", 5.0, step)
         for depth, name in enumerate(LAYERS):  # grad norms shrink with depth and with steps
-            w.add_scalar(f"grad_norm/{depth:02d}_{name}", layer_scale * 10.0 ** (-depth) / (1 + i), step)
+            w.add_scalar(f"grad_norm/{name}", layer_scale * 10.0 ** (-depth) / (1 + i), step)
+            w.add_scalar(f"grad_level/{name.split('/')[0]}", math.log10(layer_scale * 10.0 ** (-depth) / (1 + i)), step)
         w.add_scalar("grad_norm/total", 1.0, step)
     w.close()
 
@@ -242,6 +243,16 @@ def test_cli_writes_report_files_and_plots(sweep: Path, tmp_path: Path, capsys):
     for name in ("curves.png", "grad_norm_depth.png", "grad_flow.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    # the same figures and the table as a TensorBoard run in the report folder
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(out / "_report"))
+    ea.Reload()
+    assert sorted(ea.Tags()["images"]) == ["report/curves", "report/grad_flow", "report/grad_norm_depth"]
+    assert "report/summary/text_summary" in ea.Tags()["tensors"]  # the table, for the Text tab
+    assert main([str(sweep), "--out", str(out)]) == 0  # again: replaces the run, no duplicate pictures
+    assert len(list((out / "_report").glob("events.out.tfevents.*"))) == 1
+    capsys.readouterr()
 
     doc = json.loads((out / "report.json").read_text())
     assert doc["metric"] == "val_psnr" and doc["counts"]["incomplete"] == 1 and doc["counts"]["failed"] == 2

@@ -13,10 +13,10 @@ from skipbench.models import MODELS
 from skipbench.train.checkpoint import (
     CHECKPOINT, atomic_write, find_checkpoint, load_checkpoint, save_checkpoint, write_json,
 )
-from skipbench.train.diagnostics import GradNorms, depth_ordered_layers, layer_tags
+from skipbench.train.diagnostics import GradNorms, layer_tags, skeleton_layers
 from skipbench.train.loop import train
 from skipbench.train.schedule import constant, warmup_cosine
-from skipbench.train.tb import flatten, image_grid
+from skipbench.train.tb import captioned_grid, flatten
 
 from conftest import MODEL_NAMES, TINY, compose, event_files, load_events, read_metrics, tiny_model
 
@@ -78,42 +78,38 @@ def test_grad_norms_match_direct_computation(name):
     _backward(model)
     gn = GradNorms(model)
     values = gn()
-    layers = depth_ordered_layers(model)
-    assert values.shape == (len(layers) + 1,)
-    assert len(gn.tags) == len(layers) + 1
-    for (lname, layer), v, tag in zip(layers, values[:-1], gn.tags):
+    layers, _ = skeleton_layers(model)
+    n, levels = len(layers), len(gn.level_names)
+    assert values.shape == (n + 1 + levels,)
+    assert len(gn.tags) == n + 1 + levels
+    for (lname, layer), v, tag in zip(layers, values[:n], gn.tags):
         expected = torch.linalg.vector_norm(layer.weight.grad)
         torch.testing.assert_close(v, expected, rtol=1e-5, atol=1e-7, msg=f"{name}: {lname}")
-        assert tag.endswith("_" + lname)
+        assert tag == f"grad_norm/{lname}"
     grads = torch.cat([p.grad.flatten() for p in model.parameters()])
-    torch.testing.assert_close(values[-1], torch.linalg.vector_norm(grads), rtol=1e-5, atol=1e-7)
-    assert gn.tags[-1] == "grad_norm/total"
-    assert (values > 0).all()
+    torch.testing.assert_close(values[n], torch.linalg.vector_norm(grads), rtol=1e-5, atol=1e-7)
+    assert gn.tags[n] == "grad_norm/total"
+    assert (values[: n + 1] > 0).all()
 
 
 def test_grad_norms_count_missing_grads_as_zero():
     model = tiny_model("autoencoder", depth=1)
     gn = GradNorms(model)
     values = gn()  # no backward yet: every grad is None
-    assert torch.equal(values, torch.zeros_like(values))
+    n = len(gn.names) + 1
+    assert torch.equal(values[:n], torch.zeros(n))
+    assert torch.all(values[n:] == math.log10(1e-20))  # levels: log10 of the floor, never -inf
 
 
 def test_grad_norm_tags_sort_by_depth_and_are_named():
     model = tiny_model("unet_concat", depth=3)
     gn = GradNorms(model)
-    layer_part = gn.tags[:-1]
-    names = [n for n, _ in depth_ordered_layers(model)]
-    assert layer_part == [f"grad_norm/{i:02d}_{n}" for i, n in enumerate(names)]
-    assert layer_part[0] == "grad_norm/00_enc0.0.conv1"
+    layer_part = gn.tags[: len(gn.names)]
+    assert layer_part == layer_tags([n for n, _ in skeleton_layers(model)[0]], "grad_norm")
+    assert layer_part[0] == "grad_norm/00_enc0/conv1"
+    assert layer_part[-1] == "grad_norm/07_head/conv"
+    assert "grad_norm/04_dec2/conv0_up" in layer_part  # the level's upsampling conv comes first
     assert sorted(layer_part) == layer_part
-
-
-def test_layer_tags_pad_to_sort_past_100_layers():
-    names = [f"l{i}" for i in range(150)]
-    tags = layer_tags(names, "grad_norm")
-    assert sorted(tags) == tags
-    assert tags[0] == "grad_norm/000_l0" and tags[-1] == "grad_norm/149_l149"
-    assert layer_tags(["a", "b"], "p") == ["p/00_a", "p/01_b"]
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -175,12 +171,21 @@ def test_write_json(tmp_path):
 
 
 # ------------------------------------------------------------------ TensorBoard helpers
-def test_image_grid_layout():
-    rows = [torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)]
-    grid = image_grid(rows, pad=2, min_size=16)  # 8 -> scaled x2 to 16, plus padding 2
-    assert grid.shape == (1, 2 * 18, 3 * 18)
-    assert grid.min() >= 0 and grid.max() <= 1
-    torch.testing.assert_close(grid[:, 0:16:2, 0:16:2], rows[0][0])  # nearest upscaling of image 0
+def test_captioned_grid_layout():
+    rows = [("input", torch.rand(3, 1, 8, 8)), ("output", torch.rand(3, 1, 8, 8))]
+    plain = captioned_grid(rows, pad=2, min_size=16)  # 8 -> scaled x2 to 16
+    assert plain.dtype.name == "uint8" and plain.shape[2] == 3
+    assert plain.shape[0] == 2 + 2 * (16 + 2)  # two rows of 16 px + padding, no labels or legend
+    left = plain.shape[1] - 3 * (16 + 2)  # the caption column
+    assert left > 20  # room for "output"
+    assert (plain[:, :left] < 128).any()  # the captions are drawn (dark pixels on white)
+    # image 0 sits at (pad, left + (cell - 16) // 2), nearest-upscaled: every other pixel is the source
+    y, x = 2, left + 1
+    src = (rows[0][1][0, 0] * 255).round().to(torch.uint8).numpy()
+    assert (plain[y:y + 16:2, x:x + 16:2, 0] == src).all()
+    labelled = captioned_grid(rows, labels=["pred a\ntrue b"] * 3, legend=[("disc", (1.0, 0.0, 0.0))], pad=2, min_size=16)
+    assert labelled.shape[0] > plain.shape[0] + 20  # two lines of labels and a legend strip below
+    assert ((labelled[..., 0] == 255) & (labelled[..., 1] == 0) & (labelled[..., 2] == 0)).any()  # the red swatch
 
 
 def test_flatten_config():

@@ -1,7 +1,8 @@
 """``skipbench report DIR``: compare the runs below DIR in one table, three files and three plots.
 
 Writes ``report.md``, ``report.csv``, ``report.json`` (or only ``--format``'s) and ``curves.png``,
-``grad_norm_depth.png``, ``grad_flow.png`` into DIR (or ``--out``) and prints the table. Mistakes
+``grad_norm_depth.png``, ``grad_flow.png`` into DIR (or ``--out``), the plots and the table also as
+the TensorBoard run ``_report/`` there, and prints the table. Mistakes
 (missing folder, no runs, unknown key or metric) are one line on stderr and exit code 2.
 """
 
@@ -363,6 +364,10 @@ def _report(args: argparse.Namespace) -> int:
         print(summary_markdown(report))
     else:
         print((out / f"report.{args.format}").read_text(), end="")
+    if plots:
+        from .plots import write_tensorboard
+
+        files.append(f"{write_tensorboard(out, [out / p for p in plots], summary_markdown(report)).name}/ (TensorBoard run)")
     note = f"; no data for {', '.join(skipped)}" if skipped else ""
     print(f"wrote {', '.join(files + plots)} to {out}{note}", file=sys.stderr)
     return 0

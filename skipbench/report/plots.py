@@ -5,9 +5,13 @@ without a display and inside other programs.
 
 * ``curves.png``: validation metric and training loss against step, one line per group (mean over
   its seeds) with a min-max band;
-* ``grad_norm_depth.png``: per group, gradient norm against layer depth at an early, a middle and a
-  late logged step (log scale);
-* ``grad_flow.png``: per group, a heat map of log10 gradient norm, layers (by depth) x logged steps.
+* ``grad_norm_depth.png``: log10 gradient norm of each level (enc0 .. bottleneck .. dec0, head) at an
+  early, a middle and a late logged step, every group overlaid (mean over seeds, min-max band);
+* ``grad_flow.png``: per group, a heat map of log10 gradient norm, layers (by depth) x logged steps,
+  side by side on the one fixed colour range every run's own heat map uses.
+
+:func:`write_tensorboard` also writes them (and the summary table) as a TensorBoard run, ``_report``,
+inside the report folder, so ``tensorboard --logdir outputs/`` shows the comparison.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from typing import Callable, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from .aggregate import Group, Report, grad_norm_table, mean_curve, metric_tag
 
@@ -68,13 +71,16 @@ def _title(text: str, width: int = 48) -> str:
 
 # ---------------------------------------------------------------- curves
 def plot_curves(report: Report, path: Path) -> Path | None:
+    # One loss per axis: groups whose runs name another loss (CE next to MSE) are left out of it.
+    losses = [next((r.loss_name for r in g.completed if r.loss_name), None) for g in report.groups]
+    loss = next((x for x in losses if x), None)
     panels = [
         (metric_tag(report.metric), f"{report.metric} (validation)", report.metric, False),
-        ("loss/train", "training loss", "train loss (log scale)", True),
+        ("loss/train", f"training loss ({loss or 'loss'})", "train loss (log scale)", True),
     ]
-    data = []
-    for tag, *_ in panels:
-        data.append([mean_curve([r.curve(tag) for r in g.completed]) for g in report.groups])
+    data = [[mean_curve([r.curve(panels[0][0]) for r in g.completed]) for g in report.groups],
+            [mean_curve([r.curve("loss/train") for r in g.completed] if x in (loss, None) else [])
+             for g, x in zip(report.groups, losses)]]
     if not any(len(steps) for panel in data for steps, *_ in panel):
         return None
     colors = _colors(len(report.groups))
@@ -119,41 +125,53 @@ def _phase_steps(steps: np.ndarray) -> list[tuple[str, int]]:
     return out
 
 
-def _group_tables(report: Report) -> list[tuple[Group, list[str], np.ndarray, np.ndarray]]:
-    out = []
-    for g in report.groups:
-        names, steps, table = grad_norm_table(g.completed)
-        if names:
-            out.append((g, names, steps, table))
-    return out
+def _union(report: Report, levels: bool) -> list[str]:
+    """Layer (or level) names of every group's runs, by depth: rows that line up across variants."""
+    names = {n for g in report.groups for r in g.completed for n, _ in (r.grad_levels() if levels else r.grad_norm_layers())}
+    return sorted(names)
 
 
 def plot_grad_norm_depth(report: Report, path: Path) -> Path | None:
-    tables = _group_tables(report)
-    if not tables:
+    """log10 gradient norm of each skeleton level (enc0 .. bottleneck .. dec0, head) at an early, a
+    middle and a late logged step: every group overlaid on one axis per phase, seed band min-max."""
+    levels = _union(report, levels=True)
+    per_group = []
+    for g in report.groups:
+        tables = [grad_norm_table([r], levels, levels=True) for r in g.completed]
+        tables = [t for t in tables if t[0]]
+        if tables:
+            per_group.append((g, tables))
+    if not per_group:
         return None
-    rows, cols = _grid(len(tables), 3)
-    fig = _figure(4.6 * cols, 3.9 * rows + 0.6)
-    axes = np.atleast_1d(fig.subplots(rows, cols, sharey=True, squeeze=False)).ravel()
-    styles = {"early": ("#1f77b4", "o"), "middle": ("#ff7f0e", "s"), "late": ("#2ca02c", "^")}
-    for ax, (g, names, steps, table) in zip(axes, tables):
-        depth = np.arange(len(names))
-        col = {int(s): i for i, s in enumerate(steps)}
-        for phase, step in _phase_steps(steps):
-            color, marker = styles[phase]
-            ax.plot(depth, 10.0 ** table[:, col[step]], color=color, marker=marker, ms=3.5, lw=1.4,
-                    label=f"{phase}: step {step}")
-        ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(_title(_legend_label(g)), fontsize=9)
-        ax.set_xlabel("layer depth index (input → output)")
-        ax.set_ylabel("gradient L2 norm (log scale)")
-        ax.grid(True, which="both", alpha=0.25)
-        ax.legend(fontsize=7, loc="best")
+    all_steps = np.asarray(sorted({int(s) for _, ts in per_group for _, steps, _ in ts for s in steps}))
+    phases = _phase_steps(all_steps)
+    fig = _figure(4.4 * len(phases) + 0.4, 4.4 + 0.25 * math.ceil(len(per_group) / 2))
+    axes = np.atleast_1d(fig.subplots(1, len(phases), sharey=True, squeeze=False)).ravel()
+    colors = _colors(len(report.groups))
+    color_of = {id(g): c for g, c in zip(report.groups, colors)}
+    x = np.arange(len(levels))
+    handles = []
+    for ax, (phase, step) in zip(axes, phases):
+        for g, tables in per_group:
+            rows = []
+            for _, steps, table in tables:  # each run at its logged step nearest to the phase's step
+                rows.append(table[:, int(np.argmin(np.abs(steps - step)))])
+            rows = np.vstack(rows)
+            with np.errstate(all="ignore"):
+                mean, lo, hi = np.nanmean(rows, 0), np.nanmin(rows, 0), np.nanmax(rows, 0)
+            (line,) = ax.plot(x, mean, color=color_of[id(g)], marker="o", ms=3.5, lw=1.6, label=_legend_label(g))
+            if len(rows) > 1:
+                ax.fill_between(x, lo, hi, color=color_of[id(g)], alpha=0.18, lw=0)
+            if ax is axes[0]:
+                handles.append(line)
+        ax.set_xticks(x, [n.split("_", 1)[-1] for n in levels], rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"{phase}: step {step}", fontsize=10)
+        ax.set_xlabel("level (input → output)")
+        ax.grid(True, alpha=0.3)
         ax.yaxis.set_tick_params(labelleft=True)
-    for ax in axes[len(tables):]:
-        ax.set_visible(False)
-    fig.suptitle("Gradient norm by layer depth (geometric mean over seeds)", fontsize=11)
+    axes[0].set_ylabel("log10 ||grad|| of the level")
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), fontsize=8, frameon=False)
+    fig.suptitle("Gradient norm by depth, every variant overlaid (mean over seeds, band = min–max)", fontsize=11)
     return _save(fig, path)
 
 
@@ -170,35 +188,35 @@ def _tick_positions(n: int, max_ticks: int) -> list[int]:
 
 
 def plot_grad_flow(report: Report, path: Path) -> Path | None:
-    tables = _group_tables(report)
+    """Heat maps of log10 per-layer gradient norm (layers x logged steps), one per group, side by
+    side on the fixed colour range every run uses; rows are the union of the groups' layers, so a
+    layer only some variants have (a shortcut, a gate) is a white row in the others."""
+    from ..train.scales import GRAD_LOG10_RANGE, grad_cmap, grad_colorbar
+
+    names = _union(report, levels=False)
+    tables = [(g, *grad_norm_table(g.completed, names)[1:]) for g in report.groups]
+    tables = [t for t in tables if t[1].size]
     if not tables:
         return None
-    finite = np.concatenate([t[np.isfinite(t)] for *_, t in tables]) if tables else np.zeros(0)
-    if not finite.size:
-        return None
-    vmin, vmax = float(np.min(finite)), float(np.max(finite))
-    if vmin == vmax:
-        vmin, vmax = vmin - 0.5, vmax + 0.5
-    max_layers = max(len(names) for _, names, _, _ in tables)
     rows, cols = _grid(len(tables), 4)
-    fig = _figure(4.4 * cols + 1.2, max(3.6, 0.16 * max_layers + 1.6) * rows + 0.6)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig = _figure(4.4 * cols + 1.6, max(3.6, 0.16 * len(names) + 1.6) * rows + 0.6)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharey=True)).ravel()
     image = None
-    for ax, (g, names, steps, table) in zip(axes, tables):
-        image = ax.imshow(table, aspect="auto", interpolation="nearest", cmap="viridis", vmin=vmin, vmax=vmax,
-                          origin="upper")
+    for ax, (g, steps, table) in zip(axes, tables):
+        image = ax.imshow(table, aspect="auto", interpolation="nearest", cmap=grad_cmap(), vmin=GRAD_LOG10_RANGE[0],
+                          vmax=GRAD_LOG10_RANGE[1], origin="upper")
         xt = _tick_positions(len(steps), 6)
         ax.set_xticks(xt, [str(int(steps[i])) for i in xt], fontsize=7)
-        yt = _tick_positions(len(names), 40)
-        ax.set_yticks(yt, [f"{i:02d} {names[i]}" for i in yt], fontsize=6)
+        yt = _tick_positions(len(names), 60)
+        ax.set_yticks(yt, [names[i] for i in yt], fontsize=6)
+        ax.yaxis.set_tick_params(labelleft=ax is axes[0] or cols == 1)
         ax.set_xlabel("step")
-        ax.set_ylabel("layer (input at top)")
         ax.set_title(_title(_legend_label(g), 40), fontsize=9)
+    axes[0].set_ylabel("layer (input at top)")
     for ax in axes[len(tables):]:
         ax.set_visible(False)
-    if image is not None:
-        fig.colorbar(image, ax=list(axes[: len(tables)]), label="log10 gradient L2 norm", shrink=0.9)
-    fig.suptitle("Gradient flow: per-layer gradient norm over training (mean log10 over seeds)", fontsize=11)
+    grad_colorbar(fig, image, list(axes[: len(tables)]))
+    fig.suptitle("Gradient flow per layer over training (mean log10 over seeds), one colour scale for all", fontsize=11)
     return _save(fig, path)
 
 
@@ -207,6 +225,27 @@ PLOTS: dict[str, Callable[[Report, Path], Path | None]] = {
     "grad_norm_depth.png": plot_grad_norm_depth,
     "grad_flow.png": plot_grad_flow,
 }
+
+
+def write_tensorboard(out_dir: Path, images: Sequence[Path], summary: str) -> Path:
+    """The report's figures and summary table as one TensorBoard run, ``<out_dir>/_report``, so that
+    ``tensorboard --logdir outputs/`` shows the cross-variant comparison (Images and Text tabs)."""
+    from PIL import Image
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = Path(out_dir) / "_report"
+    run.mkdir(parents=True, exist_ok=True)
+    for old in run.glob("events.out.tfevents.*"):  # a report run again replaces its pictures
+        old.unlink()
+    writer = SummaryWriter(log_dir=str(run))
+    try:
+        for path in images:
+            with Image.open(path) as im:
+                writer.add_image(f"report/{Path(path).stem}", np.asarray(im.convert("RGB")), 0, dataformats="HWC")
+        writer.add_text("report/summary", summary, 0)
+    finally:
+        writer.close()
+    return run
 
 
 def write_plots(report: Report, out_dir: Path, names: Sequence[str] | None = None) -> tuple[list[Path], list[str]]:

@@ -28,7 +28,11 @@ COMPLETED, INTERRUPTED, DIVERGED, FAILED = "completed", "interrupted", "diverged
 INCOMPLETE = "incomplete"
 FAILURES = (DIVERGED, FAILED)
 
-_GRAD_TAG = re.compile(r"^grad_norm/(\d+)_(.+)$")
+# Per-layer and per-level gradient tags (skipbench.train.diagnostics): "grad_norm/03_enc1/conv2",
+# "grad_level/03_enc1". Names sort by depth; the same layer has the same name in every variant.
+_GRAD_TAG = re.compile(r"^grad_norm/(\d+_[^/]+/.+)$")
+_LEVEL_TAG = re.compile(r"^grad_level/(\d+_[^/]+)$")
+_LOSS_TAG = re.compile(r"^loss/[^/]+/(train|val)$")  # loss/mse/train: the loss named in the tag
 
 
 Curve = list[tuple[int, float]]  # (step, value), sorted by step, one value per step
@@ -72,14 +76,18 @@ class Run:
     def curve(self, tag: str) -> Curve:
         return self.scalars().get(tag, [])
 
-    def grad_norm_layers(self) -> list[tuple[int, str, str]]:
-        """``(depth index, layer name, tag)`` of every per-layer gradient-norm tag, by depth."""
-        layers = []
-        for tag in self.scalars():
-            m = _GRAD_TAG.match(tag)
-            if m:
-                layers.append((int(m.group(1)), m.group(2), tag))
-        return sorted(layers)
+    def grad_norm_layers(self) -> list[tuple[str, str]]:
+        """``(layer name, tag)`` of every per-layer gradient-norm tag, by depth (= by name)."""
+        return sorted((m.group(1), tag) for tag in self.scalars() if (m := _GRAD_TAG.match(tag)))
+
+    def grad_levels(self) -> list[tuple[str, str]]:
+        """``(level name, tag)`` of every per-level log10 gradient-norm tag, by depth (= by name)."""
+        return sorted((m.group(1), tag) for tag in self.scalars() if (m := _LEVEL_TAG.match(tag)))
+
+    @property
+    def loss_name(self) -> str | None:
+        """The loss the run's tags name (``mse``, ``ce``), None for none."""
+        return next((tag.split("/")[1] for tag in self.scalars() if _LOSS_TAG.match(tag)), None)
 
 
 # ---------------------------------------------------------------- discovery
@@ -225,4 +233,8 @@ def read_scalars(run_dir: Path) -> dict[str, Curve]:
         for e in events:
             by_step[int(e.step)] = _finite_or_nan(e.value)
         curves[tag] = sorted(by_step.items())
+    # "loss/train" / "loss/val" stand for the run's loss whatever its name (loss/mse/train ...).
+    for tag in list(curves):
+        if m := _LOSS_TAG.match(tag):
+            curves.setdefault(f"loss/{m.group(1)}", curves[tag])
     return curves

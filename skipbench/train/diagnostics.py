@@ -1,52 +1,166 @@
 """Diagnostics the loop calls as hooks; they see only named layers ordered by depth.
 
-The loop never knows which skip a model uses: :func:`depth_ordered_layers` lists every
-weight-bearing layer in registration order, which the models keep equal to forward order.
+The loop never knows which skip a model uses. :func:`skeleton_layers` names every weight-bearing
+layer by its place in the shared skeleton, so the same layer has the same TensorBoard tag in every
+variant and tags sort by depth::
+
+    03_enc1/conv2            level 3 of the skeleton (enc0 .. enc{d-1}, bottleneck, dec{d-1} .. dec0,
+                             head), main-path conv 2 of that level (convs counted across its blocks)
+    03_enc1/conv2.shortcut   a layer only some variants have, named after the main-path conv where
+                             its output joins the main path: it never shifts the shared names
+    05_dec1/conv0_up         a decoder level's upsampling (transposed) conv
+
+A model that is not the skeleton (a test's two-layer net) gets its top-level children as levels.
 """
 
 from __future__ import annotations
+
+import re
 
 import torch
 from torch import nn
 
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
+# Layers off the main path, by the attribute that holds them -> how the tag calls them.
+EXTRAS = {"shortcut": "shortcut", "carry": "carry", "gate": "gate", "transition": "transition", "proj": "skip_proj"}
+GRAD_LEVEL_FLOOR = 1e-20  # log10 of a zero level gradient is written as -20, not -inf
 
 
 def depth_ordered_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` for every conv / linear layer, input side first."""
+    """``(module path, module)`` for every conv / linear layer, in forward (registration) order."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
 
 
+def skeleton_levels(model: nn.Module) -> dict[str, str]:
+    """Top-level child -> its level tag (``03_enc1``), numbered by the shared skeleton's level order.
+
+    For the skeleton the number comes from the level's place (enc{i} -> i, bottleneck -> d,
+    dec{i} -> 2d - i, head -> 2d + 1), not from which levels this model has: a classifier without
+    a decoder still calls its head ``{2d+1:02d}_head``. Other models number their children in order.
+    """
+    children = [n for n, m in model.named_children() if any(isinstance(x, WEIGHT_LAYERS) for x in m.modules())]
+    if "bottleneck" not in children:
+        return {n: f"{i:02d}_{n}" for i, n in enumerate(children)}
+    d = sum(bool(re.fullmatch(r"enc\d+", n)) for n in children)
+
+    def index(name: str) -> int:
+        m = re.fullmatch(r"(enc|dec)(\d+)", name)
+        if m:
+            return int(m[2]) if m[1] == "enc" else 2 * d - int(m[2])
+        return {"bottleneck": d, "head": 2 * d + 1}.get(name, 2 * d + 2)
+
+    return {n: f"{index(n):02d}_{n}" for n in children}
+
+
+def _extra(parts: list[str]) -> str | None:
+    for part in parts:
+        if part in EXTRAS:
+            return EXTRAS[part]
+    return None
+
+
+def skeleton_layers(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], dict[str, str]]:
+    """Stable names of the weight layers, sorted (= by depth), and of the blocks (module path -> name).
+
+    Inside a level, main-path convs are numbered ``conv1, conv2, ...`` across its blocks in forward
+    order (a dense block's layers count like a plain block's two convs, a highway block's transform
+    convs like a plain block's), zero-padded when a level has ten or more. A block is named after its
+    last main-path conv (its output), which is what the activation statistics use.
+    """
+    from ..models import BLOCKS
+
+    levels = skeleton_levels(model)
+    blocks = [n for n, m in model.named_modules() if isinstance(m, tuple(BLOCKS.values()))]
+    layers = depth_ordered_layers(model)
+    by_level: dict[str, list[tuple[str, nn.Module]]] = {}
+    for path, m in layers:
+        by_level.setdefault(path.split(".")[0], []).append((path, m))
+    width = max([1] + [len(str(sum(_extra(p.split(".")) is None for p, _ in ls))) for ls in by_level.values()])
+    owner = lambda path: next((b for b in blocks if path.startswith(b + ".")), None)  # noqa: E731  outermost block
+    named: list[tuple[str, nn.Module]] = []
+    block_names: dict[str, str] = {}
+    for child, members in by_level.items():
+        level = levels.get(child, child)
+        if len(members) == 1 and members[0][0] == child:  # the level is one layer (the head conv)
+            kind = "linear" if isinstance(members[0][1], nn.Linear) else "conv"
+            named.append((f"{level}/{kind}", members[0][1]))
+            continue
+        count = 0  # main-path convs of this level so far
+        # A block's extras join at its last main-path conv: count the block's main path first.
+        last_main: dict[str, int] = {}
+        for path, _ in members:
+            b = owner(path)
+            if b is not None and _extra(path[len(b) + 1:].split(".")) is None:
+                last_main[b] = last_main.get(b, 0) + 1
+        done: dict[str, int] = {}  # block -> its main-path convs named so far (level-wide numbering)
+        for path, m in members:
+            rel = path[len(child) + 1:]
+            b = owner(path)
+            if b is None:
+                if rel == "up":
+                    named.append((f"{level}/conv{0:0{width}d}_up", m))
+                elif isinstance(m, nn.Linear) and child == "head":
+                    named.append((f"{level}/linear", m))
+                else:
+                    extra = _extra(rel.split(".")) or rel.replace(".", "_")
+                    named.append((f"{level}/conv{count:0{width}d}.{extra}", m))
+                continue
+            if b not in done:
+                done[b] = count
+                count += last_main.get(b, 0)
+                block_names[b] = f"{level}/conv{count:0{width}d}"
+            extra = _extra(path[len(b) + 1:].split("."))
+            if extra is None:
+                done[b] += 1
+                named.append((f"{level}/conv{done[b]:0{width}d}", m))
+            else:
+                named.append((f"{level}/conv{count:0{width}d}.{extra}", m))
+    return sorted(named, key=lambda x: x[0]), block_names
+
+
 def layer_tags(names: list[str], prefix: str) -> list[str]:
-    """``prefix/07_dec2.stage.0.conv1``: a zero-padded depth index makes tags sort by depth."""
-    digits = max(2, len(str(len(names) - 1)))
-    return [f"{prefix}/{i:0{digits}d}_{name}" for i, name in enumerate(names)]
+    """``prefix/03_enc1/conv2`` for stable names from :func:`skeleton_layers`."""
+    return [f"{prefix}/{name}" for name in names]
 
 
 class GradNorms:
-    """Per-layer gradient L2 norms (of each layer's weight) and the total norm over all parameters.
+    """Per-layer gradient L2 norms (of each layer's weight), the total norm over all parameters and
+    log10 of each skeleton level's gradient norm (over all its parameters, norm weights included).
 
     Call after ``backward()`` and before ``optimizer.step()`` (after unscaling, under a GradScaler).
     One fused ``torch._foreach_norm`` over all gradients; the result stays on the device as one
-    ``[L + 1]`` tensor (layers by depth, then total), so the caller pays a single host transfer
-    when it logs -- not one sync per layer.
+    ``[L + 1 + V]`` tensor (layers by depth, total, levels by depth), so the caller pays a single
+    host transfer when it logs -- not one sync per layer or level.
     """
 
     def __init__(self, model: nn.Module) -> None:
-        layers = depth_ordered_layers(model)
-        self.tags = layer_tags([n for n, _ in layers], "grad_norm") + ["grad_norm/total"]
+        layers, _ = skeleton_layers(model)
+        levels = skeleton_levels(model)
+        self.names = [n for n, _ in layers]
+        self.level_names = sorted(levels.values())
+        self.tags = (layer_tags(self.names, "grad_norm") + ["grad_norm/total"]
+                     + layer_tags(self.level_names, "grad_level"))
         self.params = [p for p in model.parameters() if p.requires_grad]
         position = {id(p): i for i, p in enumerate(self.params)}
         self.layer_index = torch.tensor([position[id(m.weight)] for _, m in layers], dtype=torch.long)
+        in_level = [(position[id(p)], self.level_names.index(levels[child]))
+                    for child, mod in model.named_children() if child in levels
+                    for p in mod.parameters() if id(p) in position]
+        self.level_param = torch.tensor([i for i, _ in in_level], dtype=torch.long)
+        self.level_of = torch.tensor([v for _, v in in_level], dtype=torch.long)
 
     @torch.no_grad()
     def __call__(self) -> torch.Tensor:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         norms = torch.stack(torch._foreach_norm(grads)).float()  # [P]
         total = torch.linalg.vector_norm(norms).unsqueeze(0)
-        if self.layer_index.device != norms.device:
-            self.layer_index = self.layer_index.to(norms.device)  # once, not every log step
-        return torch.cat([norms[self.layer_index], total])
+        if self.layer_index.device != norms.device:  # once, not every log step
+            self.layer_index, self.level_param, self.level_of = (
+                t.to(norms.device) for t in (self.layer_index, self.level_param, self.level_of))
+        level_sq = torch.zeros(len(self.level_names), device=norms.device).index_add_(
+            0, self.level_of, norms[self.level_param].square())
+        levels = level_sq.sqrt().clamp_min(GRAD_LEVEL_FLOOR).log10()
+        return torch.cat([norms[self.layer_index], total, levels])
 
 
 def count_flops(model: nn.Module, sample: torch.Tensor) -> int:
@@ -61,16 +175,9 @@ def count_flops(model: nn.Module, sample: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-def depth_ordered_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every block (the unit that carries a short skip, or none) in forward order."""
-    from ..models import BLOCKS
-
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, tuple(BLOCKS.values()))]
-
-
 def _section(name: str) -> str:
-    """``enc0.0.conv1`` -> ``enc``; ``bottleneck.0.conv2`` -> ``bottleneck``: the part of the network."""
-    return name.split(".")[0].rstrip("0123456789")
+    """``03_enc1/conv2`` -> ``enc``; ``02_bottleneck/conv1`` -> ``bottleneck``: the part of the network."""
+    return name.split("/")[0].split("_", 1)[-1].rstrip("0123456789")
 
 
 class Diagnostics:
@@ -84,9 +191,10 @@ class Diagnostics:
 
     def __init__(self, model: nn.Module, cfg) -> None:
         self.cfg, self.model = cfg, model
-        layers = depth_ordered_layers(model)
-        self.names = [n for n, _ in layers]
+        layers, blocks = skeleton_layers(model)
+        self.names = [n for n, _ in layers]  # stable names, sorted = by depth
         self.weights = [m.weight for _, m in layers]
+        self.blocks = [(name, model.get_submodule(path)) for path, name in blocks.items()]
         self.grad_norms = GradNorms(model) if cfg.grad_norms else None
         self.flow: list[tuple[int, list[float]]] = []  # (step, per-layer grad norms) for the heat map
         self._grads = self._before = self._ratios = None
@@ -114,7 +222,8 @@ class Diagnostics:
         parts, keys = [], []
         if self._grads is not None:
             g = self._grads
-            parts += [g, (g[0] / g[-2].clamp_min(1e-30)).unsqueeze(0)]
+            n = len(self.names)
+            parts += [g, (g[0] / g[n - 1].clamp_min(1e-30)).unsqueeze(0)]
             keys += self.grad_norms.tags + ["grad_ratio/first_over_last"]
         if self.cfg.weight_norms:
             parts.append(torch.stack(torch._foreach_norm([w.detach() for w in self.weights])).float())
@@ -136,7 +245,7 @@ class Diagnostics:
         """Mean and std of every block's output on the probe batch (He et al. 2016, Fig. 7)."""
         if not self.cfg.activations:
             return {}
-        blocks = depth_ordered_blocks(self.model)
+        blocks = self.blocks
         stats: list[torch.Tensor] = []
         hooks = [m.register_forward_hook(lambda m, i, o: stats.append(torch.stack([o.float().mean(), o.float().std()])))
                  for _, m in blocks]
@@ -167,18 +276,27 @@ class Diagnostics:
                 "grad_flow/by_depth": grad_norm_by_depth(self.names, steps[-1], norms[-1])}
 
     def layout(self) -> dict:
-        """TensorBoard custom-scalars layout: each kind of diagnostic, split by network section."""
+        """TensorBoard custom-scalars categories of the diagnostics that are switched on.
+
+        Every chart's regex matches a tag of every variant that has the section (``dec`` charts only
+        where there is a decoder); one chart never mixes kinds of quantity.
+        """
         sections = list(dict.fromkeys(_section(n) for n in self.names))
         by_section = lambda prefix: {  # noqa: E731
-            sec: ["Multiline", [rf"{prefix}/\d+_{sec}\d*\."]] for sec in sections
+            sec: ["Multiline", [rf"^{prefix}/\d+_{sec}\d*/"]] for sec in sections
         }
-        layout = {
-            "losses and metric": {"loss": ["Multiline", ["loss/train", "loss/val"]], "metric": ["Multiline", [r"metric/"]]},
-            "vanishing gradients": {"first / last layer grad norm": ["Multiline", ["grad_ratio/first_over_last"]],
-                                    "total grad norm": ["Multiline", ["grad_norm/total"]]},
-            "gradient norm by section": by_section("grad_norm"),
-            "weight norm by section": by_section("weight_norm"),
-            "update ratio by section": by_section("update_ratio"),
-            "activations by block": {"std": ["Multiline", [r"act_std/"]], "mean": ["Multiline", [r"act_mean/"]]},
-        }
+        layout: dict = {}
+        if self.cfg.grad_norms:
+            layout["gradient norm by level (log10)"] = {
+                f"{sec} levels": ["Multiline", [rf"^grad_level/\d+_{sec}\d*$"]] for sec in sections}
+            layout["vanishing gradients"] = {
+                "first / last layer grad norm": ["Multiline", ["^grad_ratio/first_over_last$"]],
+                "total grad norm": ["Multiline", ["^grad_norm/total$"]]}
+            layout["gradient norm by section"] = by_section("grad_norm")
+        if self.cfg.weight_norms:
+            layout["weight norm by section"] = by_section("weight_norm")
+        if self.cfg.update_ratios:
+            layout["update ratio by section"] = by_section("update_ratio")
+        if self.cfg.activations and self.blocks:
+            layout["activations by block"] = {"std": ["Multiline", [r"^act_std/"]], "mean": ["Multiline", [r"^act_mean/"]]}
         return layout

@@ -9,23 +9,27 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .scales import GRAD_LOG10_RANGE, grad_cmap, grad_colorbar  # noqa: E402
+
 
 def _log10(values: list[float]) -> list[float]:
     return [math.log10(v) if v > 0 else float("nan") for v in values]
 
 
 def grad_flow_heatmap(names: list[str], steps: list[int], norms: list[list[float]]):
-    """Rows = layers by depth (input at top), columns = logged steps, colour = log10 grad norm."""
+    """Rows = layers by depth (input at top), columns = logged steps, colour = log10 grad norm on the
+    fixed range :data:`GRAD_LOG10_RANGE` (the same colours mean the same values in every run)."""
     grid = [[_log10(col)[i] for col in norms] for i in range(len(names))]
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.16 * len(names) + 1.2)), dpi=90)
-    im = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis",
+    im = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap=grad_cmap(), vmin=GRAD_LOG10_RANGE[0],
+                   vmax=GRAD_LOG10_RANGE[1],
                    extent=(steps[0], steps[-1], len(names) - 0.5, -0.5) if len(steps) > 1 else None)
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels(names, fontsize=6)
     ax.set_xlabel("step")
     ax.set_ylabel("layer (input side at top)")
     ax.set_title("gradient flow: log10 ||grad|| per layer")
-    fig.colorbar(im, ax=ax, label="log10 grad norm")
+    grad_colorbar(fig, im, ax)
     fig.tight_layout()
     return fig
 

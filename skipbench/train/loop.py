@@ -31,7 +31,7 @@ from ..errors import CheckpointError
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint, write_json
 from .diagnostics import Diagnostics, count_flops
-from .tb import TBLogger, flatten
+from .tb import TBLogger, flatten, task_layout
 
 log = logging.getLogger("skipbench")
 VAL_NOISE_SEED = 12345  # every eval of every run scores the same noisy validation inputs
@@ -237,10 +237,14 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
     sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed), torch.Generator(run.device)
     write_json(run_dir / ("run_info.json" if run.step == 0 else f"run_info.resume{run.step}.json"), run_info(run))
     diag, tb = Diagnostics(model, cfg.diagnostics), start_tensorboard(run, run_dir)
-    if run.step == 0:
-        tb.layout(diag.layout())  # once per run: a resumed run keeps the one written first
+    loss_tag = f"loss/{task.loss_name}"  # names the loss: a CE run and an MSE run never share a chart
+    last: dict[str, float] = {}
+    if run.step == 0:  # a fresh run: every curve starts at the untrained model (a resumed one has it)
+        last.update(eval_and_log(run, tb, diag, val_split, None))
+        metrics = [k[len("val_"):] for k in last if k != "val_loss"]
+        tb.layout({**task_layout(task.name, task.loss_name, metrics), **diag.layout()})  # once per run
 
-    loss_sum, last, status = torch.zeros((), device=run.device), {}, "completed"
+    loss_sum, status = torch.zeros((), device=run.device), "completed"
     # A log window: `window_steps` steps since `window_start`, of which `paused` seconds were eval.
     window_start, window_steps, paused, start = time.perf_counter(), 0, 0.0, run.step
     # Off a terminal (sweeps, cluster logs) refresh rarely, so log files do not fill with bars.
@@ -281,7 +285,7 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
                 elapsed = time.perf_counter() - window_start - paused
                 run.train_time += elapsed
                 last["train_loss"] = loss_sum.item() / window_steps
-                tb.scalars({"loss/train": last["train_loss"], "lr": lr, "perf/steps_per_s": window_steps / elapsed,
+                tb.scalars({f"{loss_tag}/train": last["train_loss"], "lr": lr, "perf/steps_per_s": window_steps / elapsed,
                             "perf/images_per_s": window_steps * t.batch_size / elapsed, **diag.scalars(step)}, step)
                 bar.set_postfix(loss=f"{last['train_loss']:.4g}", refresh=False)
                 loss_sum.zero_()
@@ -336,8 +340,7 @@ def start_tensorboard(run: Run, run_dir: Path) -> TBLogger:
     tb = TBLogger(run_dir, purge_step=run.step + 1 if run.step else None)
     hparams = {**flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)), **cfg_choices(),
                "params": run.n_params, "flops_per_sample": run.flops}
-    m = run.task.metric
-    tb.hparams(hparams, [f"metric/val_{m}", f"metric/best_val_{m}", "loss/val", "loss/train"])
+    tb.hparams(hparams)
     log.info("model %s (long_skip=%s, block=%s): %s parameters, %.3g GFLOPs/sample | task %s | data %s %s | device %s",
              cfg.model.name, cfg.model.long_skip, cfg.model.block, f"{run.n_params:,}", run.flops / 1e9,
              run.task.name, run.data.name, tuple(run.data.train.images.shape[1:]), run.device)
@@ -353,14 +356,17 @@ def eval_and_log(run: Run, tb: TBLogger, diag: Diagnostics, val: Split, train_lo
     vals, sample = evaluate(run.forward, task, val, cfg.trainer.batch_size, run.autocast)
     if vals[task.metric] > run.best:
         run.best, run.best_step = vals[task.metric], step
-    tb.scalars({"loss/val": vals["loss"], f"metric/best_val_{task.metric}": run.best,
-                **{f"metric/val_{k}": v for k, v in vals.items() if k != "loss"}}, step)
+    tb.scalars({f"loss/{task.loss_name}/val": vals["loss"], f"metric/best_val_{task.metric}": run.best,
+                **{f"metric/val_{k}": v for k, v in vals.items() if k != "loss"},
+                "hparams/score": vals[task.metric], "hparams/best_score": run.best}, step)
     tb.scalars(diag.activations(sample[0]), step)
     tb.figures({**diag.figures(), **task.figures()}, step)
     if cfg.diagnostics.images:
-        tb.images("samples/val", [x[: cfg.diagnostics.num_images] for x in task.sample_rows(*sample)], step)
-    log.info("step %d/%d  train loss %.4g  val loss %.4g  val %s %.4g", step, cfg.trainer.max_steps,
-             float("nan") if train_loss is None else train_loss, vals["loss"], task.metric, vals[task.metric])
+        inputs, output, target = (x[: cfg.diagnostics.num_images] for x in sample)
+        tb.images("samples/val", task.sample_rows(inputs, output, target), step,
+                  labels=task.sample_labels(output, target), legend=task.legend())
+    log.info("step %d/%d  train loss %s  val loss %.4g  val %s %.4g", step, cfg.trainer.max_steps,
+             "-" if train_loss is None else f"{train_loss:.4g}", vals["loss"], task.metric, vals[task.metric])
     return {f"val_{k}": v for k, v in vals.items()}
 
 

@@ -11,20 +11,52 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 
-def image_grid(rows: Iterable[torch.Tensor], pad: int = 2, min_size: int = 64) -> torch.Tensor:
-    """Rows of ``[N, C, H, W]`` images in [0, 1] -> one ``[C, R*(H+pad), N*(W+pad)]`` grid.
+def _uint8(images: torch.Tensor) -> "np.ndarray":
+    """``[N, C, H, W]`` in [0, 1] -> ``[N, H, W, 3]`` uint8 (grey repeated to RGB)."""
+    images = images.detach().float().cpu().clamp(0, 1)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return (images[:, :3] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
-    Small images are enlarged (nearest neighbour) to at least ``min_size`` pixels, so a 32x32
-    sample is not a speck in the dashboard.
+
+def captioned_grid(rows: list[tuple[str, torch.Tensor]], labels: list[str] | None = None,
+                   legend: list[tuple[str, tuple[float, float, float]]] | None = None,
+                   pad: int = 4, min_size: int = 64) -> "np.ndarray":
+    """Rows ``(caption, [N, C, H, W] in [0, 1])`` -> one ``[H', W', 3]`` uint8 picture with the row
+    captions on the left, ``labels`` (one per column, may hold a newline) under the last row, and a
+    colour ``legend`` (name, RGB in [0, 1]) at the bottom. Small images are enlarged (nearest) to at
+    least ``min_size`` px. A few ms with PIL: cheap enough for every eval.
     """
-    rows = [r.detach().float().cpu() for r in rows]
-    scale = max(1, -(-min_size // rows[0].shape[-1]))
-    if scale > 1:
-        rows = [F.interpolate(r, scale_factor=scale, mode="nearest") for r in rows]
-    rows = [F.pad(r, (0, pad, 0, pad), value=1.0) for r in rows]
-    n, c, h, w = rows[0].shape
-    grid = torch.stack(rows)  # [R, N, C, H, W]
-    return grid.permute(2, 0, 3, 1, 4).reshape(c, len(rows) * h, n * w).clamp(0, 1)
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    scale = max(1, -(-min_size // rows[0][1].shape[-1]))
+    images = [_uint8(F.interpolate(r.float(), scale_factor=scale, mode="nearest") if scale > 1 else r) for _, r in rows]
+    n, h, w, _ = images[0].shape
+    font = ImageFont.load_default(size=13)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    size = lambda text: draw.multiline_textbbox((0, 0), text, font=font)[2:]  # noqa: E731
+    left = max(size(c)[0] for c, _ in rows) + 2 * pad
+    cell_w = max([w] + [size(t)[0] for t in labels or []]) + pad
+    label_h = max([size(t)[1] for t in labels or []] + [0]) + (pad if labels else 0)
+    legend_h = 16 + pad if legend else 0
+    width = max(left + n * cell_w, left + sum(size(name)[0] + 22 for name, _ in legend or []))
+    canvas = Image.new("RGB", (width, len(rows) * (h + pad) + label_h + legend_h + pad), "white")
+    pen = ImageDraw.Draw(canvas)
+    for r, ((caption, _), block) in enumerate(zip(rows, images)):
+        y = pad + r * (h + pad)
+        pen.text((pad, y + h // 2), caption, fill="black", font=font, anchor="lm")
+        for i in range(n):
+            canvas.paste(Image.fromarray(np.ascontiguousarray(block[i])), (left + i * cell_w + (cell_w - w) // 2, y))
+    y = pad + len(rows) * (h + pad)
+    for i, text in enumerate(labels or []):
+        pen.multiline_text((left + i * cell_w + cell_w // 2, y), text, fill="black", font=font, anchor="ma", align="center")
+    x, y = left, y + label_h
+    for name, rgb in legend or []:
+        pen.rectangle((x, y, x + 12, y + 12), fill=tuple(int(255 * c) for c in rgb), outline="grey")
+        pen.text((x + 16, y + 6), name, fill="black", font=font, anchor="lm")
+        x += size(name)[0] + 22
+    return np.asarray(canvas)
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
@@ -43,6 +75,35 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | 
     return out
 
 
+# The HParams metrics of every run (tag, column name, description). ``hparams/score`` is the run's
+# headline metric whatever its task, so runs of different tasks share one axis in the parallel-
+# coordinates view; the per-task columns are blank for runs of other tasks.
+HPARAM_METRICS = [
+    ("hparams/score", "score", "the task's headline validation metric, higher is better: "
+     "PSNR (dB) for reconstruct/denoise, mIoU for segment, accuracy for classify"),
+    ("hparams/best_score", "best score", "best headline validation metric so far"),
+    ("metric/val_psnr", "val psnr (dB)", "reconstruct / denoise"),
+    ("metric/val_ssim", "val ssim", "reconstruct / denoise"),
+    ("metric/val_miou", "val miou", "segment"),
+    ("metric/val_acc", "val acc", "classify"),
+]
+
+
+def task_layout(task: str, loss: str, metrics: Iterable[str]) -> dict:
+    """Custom-scalars category of a task's loss and metrics; its title names the task, so runs of
+    different tasks never merge charts. One chart per unit: PSNRs (dB) together, every other
+    metric on its own chart with its best-so-far."""
+    charts = {f"loss ({loss}): train and val": ["Multiline", [rf"^loss/{loss}/"]]}
+    metrics = list(metrics)
+    db = [m for m in metrics if m.endswith("psnr")]
+    if db:
+        charts["psnr (dB)"] = ["Multiline", [rf"^metric/(best_)?val_({'|'.join(db)})$"]]
+    for m in metrics:
+        if m not in db:
+            charts[m] = ["Multiline", [rf"^metric/(best_)?val_{m}$"]]
+    return {f"{task}: loss and metrics": charts}
+
+
 class TBLogger:
     """Thin wrapper over one ``SummaryWriter`` writing into ``run_dir`` itself."""
 
@@ -55,8 +116,10 @@ class TBLogger:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
 
-    def images(self, tag: str, rows: list[torch.Tensor], step: int) -> None:
-        self.writer.add_image(tag, image_grid(rows), step, dataformats="CHW")
+    def images(self, tag: str, rows: list[tuple[str, torch.Tensor]], step: int, labels: list[str] | None = None,
+               legend: list[tuple[str, tuple[float, float, float]]] | None = None) -> None:
+        """A captioned grid (:func:`captioned_grid`): row captions, per-column labels, a legend."""
+        self.writer.add_image(tag, captioned_grid(rows, labels, legend), step, dataformats="HWC")
 
     def figures(self, figures: Mapping[str, Any], step: int) -> None:
         for tag, fig in figures.items():
@@ -65,14 +128,24 @@ class TBLogger:
     def layout(self, layout: dict) -> None:
         self.writer.add_custom_scalars(layout)
 
-    def hparams(self, params: Mapping[str, Any], metrics: list[str]) -> None:
+    def hparams(self, params: Mapping[str, Any]) -> None:
         """Write the HParams experiment and session start into this run's own event file.
 
         ``SummaryWriter.add_hparams`` would create a sub-folder per call, which the dashboard then
         shows as a separate run without our scalars; writing the summaries ourselves keeps one run.
-        The metric values are read by TensorBoard from the scalar tags named in ``metrics``.
+        Every run, whatever its task, declares the same metrics (:data:`HPARAM_METRICS`): TensorBoard
+        keeps one run's experiment summary for the whole log folder, and it then fits every run.
+        TensorBoard reads the metric values from the run's scalars with those tags.
         """
-        exp, ssi, self._session_end = hparams_summaries(dict(params), {m: 0.0 for m in metrics})
+        from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+        exp, ssi, self._session_end = hparams_summaries(dict(params), {tag: 0.0 for tag, _, _ in HPARAM_METRICS})
+        # torch's helper takes no column names: add them to the experiment it built
+        data = HParamsPluginData.FromString(exp.value[0].metadata.plugin_data.content)
+        for info, (tag, name, text) in zip(data.experiment.metric_infos, HPARAM_METRICS):
+            assert info.name.tag == tag
+            info.display_name, info.description = name, text
+        exp.value[0].metadata.plugin_data.content = data.SerializeToString()
         self.writer.file_writer.add_summary(exp)
         self.writer.file_writer.add_summary(ssi)
 
