@@ -13,7 +13,7 @@
 #   slurmctld slurmd slurm-client munge slurmdbd mariadb-server
 # which `up` installs with apt-get when they are missing and it runs as root.
 # Partition `debug` (Default=YES): all CPUs of the node, RealMemory = `slurmd -C` minus 2 GB, MaxTime
-# 30 min and MaxMemPerNode = RealMemory, so the tests can ask for more than it allows.
+# 60 min and MaxMemPerNode = RealMemory, so the tests can ask for more than it allows.
 # SKIPBENCH_SLURM_ACCOUNTING=0 skips MariaDB + slurmdbd (faster, but then sacct has nothing).
 set -euo pipefail
 
@@ -99,7 +99,7 @@ SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
 $acct
 NodeName=$HOST CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=$HOST Default=YES MaxTime=30 MaxMemPerNode=$mem State=UP
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=60 MaxMemPerNode=$mem State=UP
 EOF
     if [[ $ACCOUNTING == 1 ]]; then
         cat >"$DIR/etc/slurmdbd.conf" <<EOF

@@ -152,7 +152,10 @@ def _run_hydra(command: str, app: Callable[[], None], args: list[str], check: bo
         sys.argv = [prog]
         if not user_wants_trace:
             os.environ.pop("HYDRA_FULL_ERROR", None)
-    return 0
+    from .sweep import take_outcome
+
+    outcome = take_outcome()  # left by the sweep's callback (configs/train.yaml: hydra.callbacks)
+    return 1 if outcome is not None and not outcome.ok else 0  # a job of the sweep did not complete
 
 
 # ---------------------------------------------------------------- resume
@@ -170,6 +173,8 @@ def with_resume(args: list[str]) -> list[str]:
     if not resume:
         return args
     value = resume[-1].split("=", 1)[1].strip("'\"")
+    if value == "auto":  # this run folder's own checkpoint, found at the start of training
+        return args
     path = Path(value).expanduser().resolve()
     run_dir = path if path.is_dir() else path.parent
     saved = run_dir / ".hydra" / "overrides.yaml"

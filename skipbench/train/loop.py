@@ -28,7 +28,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..config import ConfigError, check_config, check_image_size
 from ..data import EpochSampler, ImageData, Split
 from ..tasks import Task
-from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint, write_json
+from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint, write_json
 from .diagnostics import Diagnostics, count_flops
 from .tb import TBLogger, flatten
 
@@ -164,8 +164,8 @@ def default_threads() -> int | None:
     return None
 
 
-def build(cfg: DictConfig) -> Run:
-    """Data, task, model, optimizer and schedule from the config (and a checkpoint on resume)."""
+def build(cfg: DictConfig, resume: str | None = None) -> Run:
+    """Data, task, model, optimizer and schedule from the config (and the checkpoint ``resume`` names)."""
     t = cfg.trainer
     device = resolve_device(t.device)
     threads = t.num_threads or default_threads()
@@ -193,9 +193,9 @@ def build(cfg: DictConfig) -> Run:
               autocast=(lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext,
               n_params=sum(p.numel() for p in model.parameters()),
               flops=count_flops(model, task.make_batch(data.val.take(slice(0, 1)), None)[0].to(device)))
-    if cfg.resume:
-        run.load_state_dict(load_checkpoint(find_checkpoint(cfg.resume), device))
-        log.info("resumed from %s at step %d", cfg.resume, run.step)
+    if resume:
+        run.load_state_dict(load_checkpoint(find_checkpoint(resume), device))
+        log.info("resumed from %s at step %d", resume, run.step)
     return run
 
 
@@ -204,7 +204,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     wall_start = time.perf_counter()
     check_config(cfg)
     run_dir, t = Path(run_dir), cfg.trainer
-    run = build(cfg)
+    run = build(cfg, resolve_resume(cfg.resume, run_dir))
     task, model, optimizer = run.task, run.model, run.optimizer
     train_split, val_split = run.data.train.to(run.device), run.data.val.to(run.device)
     sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed), torch.Generator(run.device)
