@@ -168,6 +168,69 @@ def record_unfinished(job_dir: Path, status: str, error: str) -> None:
     write_json(path, {**metrics, "status": status, "error": error})
 
 
+_OVER = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
+         "TIMEOUT", "REVOKED", "SPECIAL_EXIT")
+
+
+class _SacctOnce(logging.Filter):
+    """Without accounting, submitit warns "Bypassing sacct error" at every poll: say it once."""
+
+    said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Bypassing sacct error" not in record.getMessage():
+            return True
+        if self.said:
+            return False
+        self.said = True
+        record.msg, record.args = "sacct does not answer (no SLURM accounting?): job states come from squeue", ()
+        return True
+
+
+def _squeue_states(job_ids: Sequence[str]) -> dict[str, str] | None:
+    """``{job id: state}`` from squeue (which keeps ended jobs for MinJobAge); None if squeue fails."""
+    out = _slurm("squeue", "--noheader", "--states=all", "--array", "--format=%i %T", "--jobs", ",".join(job_ids))
+    if out is None:
+        return None
+    return dict(line.split()[:2] for line in out.splitlines() if len(line.split()) >= 2)
+
+
+def wait_for_slurm_jobs(jobs: Sequence[Any], poll_s: float = 2.0) -> dict[str, str]:
+    """Wait until every job has a result or has ended; returns the final SLURM state of those that ended
+    without one (cancelled, killed, lost). Polls every ``poll_s`` (submitit backs off up to a minute)
+    and falls back to squeue where sacct knows nothing (no accounting), where submitit would wait forever."""
+    import time
+
+    if not any(isinstance(f, _SacctOnce) for f in logging.getLogger("submitit").filters):
+        logging.getLogger("submitit").addFilter(_SacctOnce())
+    pending, ended, missing_since = list(jobs), {}, {}
+    while pending:
+        pending[0].watcher.update()  # one sacct call for the whole array
+        unknown = [j.job_id for j in pending if j.watcher.get_state(j.job_id, mode="cache") == "UNKNOWN"]
+        queued = _squeue_states(unknown) if unknown else {}
+        still = []
+        for job in pending:
+            if job.paths.result_pickle.exists():
+                continue
+            state = job.watcher.get_state(job.job_id, mode="cache")
+            if state == "UNKNOWN" and queued is not None:
+                state = queued.get(job.job_id, "UNKNOWN")
+                if state == "UNKNOWN":  # in neither sacct nor squeue: gone (or not listed yet)
+                    missing_since.setdefault(job.job_id, time.monotonic())
+                    if time.monotonic() - missing_since[job.job_id] > 60:
+                        state = "LOST"
+            if state.startswith("COMPLETED"):
+                continue  # its result file may lag behind on a network file system: submitit waits for it
+            if state.split()[0].upper() in (*_OVER, "LOST"):
+                ended[job.job_id] = state
+            else:
+                still.append(job)
+        pending = still
+        if pending:
+            time.sleep(poll_s)
+    return ended
+
+
 class Accounting:
     """Mixin over the plugin's launchers: ``resume=auto`` per job, every job waited for and recorded."""
 
@@ -215,16 +278,20 @@ class Accounting:
                 jobs = executor.map_array(self, *zip(*args))
         except submitit.core.utils.FailedJobError as ex:
             raise LaunchError(describe_sbatch_error(str(ex) or sbatch_said.getvalue())) from None
-        return [self._collect(job, overrides, num) for job, overrides, num in zip(jobs, job_overrides, nums)]
+        ended = wait_for_slurm_jobs(jobs) if self._EXECUTOR == "slurm" else {}
+        return [self._collect(job, overrides, num, ended.get(job.job_id))
+                for job, overrides, num in zip(jobs, job_overrides, nums)]
 
-    def _collect(self, job, overrides: Sequence[str], num: int) -> JobReturn:
+    def _collect(self, job, overrides: Sequence[str], num: int, ended_as: str | None) -> JobReturn:
         """The job's result; a job that failed outside Python, was cancelled or lost is recorded in its folder."""
         import submitit
 
         try:
+            if ended_as and not job.paths.result_pickle.exists():
+                raise submitit.core.utils.UncompletedJobError(ended_as)  # over, no result: submitit would wait
             return job.results()[0]
         except submitit.core.utils.UncompletedJobError as ex:
-            state = job.state or "UNKNOWN"
+            state = ended_as or job.state or "UNKNOWN"
             failed_in_job = isinstance(ex, submitit.core.utils.FailedJobError)
             err = _last_error_line(job.stderr() or "") if failed_in_job or not state.startswith("CANCELLED") else ""
             status = "failed" if failed_in_job else _state_to_status(state)
