@@ -96,6 +96,9 @@ def fit_request(params: dict[str, Any], device: str, limits: dict[str, Any] | No
         # cpu: none. cuda: one. auto: one where the partition has GPUs (the run then uses CUDA), else none.
         wants = {"cpu": 0, "cuda": 1}.get(device, 1 if limits and limits["gpus"] else 0)
         params["gpus_per_node"] = wants
+        if wants and limits and not limits["gpus"]:
+            raise LaunchError(f"trainer.device={device}: partition '{limits['name']}' has no GPUs; "
+                              "use trainer.device=cpu or another hydra.launcher.partition")
     if not limits:
         return
     where = f"partition '{limits['name']}'"

@@ -60,10 +60,12 @@ def slurm_cluster():
 
 
 def _array_tasks(sweep: Path) -> dict[int, str]:
-    """``{job num: SLURM job id}`` from submitit's folders (``<array>_<task>``; task = job num here)."""
+    """``{job num: SLURM job id}`` from submitit's folders: ``<array>_<task>`` (task = job num here), or
+    ``<id>`` for a sweep of one job (submitit submits no array then)."""
     sub = sweep / ".submitit"
-    found = [d.name for d in sub.iterdir() if re.fullmatch(r"\d+_\d+", d.name)] if sub.is_dir() else []
-    return {int(name.split("_")[1]): name for name in found}
+    found = [d.name for d in sub.iterdir() if re.fullmatch(r"\d+(_\d+)?", d.name)] if sub.is_dir() else []
+    tasks = {int(name.split("_")[1]): name for name in found if "_" in name}
+    return tasks or {0: name for name in found}
 
 
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None, what: str = "") -> None:
