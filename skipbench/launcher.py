@@ -121,10 +121,10 @@ def fit_request(params: dict[str, Any], device: str, limits: dict[str, Any] | No
 
 # sbatch's refusals -> the launcher key to change
 _SBATCH_HINTS = [
+    (r"partition", "partition"),  # first: a partition may well be called "gpu"
     (r"gres|gpu", "gpus_per_node (or gres)"),
     (r"time limit", "timeout_min"),
     (r"memory|mem", "mem_gb"),
-    (r"partition", "partition"),
     (r"node configuration|cpu|processor", "cpus_per_task"),
     (r"account", "account"),
     (r"qos", "qos"),
