@@ -301,7 +301,7 @@ class Accounting:
             error = f"SLURM state {state}" + (f": {err}" if err else "") + f" (log: {job.paths.stderr})"
             job_dir = self._job_dir(overrides, num)
             record_unfinished(job_dir, status, error)
-            log.warning("job %d (%s): %s: %s", num, " ".join(filter_overrides(overrides)), status, error)
+            log.info("job %d (%s): %s: %s", num, " ".join(filter_overrides(overrides)), status, error)
             return JobReturn(overrides=list(overrides), working_dir=str(job_dir), status=JobStatus.COMPLETED,
                              _return_value=None)
 

@@ -43,11 +43,12 @@ _last: Outcome | None = None
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    """Job folders of a sweep: those where Hydra saved the job's overrides."""
+    """Job folders of a sweep: where Hydra saved the job's overrides, or where the launcher recorded a job
+    that never got that far (a SLURM job that failed before Python started)."""
     if not sweep_dir.is_dir():
         return []
-    return sorted((d for d in sweep_dir.iterdir() if (d / ".hydra" / "overrides.yaml").is_file()),
-                  key=lambda d: (len(d.name), d.name))
+    return sorted((d for d in sweep_dir.iterdir() if (d / ".hydra" / "overrides.yaml").is_file()
+                   or (d / "metrics.json").is_file()), key=lambda d: (len(d.name), d.name))
 
 
 def summarize(sweep_dir: Path) -> Outcome:

@@ -137,6 +137,21 @@ def test_a_request_beyond_the_partition_is_refused_before_submission(slurm_clust
         assert not _array_tasks(sweep)  # nothing reached sbatch
 
 
+def test_a_job_that_fails_outside_python_is_recorded_with_the_line_of_its_err_file(slurm_cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    broken = 'hydra.launcher.setup=["echo \\"error: module cuda/12 not found\\" >&2","exit 3"]'  # a broken job script
+    started = time.perf_counter()
+    res = run_cli(["train", "-m", "model=autoencoder,unet_concat", *SLURM, broken, *TINY, *SHORT,
+                   f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=300)
+    print(f"failing sweep: {time.perf_counter() - started:.1f} s")
+    assert res.returncode == 1, describe(res)
+    assert "sweep: 2 jobs: 2 failed; report: skipbench report" in res.stderr, describe(res)
+    for num in (0, 1):
+        m = read_metrics(_job_folder(sweep, num))
+        assert m["status"] == "failed" and "FAILED: error: module cuda/12 not found (log: " in m["error"], m
+    assert "Traceback" not in res.stderr, describe(res)
+
+
 def test_a_cancelled_job_is_recorded_and_the_others_finish(slurm_cluster, tmp_path):
     sweep = tmp_path / "sweep"
     # job 0 finishes at once; job 1 runs until it is cancelled
