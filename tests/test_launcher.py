@@ -73,3 +73,18 @@ def test_partition_limits_from_scontrol_and_sinfo(tmp_path, monkeypatch):
                                        "mem_mb": 256000, "gpus": 4}
     with pytest.raises(LaunchError, match="hydra.launcher.partition=big: no such partition; known: cpu, gpu"):
         partition_limits("big")
+
+
+def test_resume_auto_continues_from_the_run_folders_own_checkpoint(tmp_path):
+    """What a requeued SLURM job does: the same command again, in the same folder, with resume=auto."""
+    from conftest import TINY, describe, read_metrics, run_cli
+
+    run_dir = tmp_path / "run"
+    args = ["train", *TINY, "trainer.eval_every=2", "trainer.log_every=2", "resume=auto", f"hydra.run.dir={run_dir}"]
+    res = run_cli([*args, "trainer.max_steps=2"], cwd=tmp_path)  # no checkpoint yet: a fresh start
+    assert res.returncode == 0, describe(res)
+    assert read_metrics(run_dir)["steps"] == 2 and not list(run_dir.glob("run_info.resume*.json"))
+    res = run_cli([*args, "trainer.max_steps=4"], cwd=tmp_path)
+    assert res.returncode == 0, describe(res)
+    assert read_metrics(run_dir)["steps"] == 4
+    assert [p.name for p in run_dir.glob("run_info.resume*.json")] == ["run_info.resume2.json"]
