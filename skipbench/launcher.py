@@ -20,10 +20,12 @@ import io
 import json
 import logging
 import re
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
@@ -310,3 +312,25 @@ def fit_slurm_request(launcher: Accounting) -> None:
     """The SLURM launcher's ``_fit``: GPUs from ``trainer.device``, the partition's limits checked."""
     limits = partition_limits(launcher.params.get("partition"))
     fit_request(launcher.params, str(launcher.config.trainer.device), limits)
+
+
+def call_with_requeue_after_stop(call: Callable[[], Any]) -> Any:
+    """Run a job so that SLURM's warning before the time limit (SIGUSR2, ``signal_delay_s`` ahead) stops
+    training the way SIGTERM does -- finish the step, save the checkpoint, write metrics, close
+    TensorBoard -- and only then lets submitit's handler requeue the job (left alone, that handler
+    exits the process at once, mid-step, losing the steps since the last checkpoint)."""
+    requeue = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint_and_try_requeue
+    warned: list[int] = []
+
+    def stop_first(signum: int, frame: Any) -> None:
+        warned.append(signum)
+        os.kill(os.getpid(), signal.SIGTERM)  # the training loop's StopFlag: save and stop after this step
+
+    if callable(requeue):
+        signal.signal(signal.SIGUSR2, stop_first)
+    try:
+        return call()
+    except SystemExit:  # the job stopped (exit 130): now requeue it; submitit exits the process itself
+        if warned and callable(requeue):
+            requeue(signal.SIGUSR2, None)
+        raise

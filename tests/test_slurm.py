@@ -183,7 +183,11 @@ def _final_scalars(run_dir: Path) -> dict[str, list[int]]:
     return {tag: [e.step for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
 
 
-def test_a_requeued_job_resumes_in_its_folder_and_matches_an_uninterrupted_run(slurm_cluster, tmp_path):
+@pytest.mark.parametrize("stop", [["scontrol", "requeue"], ["scancel", "--signal=USR2"]],
+                         ids=["scontrol-requeue", "time-limit-warning"])
+def test_a_requeued_job_resumes_in_its_folder_and_matches_an_uninterrupted_run(slurm_cluster, tmp_path, stop):
+    """``scontrol requeue`` (as preemption does): SIGTERM, then SLURM starts the job again. SIGUSR2 (what
+    SLURM sends ``signal_delay_s`` before the time limit): the job saves and submitit requeues it."""
     run = [*SLURM, *TINY, "trainer.max_steps=200", "trainer.eval_every=20", "trainer.log_every=10"]
     requeued, reference = tmp_path / "requeued", tmp_path / "reference"
     # the two sweeps side by side, one job each, 1 thread each (bitwise equality needs the same threads)
@@ -193,20 +197,26 @@ def test_a_requeued_job_resumes_in_its_folder_and_matches_an_uninterrupted_run(s
     try:
         _wait_for(lambda: _logged_step(requeued, 0, 20), 300, proc, "the job's first checkpoint")
         job = _array_tasks(requeued)[0]
-        res = _sh("scontrol", "requeue", job)
+        res = _sh(*stop, job)
         assert res.returncode == 0, res.stderr
+        # SLURM holds a requeued job back for a while (2 min here): let it start as soon as it can
+        _wait_for(lambda: _sh("squeue", "--noheader", "--format=%T", "--jobs", job).stdout.strip() == "PENDING",
+                  120, proc, "the requeued job to pend")
+        _sh("scontrol", "update", f"JobId={job}", "StartTime=now")
         res, ref_res = finish(proc, timeout=400), finish(ref, timeout=400)
     finally:
         for p in (proc, ref):
             if p.poll() is None:
                 p.kill()
-    print(f"requeue sweep + reference: {time.perf_counter() - started:.1f} s; scontrol requeue {job}")
+    print(f"requeue sweep + reference: {time.perf_counter() - started:.1f} s; {' '.join(stop)} {job}")
     assert res.returncode == 0, describe(res)
     assert ref_res.returncode == 0, describe(ref_res)
     d, r = _job_folder(requeued, 0), _job_folder(reference, 0)
     log = (d / "train.log").read_text()
     # stopped by SLURM's SIGTERM, saved, started again by SLURM and resumed from its own checkpoint
     assert "SIGTERM received" in log and f"resumed from {d}" in log, log[-3000:]
+    if "USR2" in stop[1]:
+        assert f"Requeued job {job}" in log, log[-3000:]  # by submitit, after the job had saved
     resumed = [p for p in d.glob("run_info.resume*.json")]
     assert len(resumed) == 1, sorted(p.name for p in d.iterdir())
     step = json.loads(resumed[0].read_text())["resumed_from_step"]

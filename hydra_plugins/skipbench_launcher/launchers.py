@@ -12,13 +12,16 @@ try:
 except ImportError:  # pragma: no cover - the cluster extra is not installed
     pass
 else:
-    from skipbench.launcher import Accounting, fit_slurm_request
+    from skipbench.launcher import Accounting, call_with_requeue_after_stop, fit_slurm_request
 
     class SkipbenchSlurmLauncher(Accounting, SlurmLauncher):
         """``hydra/launcher=slurm``: fits the partition, resume=auto, every job accounted for."""
 
         def _fit(self) -> None:
             fit_slurm_request(self)
+
+        def __call__(self, *args, **kwargs):  # in the job
+            return call_with_requeue_after_stop(lambda: SlurmLauncher.__call__(self, *args, **kwargs))
 
     class SkipbenchLocalLauncher(Accounting, LocalLauncher):
         """``hydra/launcher=local``: submitit's local executor (no SLURM), every job accounted for."""
