@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -283,7 +284,14 @@ class Accounting:
                 jobs = executor.map_array(self, *zip(*args))
         except submitit.core.utils.FailedJobError as ex:
             raise LaunchError(describe_sbatch_error(str(ex) or sbatch_said.getvalue())) from None
-        ended = wait_for_slurm_jobs(jobs) if self._EXECUTOR == "slurm" else {}
+        try:
+            ended = wait_for_slurm_jobs(jobs) if self._EXECUTOR == "slurm" else {}
+        except KeyboardInterrupt:
+            if self._EXECUTOR == "slurm":  # Ctrl-C stops the waiting, not the jobs
+                ids = sorted({j.job_id.split("_")[0] for j in jobs})
+                print(f"skipbench train: the jobs keep running on SLURM (stop them with: scancel {' '.join(ids)})",
+                      file=sys.stderr)
+            raise
         return [self._collect(job, overrides, num, ended.get(job.job_id))
                 for job, overrides, num in zip(jobs, job_overrides, nums)]
 
