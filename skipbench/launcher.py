@@ -210,15 +210,21 @@ def wait_for_slurm_jobs(jobs: Sequence[Any], poll_s: float = 2.0) -> dict[str, s
     if not any(isinstance(f, _SacctOnce) for f in logging.getLogger("submitit").filters):
         logging.getLogger("submitit").addFilter(_SacctOnce())
     pending, ended, missing_since = list(jobs), {}, {}
+    # sacct prints its own complaint at every call where accounting is off: ask once, quietly
+    accounting = bool(jobs) and _slurm("sacct", "--noheader", "--jobs", jobs[0].job_id) is not None
+    if jobs and not accounting:
+        log.warning("sacct does not answer (no SLURM accounting?): job states come from squeue")
     while pending:
-        pending[0].watcher.update()  # one sacct call for the whole array
-        unknown = [j.job_id for j in pending if j.watcher.get_state(j.job_id, mode="cache") == "UNKNOWN"]
+        if accounting:
+            pending[0].watcher.update()  # one sacct call for the whole array
+        sacct = {j.job_id: j.watcher.get_state(j.job_id, mode="cache") if accounting else "UNKNOWN" for j in pending}
+        unknown = [i for i, state in sacct.items() if state == "UNKNOWN"]
         queued = _squeue_states(unknown) if unknown else {}
         still = []
         for job in pending:
             if job.paths.result_pickle.exists():
                 continue
-            state = job.watcher.get_state(job.job_id, mode="cache")
+            state = sacct[job.job_id]
             if state == "UNKNOWN" and queued is not None:
                 state = queued.get(job.job_id, "UNKNOWN")
                 if state == "UNKNOWN":  # in neither sacct nor squeue: gone (or not listed yet)
@@ -311,7 +317,7 @@ class Accounting:
             error = f"SLURM state {state}" + (f": {err}" if err else "") + f" (log: {job.paths.stderr})"
             job_dir = self._job_dir(overrides, num)
             record_unfinished(job_dir, status, error)
-            log.info("job %d (%s): %s: %s", num, " ".join(filter_overrides(overrides)), status, error)
+            log.debug("job %d (%s): %s: %s", num, " ".join(filter_overrides(overrides)), status, error)
             return JobReturn(overrides=list(overrides), working_dir=str(job_dir), status=JobStatus.COMPLETED,
                              _return_value=None)
 
