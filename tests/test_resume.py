@@ -78,6 +78,25 @@ def test_factors_match_the_schedule_module():
     assert seen == pytest.approx(_factors(10, 6))
 
 
+@pytest.mark.parametrize("total,warmup", [(4, 3), (10, 6)])
+def test_schedule_edges(total, warmup):
+    """One decay step after warm-up (total = warmup + 1), the default warm-up, and steps past the
+    end (a run resumed with a larger max_steps keeps the minimum, it does not rise again)."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_cosine(opt, total_steps=total, warmup_steps=warmup, min_lr_ratio=0.1)
+    seen = []
+    for _ in range(total + 5):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [0.1 + 0.9 * f for f in _factors(total, warmup)]
+    expected[:warmup] = [(s + 1) / warmup for s in range(warmup)]  # warm-up ignores min_lr_ratio
+    assert seen[:total] == pytest.approx(expected)
+    assert seen[total:] == pytest.approx([0.1] * 5)
+    default = warmup_cosine(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), total_steps=1000)
+    assert default.get_last_lr()[0] == pytest.approx(1 / 100)  # warmup_steps defaults to 100
+
+
 def test_best_best_step_and_train_time_are_carried(tmp_path):
     run = tmp_path / "run"
     common = ["trainer.log_every=2", "trainer.eval_every=2"]

@@ -225,3 +225,38 @@ def test_long_skip_carries_the_encoder_to_the_output(name):
 def test_there_are_variants_with_and_without_long_skips():
     kinds = {MODELS[n].long_skip == "none" for n in MODEL_NAMES}
     assert kinds == {True, False}
+
+
+# ------------------------------------------------------------------ documented defaults and valid convs
+def test_block_defaults_keep_the_size_and_dense_defaults():
+    x = torch.randn(2, 3, 7, 7)
+    for block in (PlainBlock(3, 6), ResidualBlock(3, 6), HighwayBlock(3, 6), DenseBlock(3, 6)):
+        assert block(x).shape == (2, 6, 7, 7), type(block).__name__  # padding=1 by default
+    dense = DenseBlock(3, 6)
+    assert len(dense.layers) == 2  # "default 2, matching the other blocks' depth"
+    assert [layer.conv.out_channels for layer in dense.layers] == [4, 4]  # growth max(4, 6 // 2)
+    assert [layer.conv.out_channels for layer in DenseBlock(3, 16).layers] == [8, 8]  # 16 // 2
+    assert DenseLayer(3, 2)(x).shape == (2, 2, 7, 7)
+
+
+@pytest.mark.parametrize("block,shrink", [(PlainBlock, 4), (ResidualBlock, 4), (HighwayBlock, 4), (DenseBlock, 4)])
+def test_valid_convs_shrink_every_block_by_two_pixels_per_conv(block, shrink):
+    x = torch.randn(2, 4, 9, 9)
+    out = block(4, 4, padding=0)(x)
+    assert out.shape == (2, 4, 9 - shrink, 9 - shrink)
+
+
+def test_highway_transform_keeps_the_channels():
+    block = HighwayBlock(3, 6)
+    assert block.transform.conv1.weight.shape == (6, 6, 3, 3)
+    assert block.transform.conv2.weight.shape == (6, 6, 3, 3)
+    assert block.gate.weight.shape == (6, 6, 1, 1)
+    with torch.no_grad():
+        assert block.transform(torch.randn(1, 6, 5, 5)).shape == (1, 6, 5, 5)
+
+
+def test_crop_concat_crops_height_and_width_separately():
+    up = torch.randn(1, 2, 4, 6)
+    skip = torch.randn(1, 3, 8, 12)
+    out = CropConcatMerge(2, 3)(up, skip)
+    torch.testing.assert_close(out, torch.cat([skip[..., 2:6, 3:9], up], 1))
