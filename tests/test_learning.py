@@ -149,7 +149,7 @@ def test_logged_update_ratio_is_lr_grad_over_weight(watched_sgd_run):
         for tag, g, w in zip(tags, s["grad_at_step"], s["weight_at_step"]):
             expected = s["lr"] * g / w
             assert expected > 0
-            assert logged[tag][step] == pytest.approx(expected, rel=2e-3), (tag, step)
+            assert logged[tag][step] == pytest.approx(expected, rel=5e-4), (tag, step)  # measured: < 5e-5
 
 
 def test_logged_grad_norms_are_taken_before_clipping_and_the_step(watched_sgd_run):
