@@ -126,6 +126,11 @@ def test_run_state_round_trip():
     b = build(cfg)
     b.load_state_dict(a.state_dict())
     assert (b.step, b.best, b.best_step, b.train_time, b.data_time) == (7, 12.5, 6, 3.25, 0.5)
+    old = a.state_dict()
+    del old["data_time"]  # a checkpoint written before data_time was recorded
+    c = build(cfg)
+    c.load_state_dict(old)
+    assert c.data_time == 0.0 and c.train_time == 3.25
     assert b.scheduler.state_dict() == a.scheduler.state_dict()
     assert b.optimizer.param_groups[0]["lr"] == a.optimizer.param_groups[0]["lr"] != cfg.optimizer.lr
     sa, sb = a.model.state_dict(), b.model.state_dict()

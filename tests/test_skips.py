@@ -260,3 +260,19 @@ def test_crop_concat_crops_height_and_width_separately():
     skip = torch.randn(1, 3, 8, 12)
     out = CropConcatMerge(2, 3)(up, skip)
     torch.testing.assert_close(out, torch.cat([skip[..., 2:6, 3:9], up], 1))
+
+
+def test_convs_before_a_norm_have_no_bias_and_gates_do():
+    """Parameter counts are compared between variants: a conv followed by a norm carries no bias (the
+    norm has the shift), nor does the add-merge projection; the highway gate and the head do."""
+    model = build_model("resunet", width=4, depth=2)
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and name != "head":
+            assert m.bias is None, name
+    assert model.head.bias is not None
+    assert AddMerge(4, 2).proj.bias is None
+    highway = HighwayBlock(3, 6)
+    assert highway.gate.bias is not None and highway.carry[0].bias is None
+    dense = DenseBlock(3, 6)
+    assert dense.transition[2].bias is None
+    assert ResidualBlock(3, 6).zero_init_residual is False  # off by default: variants start alike
