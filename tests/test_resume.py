@@ -158,3 +158,17 @@ def test_resume_from_an_older_checkpoint_leaves_no_step_twice(tmp_path):
         assert steps == _steps(straight, tag), tag
     assert _values(run, "loss/train") == pytest.approx(_values(straight, "loss/train"), abs=1e-6)
     assert read_metrics(run)["steps"] == 6
+
+
+class _NotATensor:  # anything a weights-only unpickler must refuse
+    pass
+
+
+def test_checkpoints_load_weights_only_onto_the_asked_device(tmp_path):
+    save_checkpoint(tmp_path / "ok.pt", {"w": torch.ones(2), "step": 3})
+    loaded = load_checkpoint(tmp_path / "ok.pt", "meta")  # map_location is honoured
+    assert loaded["w"].device.type == "meta" and loaded["step"] == 3
+    # a checkpoint is loaded with weights_only=True: arbitrary pickled objects are refused, not run
+    torch.save({"payload": _NotATensor()}, tmp_path / "bad.pt")
+    with pytest.raises(Exception, match="(?i)weights_only|unpickl|global"):
+        load_checkpoint(tmp_path / "bad.pt")
