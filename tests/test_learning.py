@@ -24,8 +24,7 @@ from skipbench.train.loop import build, train
 from conftest import compose, load_events
 
 TINY = ["dataset.train_size=32", "dataset.val_size=16", "trainer.batch_size=8", "model.width=4",
-        "model.depth=2", "trainer.progress=false", "diagnostics.images=false", "diagnostics.grad_flow=false",
-        "diagnostics.activations=false"]
+        "model.depth=2", "trainer.progress=false", "diagnostics.images=false", "diagnostics.grad_flow=false"]
 # SGD without momentum or weight decay: the update is exactly -lr * g (after clipping).
 PLAIN_SGD = ["optimizer=sgd", "optimizer.momentum=0", "optimizer.weight_decay=0", "optimizer.lr=0.1"]
 
@@ -173,6 +172,28 @@ def test_logged_lr_and_weight_norms_are_the_run_s(watched_sgd_run):
     for step, s in enumerate(watch.steps[1:], start=1):
         for tag, w in zip(w_tags, s["weight_at_step"]):
             assert logged[tag][step] == pytest.approx(w, rel=1e-5), (tag, step)
+
+
+def test_every_custom_scalar_chart_shows_logged_tags(watched_sgd_run):
+    """The dashboard layout the loop writes: each chart is a TensorBoard chart type and each of its
+    regexes matches tags the run really logged (a renamed tag would leave an empty chart)."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    from skipbench.config import DiagnosticsConfig
+    from skipbench.train.diagnostics import Diagnostics
+
+    watch, run_dir = watched_sgd_run
+    tags = load_events(run_dir).Tags()["scalars"]
+    layout = Diagnostics(watch.model, OmegaConf.structured(DiagnosticsConfig)).layout()
+    assert layout
+    for category, charts in layout.items():
+        assert charts, category
+        for title, (kind, regexes) in charts.items():
+            assert kind in ("Multiline", "Margin"), (category, title, kind)
+            for rx in regexes:
+                assert any(re.search(rx, t) for t in tags), (category, title, rx)
 
 
 # ------------------------------------------------------------------ batches and noise: seed and step

@@ -170,7 +170,7 @@ class Diagnostics:
         """TensorBoard custom-scalars layout: each kind of diagnostic, split by network section."""
         sections = list(dict.fromkeys(_section(n) for n in self.names))
         by_section = lambda prefix: {  # noqa: E731
-            sec: ["Multiline", [rf"{prefix}/\d+_{sec}\d*\."]] for sec in sections
+            sec: ["Multiline", [rf"{prefix}/\d+_{sec}\d*(\.|$)"]] for sec in sections  # "head" has no dot
         }
         layout = {
             "losses and metric": {"loss": ["Multiline", ["loss/train", "loss/val"]], "metric": ["Multiline", [r"metric/"]]},
