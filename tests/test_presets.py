@@ -49,10 +49,20 @@ def test_experiment_preset_composes_and_checks(name):
 
 @pytest.mark.parametrize("name", group_options("hydra/launcher"))
 def test_launcher_preset_composes(name):
-    if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
-        pytest.skip("hydra-submitit-launcher is not installed (pip install skipbench[cluster])")
+    from hydra.utils import get_class
+
     cfg = compose_with_hydra([f"hydra/launcher={name}"])
     launcher = cfg.hydra.launcher
-    assert "submitit" in launcher._target_
-    assert launcher.cpus_per_task >= 1 and launcher.timeout_min > 0
+    target = launcher._target_
+    module = target.rsplit(".", 1)[0]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        pytest.skip(f"the plugin behind hydra/launcher={name} ({module}) is not installed (pip install skipbench[cluster])")
+    assert get_class(target)  # the class the config names exists
+    for key in ("cpus_per_task", "timeout_min", "tasks_per_node", "nodes"):
+        if key in launcher and launcher[key] is not None:
+            assert launcher[key] >= 1, (key, launcher[key])
     sbconfig.check_config(cfg)
