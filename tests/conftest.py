@@ -1,4 +1,5 @@
-"""Shared helpers: composing configs in-process, tiny models, running the CLI in a subprocess."""
+"""Shared helpers: composing configs in-process, tiny models, the CLI in-process or in a subprocess,
+and one tiny sweep shared by the whole session."""
 
 from __future__ import annotations
 
@@ -151,11 +152,13 @@ def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
     from skipbench.cli import main
 
     saved = os.environ.pop("HYDRA_FULL_ERROR", None)  # the CLI must print one-line errors, not traces
+    argv_before = list(sys.argv)  # the CLI hands sys.argv to Hydra and leaves it changed
     try:
         code = main(list(argv))
     except SystemExit as ex:
         code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
     finally:
+        sys.argv = argv_before
         if saved is not None:
             os.environ["HYDRA_FULL_ERROR"] = saved
     out, err = capsys.readouterr()
