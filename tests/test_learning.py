@@ -18,7 +18,7 @@ import torch
 
 from skipbench.models import EncoderDecoder
 from skipbench.train.checkpoint import CHECKPOINT, load_checkpoint
-from skipbench.train.diagnostics import GradNorms, depth_ordered_layers, layer_tags
+from skipbench.train.diagnostics import GradNorms, layer_tags, skeleton_layers
 from skipbench.train.loop import build, train
 
 from conftest import compose, load_events
@@ -53,7 +53,7 @@ class Watch:
         self._pre_clip[id(p)] = torch.linalg.vector_norm(p.grad).item()
 
     def _pre_step(self, optimizer, args, kwargs) -> None:
-        layers = depth_ordered_layers(self.model)
+        layers, _ = skeleton_layers(self.model)  # the stable names' order, as the tags are written
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.steps.append({
             "lr": optimizer.param_groups[0]["lr"],
@@ -66,7 +66,7 @@ class Watch:
 
     @property
     def layer_names(self) -> list[str]:
-        return [n for n, _ in depth_ordered_layers(self.model)]
+        return [n for n, _ in skeleton_layers(self.model)[0]]
 
 
 @contextmanager
@@ -117,7 +117,7 @@ def test_denoiser_beats_its_noisy_input_within_a_few_dozen_steps(tmp_path):
     baseline, reached = summary["final_val_input_psnr"], summary["final_val_psnr"]
     assert reached > baseline + 1.0, f"after 50 steps val PSNR {reached:.2f} dB, noisy input {baseline:.2f} dB"
     # and the training loss fell
-    losses = load_events(run_dir).Scalars("loss/train")
+    losses = load_events(run_dir).Scalars("loss/mse/train")
     assert losses[-1].value < 0.5 * losses[0].value
 
 
@@ -153,13 +153,13 @@ def test_logged_update_ratio_is_lr_grad_over_weight(watched_sgd_run):
 
 def test_logged_grad_norms_are_taken_before_clipping_and_the_step(watched_sgd_run):
     watch, run_dir = watched_sgd_run
-    gn_tags = GradNorms(watch.model).tags  # per layer by depth, then the total
-    logged = _logged(run_dir, gn_tags)
+    layer_tags_ = GradNorms(watch.model).tags[: len(watch.layer_names)]  # per layer by depth
+    logged = _logged(run_dir, [*layer_tags_, "grad_norm/total"])
     for step, s in enumerate(watch.steps, start=1):
-        for tag, g in zip(gn_tags[:-1], s["grad_before_clip"]):
+        for tag, g in zip(layer_tags_, s["grad_before_clip"], strict=True):
             assert g > 0
             assert logged[tag][step] == pytest.approx(g, rel=1e-4), (tag, step)
-        assert logged[gn_tags[-1]][step] == pytest.approx(s["total_before_clip"], rel=1e-4)
+        assert logged["grad_norm/total"][step] == pytest.approx(s["total_before_clip"], rel=1e-4)
 
 
 def test_logged_lr_and_weight_norms_are_the_run_s(watched_sgd_run):

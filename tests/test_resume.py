@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import shutil
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,9 +41,30 @@ COSINE = ["optimizer=sgd", "optimizer.lr=0.1", "scheduler=cosine", "scheduler.wa
           "trainer.log_every=1", "trainer.eval_every=2"]
 
 
+@contextmanager
+def _ctrl_c_at_step(n: int):
+    """A real SIGINT during optimizer step ``n``: the loop finishes that step, saves and stops."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    count = [0]
+
+    def hook(optimizer, args, kwargs) -> None:
+        count[0] += 1
+        if count[0] == n:
+            signal.raise_signal(signal.SIGINT)
+
+    handle = register_optimizer_step_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def test_cosine_schedule_resumed_mid_warmup_continues_exactly(tmp_path):
     straight = _train(tmp_path / "straight", [*COSINE, "trainer.max_steps=10"])
-    _train(tmp_path / "split", [*COSINE, "trainer.max_steps=4"])  # stops in warm-up (6 steps)
+    with _ctrl_c_at_step(4):  # stops in warm-up (6 steps)
+        stopped = _train(tmp_path / "split", [*COSINE, "trainer.max_steps=10"])
+    assert stopped["status"] == "interrupted" and stopped["steps"] == 4
     resumed = _train(tmp_path / "split", [*COSINE, "trainer.max_steps=10"], resume=True)
     assert resumed["steps"] == straight["steps"] == 10
     # the lr of every step, across both sessions' event files, is the uninterrupted schedule's
@@ -152,11 +175,11 @@ def test_resume_from_an_older_checkpoint_leaves_no_step_twice(tmp_path):
     shutil.copy(tmp_path / "step3.pt", run / CHECKPOINT)  # e.g. the job was killed before its last save
     _train(run, [*common, "trainer.max_steps=6"], resume=True)
     assert len(event_files(run)) == 3
-    for tag in ("loss/train", "lr", "loss/val"):
+    for tag in ("loss/mse/train", "lr", "loss/mse/val"):
         steps = _steps(run, tag)
         assert steps == sorted(set(steps)), f"{tag}: a step logged twice: {steps}"
         assert steps == _steps(straight, tag), tag
-    assert _values(run, "loss/train") == pytest.approx(_values(straight, "loss/train"), abs=1e-6)
+    assert _values(run, "loss/mse/train") == pytest.approx(_values(straight, "loss/mse/train"), abs=1e-6)
     assert read_metrics(run)["steps"] == 6
 
 
@@ -165,9 +188,9 @@ class _NotATensor:  # anything a weights-only unpickler must refuse
 
 
 def test_checkpoints_load_weights_only_onto_the_asked_device(tmp_path):
-    save_checkpoint(tmp_path / "ok.pt", {"w": torch.ones(2), "step": 3})
+    save_checkpoint(tmp_path / "ok.pt", {"model": {"w": torch.ones(2)}, "step": 3})
     loaded = load_checkpoint(tmp_path / "ok.pt", "meta")  # map_location is honoured
-    assert loaded["w"].device.type == "meta" and loaded["step"] == 3
+    assert loaded["model"]["w"].device.type == "meta" and loaded["step"] == 3
     # a checkpoint is loaded with weights_only=True: arbitrary pickled objects are refused, not run
     torch.save({"payload": _NotATensor()}, tmp_path / "bad.pt")
     with pytest.raises(Exception, match="(?i)weights_only|unpickl|global"):
