@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -36,7 +37,21 @@ Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
 """
 
 
-def _train_task(cfg) -> None:
+def objective(summary: dict | None, sweeper_target: str = "") -> float | None:
+    """What the task function returns to Hydra: the run's headline metric, higher is better (final val
+    PSNR, mIoU or accuracy), for sweepers that optimise (``direction=maximize``). A failed or diverged
+    run returns what the sweeper counts as a failed trial: ``None`` for Optuna (trial state FAIL; it
+    aborts the whole study on NaN), NaN for the others (Nevergrad clips NaN to its worst loss)."""
+    if summary and summary.get("status") == "completed":
+        # The summary names the headline metric in its one "best_val_<metric>" key.
+        metric = next(k for k in summary if k.startswith("best_val_"))[len("best_val_"):]
+        value = summary.get(f"final_val_{metric}")
+        if value is not None and math.isfinite(value):
+            return float(value)
+    return None if "optuna" in sweeper_target else math.nan
+
+
+def _train_task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -45,6 +60,7 @@ def _train_task(cfg) -> None:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    summary = None
     try:
         summary = train(cfg, run_dir)
     except ConfigError as ex:
@@ -62,6 +78,7 @@ def _train_task(cfg) -> None:
     else:
         if summary["status"] == "interrupted":
             raise SystemExit(130)  # Ctrl-C stops the whole sweep too, not just this job
+    return objective(summary, str(hc.sweeper.get("_target_", "")))
 
 
 def precheck(config_name: str, args: list[str]) -> None:
