@@ -68,8 +68,10 @@ def test_denoise_metrics_include_input_baseline():
     task = Denoise(0.1)
     inputs, target = task.make_batch(Split(clean), torch.Generator().manual_seed(0))
     m = task.metrics(inputs, target, target)
-    assert {"psnr", "input_psnr"} <= set(m)
-    torch.testing.assert_close(m["input_psnr"], psnr(inputs, target))
+    assert {"psnr", "input_psnr", "input_psnr_clipped"} <= set(m)
+    torch.testing.assert_close(m["input_psnr"], psnr(inputs, target, clamp=False))  # as the model receives it
+    torch.testing.assert_close(m["input_psnr_clipped"], psnr(inputs, target))
+    assert (m["input_psnr_clipped"] > m["input_psnr"]).all()  # clipping removes some of the noise
     assert (m["psnr"] > m["input_psnr"]).all()
 
 
