@@ -330,3 +330,10 @@ def check_image_size(cfg: DictConfig, size: int) -> None:
         if size < smallest:
             raise ConfigError(f"dataset image size {size} px: valid convs (model.padding=0) at model.depth={m.depth}, "
                               f"blocks_per_level={m.blocks_per_level} need >= {smallest} px")
+        from hydra.utils import get_class
+
+        from .models.encdec import check_valid_size
+
+        why = check_valid_size(size, m.depth, m.blocks_per_level)
+        if why and get_class(cfg.task._target_).head == "pixels":  # a classifier has no decoder to misalign
+            raise ConfigError(f"dataset image size {why} (model.depth={m.depth}, blocks_per_level={m.blocks_per_level})")
