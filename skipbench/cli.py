@@ -39,9 +39,10 @@ Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
 
 def objective(summary: dict | None, sweeper_target: str = "") -> float | None:
     """What the task function returns to Hydra: the run's headline metric, higher is better (final val
-    PSNR, mIoU or accuracy), for sweepers that optimise (``direction=maximize``). A failed or diverged
-    run returns what the sweeper counts as a failed trial: ``None`` for Optuna (trial state FAIL; it
-    aborts the whole study on NaN), NaN for the others (Nevergrad clips NaN to its worst loss)."""
+    PSNR, mIoU or accuracy), for sweepers that optimise (set them to maximise, see README). A failed or
+    diverged run returns what the sweeper counts as a failed trial: ``None`` for Optuna (trial state
+    FAIL, the study goes on; a NaN would abort it), NaN for the others (Nevergrad scores NaN as its
+    worst loss; a ``None`` would raise a TypeError)."""
     if summary and summary.get("status") == "completed":
         # The summary names the headline metric in its one "best_val_<metric>" key.
         metric = next(k for k in summary if k.startswith("best_val_"))[len("best_val_"):]
@@ -61,6 +62,10 @@ def _train_task(cfg) -> float | None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     summary = None
+    sweeper = str(hc.sweeper.get("_target_", ""))
+    if "optuna" in sweeper and "maximize" not in str(hc.sweeper.get("direction")):
+        logging.getLogger("skipbench").warning("the Optuna sweeper minimises by default, and this job returns its "
+                                               "val metric (higher is better): add hydra.sweeper.direction=maximize")
     try:
         summary = train(cfg, run_dir)
     except ConfigError as ex:
@@ -78,7 +83,7 @@ def _train_task(cfg) -> float | None:
     else:
         if summary["status"] == "interrupted":
             raise SystemExit(130)  # Ctrl-C stops the whole sweep too, not just this job
-    return objective(summary, str(hc.sweeper.get("_target_", "")))
+    return objective(summary, sweeper)
 
 
 def precheck(config_name: str, args: list[str]) -> None:
