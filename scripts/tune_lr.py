@@ -56,7 +56,9 @@ def main() -> int:
     name = f"{args.task}_{args.dataset}"
     tuned_file = Path(args.tuned_dir) / f"{name}.yaml"
     tuned = OmegaConf.to_container(OmegaConf.load(tuned_file)).get("tuned_lr", {}) if tuned_file.exists() else {}
-    notes = {}
+    # Keep the notes of models tuned before (lines "# <model>: best ...") unless they are tuned again.
+    old_lines = tuned_file.read_text().splitlines() if tuned_file.exists() else []
+    notes = {line[2:].split(":")[0]: line[2:] for line in old_lines if line.startswith("# ") and ": best " in line}
     for model in args.models.split(","):
         sweep_dir = Path(args.out) / name / model
         cmd = [sys.executable, "-m", "skipbench.cli", "train", "experiment=tune_lr", f"model={model}",

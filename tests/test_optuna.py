@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import yaml
 
+import skipbench.config as sbconfig
 from skipbench.cli import objective
 
 from conftest import TINY, describe, read_metrics, run_cli
@@ -69,3 +71,34 @@ def test_optuna_without_maximize_warns(tmp_path):
                    f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
     assert res.returncode == 0, describe(res)
     assert "add hydra.sweeper.direction=maximize" in res.stdout + res.stderr
+
+
+def test_tuned_group_sets_each_models_lr():
+    from omegaconf import OmegaConf
+
+    from skipbench.config import ConfigError, check_config
+
+    from conftest import compose
+
+    tuned = OmegaConf.load(Path(sbconfig.config_dir()) / "tuned" / "denoise_shapes.yaml").tuned_lr
+    for model, lr in tuned.items():
+        cfg = compose([f"model={model}", "tuned=denoise_shapes"])
+        check_config(cfg)
+        assert cfg.optimizer.lr == lr
+    assert compose(["model=resnet"]).optimizer.lr == 1e-3  # without tuned=: the optimizer's default
+    with pytest.raises(ConfigError, match="no tuned learning rate for model=highway"):
+        check_config(compose(["model=highway", "tuned=denoise_shapes"]))
+
+
+def test_tune_lr_preset_maximises_a_log_uniform_lr():
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    sbconfig.register_configs()
+    with initialize_config_dir(config_dir=str(sbconfig.config_dir()), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=["experiment=tune_lr", "model=resnet"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert "optuna" in sweeper._target_ and str(sweeper.direction) == "maximize"
+    assert sweeper.params["optimizer.lr"] == "tag(log, interval(1e-4, 1e-2))"
+    assert sweeper.sampler.seed == 0 and cfg.seed == 100  # tuned at a seed the comparisons do not use
