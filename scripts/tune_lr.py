@@ -3,7 +3,8 @@ each variant's best lr to ``configs/tuned/<task>_<dataset>.yaml``, which ``tuned
 
     python scripts/tune_lr.py                                   # the README's five variants, denoise shapes
     python scripts/tune_lr.py --models resnet --trials 12       # one more / another budget; merged into the file
-    skipbench train experiment=compare_skips tuned=denoise_shapes   # then: every variant at its own lr
+    skipbench train experiment=compare_skips tuned=denoise_shapes \
+        'hydra.sweeper.params.model="autoencoder,unet_concat,unet_add,resnet,densenet"'   # each at its own lr
 
 One Optuna study per variant, one trial after another (``n_jobs: 1``): TPE learns from each trial.
 Extra ``KEY=VALUE`` arguments go to every trial (e.g. ``trainer.num_threads=1``).
