@@ -81,9 +81,11 @@ def test_denoise_metrics_include_input_baseline():
 
 
 def test_denoise_input_psnr_scores_the_unclipped_input():
-    clean = torch.rand(4, 1, 8, 8)
+    clean = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     task = Denoise(0.1)
     inputs, target = task.make_batch(Split(clean), torch.Generator().manual_seed(0))
+    outside = ((inputs < 0) | (inputs > 1)).flatten(1).any(1)
+    assert outside.all(), "every image needs noisy pixels outside [0, 1] for the comparison below"
     m = task.metrics(inputs, target, target)
     torch.testing.assert_close(m["input_psnr"], psnr(inputs, target, clamp=False))  # as the model receives it
     torch.testing.assert_close(m["input_psnr_clipped"], psnr(inputs, target))
