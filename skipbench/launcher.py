@@ -252,10 +252,19 @@ class Accounting:
         """Adjust/check ``self.params`` before submission (SLURM only)."""
 
     def _job_dir(self, overrides: Sequence[str], job_num: int) -> Path:
+        from hydra.core.hydra_config import HydraConfig
+
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(cfg.hydra.job):
             cfg.hydra.job.num = job_num
-        return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+        # The job folder's name may use ${hydra:...} (the task choice): resolve it as the job itself
+        # would, with this job's config as the HydraConfig, then put the launcher's back.
+        hydra_config, saved = HydraConfig.instance(), HydraConfig.instance().cfg
+        try:
+            hydra_config.set_config(cfg)
+            return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+        finally:
+            hydra_config.cfg = saved
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit

@@ -227,6 +227,6 @@ def test_a_requeued_job_resumes_in_its_folder_and_matches_an_uninterrupted_run(s
         assert m[key] == mr[key], (key, m[key], mr[key])  # exact: same batches, same threads
     # TensorBoard: one value per step and tag in what TensorBoard shows (the resume purged the overlap)
     scalars = _final_scalars(d)
-    assert scalars["loss/train"][-1] == 200 and scalars.keys() == _final_scalars(r).keys()
+    assert scalars["loss/mse/train"][-1] == 200 and scalars.keys() == _final_scalars(r).keys()
     for tag, steps in scalars.items():
         assert steps == sorted(set(steps)), (tag, steps)
