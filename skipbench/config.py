@@ -212,7 +212,8 @@ class DiagnosticsConfig:
     weight_norms: bool = True  # per-layer weight L2 norms (every log_every)
     update_ratios: bool = True  # per-layer ||w_after - w_before|| / ||w_before|| (every log_every)
     activations: bool = True  # per-block output mean/std on a fixed probe batch (each eval)
-    grad_flow: bool = True  # gradient-flow heat map + grad norm vs depth figures (each eval)
+    grad_flow: bool = True  # gradient-flow heat map (all logged steps) + grad norm vs depth figures
+    figures_every: int = 500  # steps between grad-flow figures (~0.5 s each to draw); always at the end; 0 = end only
     images: bool = True  # input / output / target grid (each eval)
     num_images: int = 8
 
@@ -333,6 +334,7 @@ def check_config(cfg: DictConfig) -> None:
                 f"must be >= trainer.batch_size ({t.batch_size})")
     if "val_fraction" in d:
         require(0 < d.val_fraction < 1, "dataset.val_fraction", d.val_fraction, "must be in (0, 1)")
+    require(cfg.diagnostics.figures_every >= 0, "diagnostics.figures_every", cfg.diagnostics.figures_every, "must be >= 0")
     require(cfg.diagnostics.num_images >= 1, "diagnostics.num_images", cfg.diagnostics.num_images, "must be >= 1")
 
 

@@ -31,6 +31,7 @@ from ..errors import CheckpointError
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint, write_json
 from .diagnostics import Diagnostics, count_flops
+from .memory import peak_mb, reset_peak
 from .tb import TBLogger, flatten, task_layout
 
 log = logging.getLogger("skipbench")
@@ -232,6 +233,7 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
     run = build(cfg)
     if on_ready:
         on_ready()
+    reset_peak(run.device)
     task, model, optimizer = run.task, run.model, run.optimizer
     train_split, val_split = run.data.train.to(run.device), run.data.val.to(run.device)
     sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed), torch.Generator(run.device)
@@ -360,7 +362,10 @@ def eval_and_log(run: Run, tb: TBLogger, diag: Diagnostics, val: Split, train_lo
                 **{f"metric/val_{k}": v for k, v in vals.items() if k != "loss"},
                 "hparams/score": vals[task.metric], "hparams/best_score": run.best}, step)
     tb.scalars(diag.activations(sample[0]), step)
-    tb.figures({**diag.figures(), **task.figures()}, step)
+    # The heat map holds every logged step, so drawing it at the end loses nothing; in between, rarely.
+    every = cfg.diagnostics.figures_every
+    draw = step == cfg.trainer.max_steps or bool(every) and step % every == 0
+    tb.figures({**(diag.figures() if draw else {}), **task.figures()}, step)
     if cfg.diagnostics.images:
         inputs, output, target = (x[: cfg.diagnostics.num_images] for x in sample)
         tb.images("samples/val", task.sample_rows(inputs, output, target), step,
@@ -383,6 +388,7 @@ def finish(run: Run, tb: TBLogger, run_dir: Path, status: str, last: dict, wall_
         **{f"final_{k}": v for k, v in last.items() if k.startswith("val_")},
         f"best_val_{m}": run.best if run.best > -math.inf else None, "best_step": run.best_step,
         "device": str(run.device), "seed": run.cfg.seed,
+        **dict(zip(("peak_memory_mb", "peak_memory_kind"), peak_mb(run.device))),  # see train/memory.py
         **{k: last[k] for k in ("error", "signal") if k in last},  # why it diverged / which signal stopped it
     }
     write_json(run_dir / "metrics.json", summary)
