@@ -202,7 +202,9 @@ def build(cfg: DictConfig) -> Run:
     model = instantiate(cfg.model, in_channels=data.channels, out_channels=task.out_channels, head=task.head)
     model = model.to(device, memory_format=torch.channels_last if t.channels_last else torch.preserve_format)
     try:
-        optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay))
+        # fused=null: torch's fused kernel where it has one; its default is a Python loop over tensors on CPU
+        fused = {"fused": True} if cfg.optimizer.get("fused", False) is None and device.type in ("cpu", "cuda") else {}
+        optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay), **fused)
     except ValueError as ex:  # torch's own argument checks, e.g. "Invalid beta parameter at index 0: 2.0"
         raise ConfigError(f"optimizer: {ex}") from None
     use_amp = t.amp and device.type == "cuda"
