@@ -46,6 +46,13 @@ class Noise(_Choice):
     salt_pepper = "salt_pepper"
 
 
+class CompileMode(_Choice):
+    default = "default"
+    reduce_overhead = "reduce-overhead"  # CUDA graphs: a small model is no longer bound by kernel launches
+    max_autotune = "max-autotune"
+    max_autotune_no_cudagraphs = "max-autotune-no-cudagraphs"
+
+
 class Device(_Choice):
     auto = "auto"
     cpu = "cpu"
@@ -204,6 +211,7 @@ class TrainerConfig:
     amp: bool = False  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = False
     compile: bool = False  # torch.compile the model
+    compile_mode: CompileMode = CompileMode.default  # torch.compile's mode; reduce-overhead = CUDA graphs
     grad_clip: Optional[float] = None  # max global gradient norm
     progress: bool = True  # tqdm bar
 

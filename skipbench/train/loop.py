@@ -45,6 +45,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cuda_graphs(trainer: DictConfig, device: torch.device) -> bool:
+    """Whether torch.compile captures CUDA graphs, whose replays reuse their output buffers."""
+    return bool(trainer.compile) and device.type == "cuda" and str(trainer.compile_mode) in ("reduce-overhead", "max-autotune")
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on conv/linear weights only, never on norm weights or biases (all 1-d)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -209,7 +214,7 @@ def build(cfg: DictConfig) -> Run:
         raise ConfigError(f"optimizer: {ex}") from None
     use_amp = t.amp and device.type == "cuda"
     run = Run(cfg=cfg, device=device, data=data, task=task, model=model,
-              forward=torch.compile(model) if t.compile else model, optimizer=optimizer,
+              forward=torch.compile(model, mode=str(t.compile_mode)) if t.compile else model, optimizer=optimizer,
               scheduler=instantiate(cfg.scheduler)(optimizer, total_steps=t.max_steps),
               autocast=(lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext,
               n_params=sum(p.numel() for p in model.parameters()),
@@ -238,7 +243,8 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
     reset_peak(run.device)
     task, model, optimizer = run.task, run.model, run.optimizer
     train_split, val_split = run.data.train.to(run.device), run.data.val.to(run.device)
-    sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed), torch.Generator(run.device)
+    sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed, run.device), torch.Generator(run.device)
+    graphs = cuda_graphs(t, run.device)
     write_json(run_dir / ("run_info.json" if run.step == 0 else f"run_info.resume{run.step}.json"), run_info(run))
     diag, tb = Diagnostics(model, cfg.diagnostics), start_tensorboard(run, run_dir)
     loss_tag = f"loss/{task.loss_name}"  # names the loss: a CE run and an MSE run never share a chart
@@ -264,6 +270,8 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             run.data_time += time.perf_counter() - data_start
             # ---- forward
+            if graphs:  # a new step: the previous step's graph outputs may be overwritten now
+                torch.compiler.cudagraph_mark_step_begin()
             with run.autocast():
                 output = run.forward(inputs)
             loss = task.loss(output, target)
@@ -357,7 +365,9 @@ def start_tensorboard(run: Run, run_dir: Path) -> TBLogger:
 def eval_and_log(run: Run, tb: TBLogger, diag: Diagnostics, val: Split, train_loss: float | None) -> dict[str, float]:
     """Validation metrics, activation stats, pictures; returns ``{"val_<metric>": value}``."""
     cfg, task, step = run.cfg, run.task, run.step
-    vals, sample = evaluate(run.forward, task, val, cfg.trainer.batch_size, run.autocast)
+    # Under CUDA graphs a replay overwrites the last outputs, which eval keeps for its pictures: eval eagerly.
+    graphs = cuda_graphs(cfg.trainer, run.device)
+    vals, sample = evaluate(run.model if graphs else run.forward, task, val, cfg.trainer.batch_size, run.autocast)
     if vals[task.metric] > run.best:
         run.best, run.best_step = vals[task.metric], step
     tb.scalars({f"loss/{task.loss_name}/val": vals["loss"], f"metric/best_val_{task.metric}": run.best,

@@ -5,7 +5,9 @@ peak resident set size. Linux lets a process reset its own peak (``/proc/self/cl
 ``VmHWM``), so a run that shares its process with earlier ones (a sweep under Hydra's basic launcher,
 a test session) still gets its own peak; elsewhere it falls back to ``getrusage``'s ``ru_maxrss``,
 which is per process and never falls -- the kind names which one a figure is. RSS includes the
-interpreter and torch's libraries (a few hundred MB): compare runs, not absolute sizes.
+interpreter and torch's libraries (a few hundred MB), and memory the C allocator kept from an earlier
+run of the same process (freed, not returned): compare runs made in separate processes (a joblib or
+submitit sweep, separate commands), and on CUDA, where the allocator's own peak is exact.
 """
 
 from __future__ import annotations
