@@ -294,14 +294,15 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
             bar.update(1)
             # ---- log: the only host syncs of the hot path, every log_every steps
             if log_now or stop.reason:
-                elapsed = time.perf_counter() - window_start - paused
+                now = time.perf_counter()  # the next window starts here: the cost of logging counts as training
+                elapsed = now - window_start - paused
                 run.train_time += elapsed
                 last["train_loss"] = loss_sum.item() / window_steps
                 tb.scalars({f"{loss_tag}/train": last["train_loss"], "lr": lr, "perf/steps_per_s": window_steps / elapsed,
                             "perf/images_per_s": window_steps * t.batch_size / elapsed, **diag.scalars(step)}, step)
                 bar.set_postfix(loss=f"{last['train_loss']:.4g}", refresh=False)
                 loss_sum.zero_()
-                window_start, window_steps, paused = time.perf_counter(), 0, 0.0
+                window_start, window_steps, paused = now, 0, 0.0
                 if not math.isfinite(last["train_loss"]):
                     status, last["error"] = "diverged", f"training loss is {last['train_loss']} at step {step}"
                     log.error("%s: stopping this run as diverged", last["error"])
