@@ -209,7 +209,7 @@ class TrainerConfig:
     device: Device = Device.auto  # auto = cuda when available, else cpu
     num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
     amp: bool = False  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = False
+    channels_last: Optional[bool] = None  # null: on for CPU (oneDNN's convs 1.2-1.3x faster a step here), off on CUDA
     compile: bool = False  # torch.compile the model
     compile_mode: CompileMode = CompileMode.default  # torch.compile's mode; reduce-overhead = CUDA graphs
     grad_clip: Optional[float] = None  # max global gradient norm

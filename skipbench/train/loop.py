@@ -124,6 +124,7 @@ class Run:
     step: int = 0
     best: float = -math.inf
     best_step: int = 0
+    channels_last: bool = False  # the model's (and the batches') memory format
     train_time: float = 0.0  # seconds in training steps (eval and setup excluded), over all sessions
     data_time: float = 0.0  # seconds of that spent making batches
 
@@ -205,7 +206,8 @@ def build(cfg: DictConfig) -> Run:
                     "for them to connect: this run trains the same network as model=plain", cfg.model.name,
                     cfg.model.long_skip, task.name)
     model = instantiate(cfg.model, in_channels=data.channels, out_channels=task.out_channels, head=task.head)
-    model = model.to(device, memory_format=torch.channels_last if t.channels_last else torch.preserve_format)
+    channels_last = device.type == "cpu" if t.channels_last is None else t.channels_last
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     try:
         # fused=null: torch's fused kernel where it has one; its default is a Python loop over tensors on CPU
         fused = {"fused": True} if cfg.optimizer.get("fused", False) is None and device.type in ("cpu", "cuda") else {}
@@ -217,7 +219,7 @@ def build(cfg: DictConfig) -> Run:
               forward=torch.compile(model, mode=str(t.compile_mode)) if t.compile else model, optimizer=optimizer,
               scheduler=instantiate(cfg.scheduler)(optimizer, total_steps=t.max_steps),
               autocast=(lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext,
-              n_params=sum(p.numel() for p in model.parameters()),
+              n_params=sum(p.numel() for p in model.parameters()), channels_last=channels_last,
               flops=count_flops(model, task.make_batch(data.val.take(slice(0, 1)), None)[0].to(device)))
     if cfg.resume:
         try:
@@ -266,7 +268,7 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
             data_start = time.perf_counter()
             batch = train_split.take(sampler.indices(step - 1))
             inputs, target = task.make_batch(batch, noise.manual_seed(cfg.seed * 1_000_003 + step))
-            if t.channels_last:
+            if run.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             run.data_time += time.perf_counter() - data_start
             # ---- forward
