@@ -225,7 +225,7 @@ def main() -> None:
     p.add_argument("--models", default="unet_concat,resnet")
     p.add_argument("--widths", default="16,32", help="model.width values (the two sizes)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=100, help="timed steps per contender and round")
+    p.add_argument("--steps", type=int, default=60, help="timed steps per contender and round")
     p.add_argument("--warmup", type=int, default=20, help="untimed steps first (a multiple of 20: a log window)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

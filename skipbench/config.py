@@ -223,7 +223,7 @@ class DiagnosticsConfig:
     update_ratios: bool = True  # per-layer ||w_after - w_before|| / ||w_before|| (every log_every)
     activations: bool = True  # per-block output mean/std on a fixed probe batch (each eval)
     grad_flow: bool = True  # gradient-flow heat map (all logged steps) + grad norm vs depth figures
-    figures_every: int = 500  # steps between grad-flow figures (~0.5 s each to draw); always at the end; 0 = end only
+    figures_every: int = 1000  # steps between grad-flow figures (~0.5 s each to draw); always at the end; 0 = end only
     images: bool = True  # input / output / target grid (each eval)
     num_images: int = 8
 
