@@ -112,3 +112,16 @@ def test_sampler_indices_on_the_data_device():
     if torch.cuda.is_available():
         on_gpu = EpochSampler(100, 10, 3, "cuda")
         assert on_gpu.indices(0).device.type == "cuda" and torch.equal(on_gpu.indices(7).cpu(), plain.indices(7))
+
+
+def test_grad_flow_figures_drawn_rarely(tmp_path):
+    """Figures every ``figures_every`` steps and at the end; scalars still at every eval."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _train(tmp_path, "figs", ["trainer.max_steps=6", "trainer.eval_every=2", "trainer.log_every=1",
+                              "diagnostics.figures_every=4"])
+    acc = EventAccumulator(str(tmp_path / "figs"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Images("grad_flow/heatmap")] == [4, 6]
+    assert [e.step for e in acc.Images("grad_flow/by_depth")] == [4, 6]
+    assert [e.step for e in acc.Scalars("metric/val_psnr")] == [0, 2, 4, 6]
