@@ -153,6 +153,7 @@ def precheck(config_name: str, args: list[str]) -> list[str] | None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
+    from .train.checkpoint import resolve_resume
     from .train.prepare import check_runnable, claim_run_folder
 
     register_configs()
@@ -165,6 +166,8 @@ def precheck(config_name: str, args: list[str]) -> list[str] | None:
         run_dir = None
     with open_dict(cfg):
         del cfg["hydra"]
+        if cfg.resume == "auto":  # this folder's own checkpoint if it has one, else a fresh run
+            cfg.resume = resolve_resume("auto", run_dir) if run_dir is not None else None
     check_added_keys(cfg, args)
     state = check_runnable(cfg)
     if state is not None and state["step"] >= cfg.trainer.max_steps:
@@ -330,7 +333,10 @@ def _run_hydra(command: str, app: Callable[[], None], args: list[str], check: bo
         sys.argv = [prog]
         if not user_wants_trace:
             os.environ.pop("HYDRA_FULL_ERROR", None)
-    return 0
+    from .sweep import take_outcome
+
+    outcome = take_outcome()  # left by the sweep's callback (configs/train.yaml: hydra.callbacks)
+    return 1 if outcome is not None and not outcome.ok else 0  # a job of the sweep did not complete
 
 
 # ---------------------------------------------------------------- resume
@@ -353,6 +359,8 @@ def with_resume(args: list[str]) -> list[str]:
     if not resume:
         return args
     value = resume[-1].split("=", 1)[1].strip("'\"")
+    if value == "auto":  # this run folder's own checkpoint, found at the start of training
+        return args
     path = Path(value).expanduser().resolve()
     run_dir = path if path.is_dir() else path.parent
     saved = run_dir / ".hydra" / "overrides.yaml"

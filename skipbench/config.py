@@ -238,7 +238,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     seed: int = 0  # model init, batch order, noise
-    resume: Optional[str] = None  # a run directory (or its checkpoint.pt) to continue
+    resume: Optional[str] = None  # a run directory (or its checkpoint.pt) to continue; auto = this run's own, if any
 
 
 SCHEMAS = {
