@@ -8,7 +8,8 @@ the spread over rounds, and the speed ratios::
     python scripts/bench.py --quick          # a smoke test in a minute (small, 1 round)
     python scripts/bench.py --device cuda    # on a GPU, plus skipbench's fast path (bf16, channels_last, CUDA graphs)
 
-Contenders (same model, data, batches, noise and optimizer -- Adam, fused, as skipbench's default):
+Contenders (same model, data, batches, noise, memory format and optimizer -- channels_last on CPU and
+Adam fused, skipbench's defaults):
 
   (a) bare        a hand-written loop: batch -> forward -> loss -> backward -> step, no logging at all
   (b) skipbench   skipbench's defaults (scalars and per-layer diagnostics every log_every=20 steps)
@@ -74,8 +75,13 @@ class Setup:
         self.cfg, self.device = cfg, device
         self.data, self.task = instantiate(cfg.dataset), instantiate(cfg.task)
         self.task.setup(self.data)
+        # skipbench's memory format (channels_last on CPU by default), so the ratios compare loops, not layouts
+        cl = cfg.trainer.channels_last
+        self.channels_last = device.type == "cpu" if cl is None else bool(cl)
         self.model = instantiate(cfg.model, in_channels=self.data.channels, out_channels=self.task.out_channels,
                                  head=self.task.head).to(device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.train = self.data.train.to(device)
         self.sampler = EpochSampler(len(self.train), cfg.trainer.batch_size, cfg.seed, device)
         self.noise = torch.Generator(device)
@@ -83,7 +89,8 @@ class Setup:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch skipbench's loop makes at ``step`` (1-based)."""
         split = self.train.take(self.sampler.indices(step - 1))
-        return self.task.make_batch(split, self.noise.manual_seed(self.cfg.seed * 1_000_003 + step))
+        inputs, target = self.task.make_batch(split, self.noise.manual_seed(self.cfg.seed * 1_000_003 + step))
+        return (inputs.contiguous(memory_format=torch.channels_last) if self.channels_last else inputs), target
 
     def optimizer(self, params) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=self.cfg.optimizer.lr, fused=True)
