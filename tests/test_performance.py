@@ -125,3 +125,15 @@ def test_grad_flow_figures_drawn_rarely(tmp_path):
     assert [e.step for e in acc.Images("grad_flow/heatmap")] == [4, 6]
     assert [e.step for e in acc.Images("grad_flow/by_depth")] == [4, 6]
     assert [e.step for e in acc.Scalars("metric/val_psnr")] == [0, 2, 4, 6]
+
+
+def test_amp_is_bf16_autocast_on_cpu():
+    from conftest import TINY, compose
+
+    from skipbench.train.loop import build
+
+    run = build(compose([*TINY, "trainer.amp=true", "trainer.device=cpu"]))
+    x = torch.rand(2, 1, 32, 32)
+    with run.autocast():
+        assert run.forward(x).dtype == torch.bfloat16
+    assert run.model(x).dtype == torch.float32  # outside autocast (activation statistics) stays fp32

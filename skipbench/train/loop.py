@@ -214,11 +214,11 @@ def build(cfg: DictConfig, resume: str | None = None) -> Run:
         optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay), **fused)
     except ValueError as ex:  # torch's own argument checks, e.g. "Invalid beta parameter at index 0: 2.0"
         raise ConfigError(f"optimizer: {ex}") from None
-    use_amp = t.amp and device.type == "cuda"
+    use_amp = t.amp and device.type in ("cuda", "cpu")
     run = Run(cfg=cfg, device=device, data=data, task=task, model=model,
               forward=torch.compile(model, mode=str(t.compile_mode)) if t.compile else model, optimizer=optimizer,
               scheduler=instantiate(cfg.scheduler)(optimizer, total_steps=t.max_steps),
-              autocast=(lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext,
+              autocast=(lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else nullcontext,
               n_params=sum(p.numel() for p in model.parameters()), channels_last=channels_last,
               flops=count_flops(model, task.make_batch(data.val.take(slice(0, 1)), None)[0].to(device)))
     if resume:
