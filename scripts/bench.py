@@ -7,6 +7,7 @@ the spread over rounds, and the speed ratios::
     python scripts/bench.py                  # the README table (CPU, 2 models x 2 widths, 3 rounds)
     python scripts/bench.py --quick          # a smoke test in a minute (small, 1 round)
     python scripts/bench.py --device cuda    # on a GPU, plus skipbench's fast path (bf16, channels_last, CUDA graphs)
+    python scripts/bench.py --share 1,2      # jobs side by side: 1 x 2 threads vs 2 x 1 thread (or N jobs per GPU)
 
 Contenders (same model, data, batches, noise, memory format and optimizer -- channels_last on CPU and
 Adam fused, skipbench's defaults):
@@ -208,6 +209,38 @@ def conv_rate(device: torch.device, batch: int, channels_last: bool, repeats: in
     return flops / statistics.median(times) / 1e9
 
 
+def share(counts: list[int], device: torch.device, model: str, width: int, batch: int, steps: int,
+          rounds: int) -> str:
+    """Summed images/s of N skipbench runs side by side (one process each, as a parallel sweep runs them),
+    for each N: how many jobs should share this machine's cores (threads = cores // N) or one GPU."""
+    import json
+    import subprocess
+
+    cores = os.cpu_count() or 1
+    rates: dict[int, list[float]] = {n: [] for n in counts}
+    for _ in range(rounds):
+        for n in counts:  # interleaved, like the contenders
+            with tempfile.TemporaryDirectory() as d:
+                cmd = [sys.executable, "-m", "skipbench.cli", "train", f"model={model}", f"model.width={width}",
+                       f"trainer.batch_size={batch}", f"trainer.max_steps={steps}", f"trainer.eval_every={steps}",
+                       "trainer.progress=false", f"trainer.device={device.type}",
+                       f"trainer.num_threads={max(1, cores // n)}", "dataset.val_size=64"]
+                procs = [subprocess.Popen([*cmd, f"hydra.run.dir={d}/{i}"], cwd=d, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL) for i in range(n)]
+                if any(p.wait() for p in procs):
+                    sys.exit(f"bench.py --share: a run failed: {' '.join(cmd)}")
+                rates[n].append(sum(json.loads(Path(d, str(i), "metrics.json").read_text())["steps_per_s"]
+                                    for i in range(n)) * batch)
+    base = statistics.median(rates[counts[0]])
+    lines = [f"Jobs side by side ({model}, width {width}, batch {batch}, {steps} steps each, {rounds} rounds):", "",
+             "| jobs | threads each | images/s, all jobs | per job | vs " + f"{counts[0]} job{'s' * (counts[0] > 1)} |",
+             "|---:|---:|---:|---:|---:|"]
+    for n in counts:
+        med = statistics.median(rates[n])
+        lines.append(f"| {n} | {max(1, cores // n)} | {cell(rates[n])} | {med / n:.0f} | {med / base:.2f} |")
+    return "\n".join(lines)
+
+
 def cell(times: list[float]) -> str:
     med = statistics.median(times)
     spread = (max(times) - min(times)) / 2 / med if len(times) > 1 else 0.0
@@ -239,6 +272,8 @@ def main() -> None:
     p.add_argument("--contenders", default=None, help="comma list of a,b,c,d,e (default: all for the device)")
     p.add_argument("--quick", action="store_true", help="smoke test: width 4 and 8, 20 steps, 1 round")
     p.add_argument("--out", type=Path, default=None, help="also write the markdown here")
+    p.add_argument("--share", default=None, help="instead: N runs side by side for each N of this list (e.g. 1,2,4), "
+                   "summed images/s -- how many jobs of a sweep should share the cores or one GPU")
     args = p.parse_args()
     if args.quick:
         args.widths, args.steps, args.rounds = "4,8", 20, 1
@@ -251,6 +286,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
 
+    if args.share:
+        model, width = args.models.split(",")[0], int(args.widths.split(",")[0])
+        text = share([int(n) for n in args.share.split(",")], device, model, width, args.batch_size,
+                     args.warmup + max(args.steps, 200), args.rounds)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+        return
     logging.disable(logging.WARNING)  # progress lines of every run would swamp the table
     warnings.filterwarnings("ignore")  # Lightning's advice about workers and log intervals
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
