@@ -137,3 +137,11 @@ def test_amp_is_bf16_autocast_on_cpu():
     with run.autocast():
         assert run.forward(x).dtype == torch.bfloat16
     assert run.model(x).dtype == torch.float32  # outside autocast (activation statistics) stays fp32
+
+
+def test_concat_saves_more_activations_than_add(tmp_path):
+    """The memory a long concat costs over an add, measured: exact and the same on every device."""
+    add = _train(tmp_path, "add", ["model=unet_add", "trainer.max_steps=1", "trainer.eval_every=1"])
+    concat = _train(tmp_path, "concat", ["model=unet_concat", "trainer.max_steps=1", "trainer.eval_every=1"])
+    plain = _train(tmp_path, "plain", ["model=autoencoder", "trainer.max_steps=1", "trainer.eval_every=1"])
+    assert concat["activations_mb"] > add["activations_mb"] >= plain["activations_mb"] > 0

@@ -31,7 +31,7 @@ from ..errors import CheckpointError
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint, write_json
 from .diagnostics import Diagnostics, count_flops
-from .memory import peak_mb, reset_peak
+from .memory import peak_mb, reset_peak, saved_activations_mb
 from .tb import TBLogger, flatten, task_layout
 
 log = logging.getLogger("skipbench")
@@ -404,6 +404,7 @@ def finish(run: Run, tb: TBLogger, run_dir: Path, status: str, last: dict, wall_
         f"best_val_{m}": run.best if run.best > -math.inf else None, "best_step": run.best_step,
         "device": str(run.device), "seed": run.cfg.seed,
         **dict(zip(("peak_memory_mb", "peak_memory_kind"), peak_mb(run.device))),  # see train/memory.py
+        "activations_mb": activations_mb(run),
         **{k: last[k] for k in ("error", "signal") if k in last},  # why it diverged / which signal stopped it
     }
     write_json(run_dir / "metrics.json", summary)
@@ -413,6 +414,15 @@ def finish(run: Run, tb: TBLogger, run_dir: Path, status: str, last: dict, wall_
     else:
         log.info("done: %s", ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
     return summary
+
+
+def activations_mb(run: Run) -> float:
+    """What autograd keeps for backward in one training batch (train/memory.py)."""
+    t = run.cfg.trainer
+    inputs, _ = run.task.make_batch(run.data.train.take(slice(0, t.batch_size)).to(run.device), None)
+    if run.channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return saved_activations_mb(run.model, inputs, run.autocast)
 
 
 def cfg_choices() -> dict[str, str]:
