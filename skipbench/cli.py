@@ -49,6 +49,7 @@ _OLD_HANDLERS = _guard_signals() if __name__ == "__main__" or os.path.basename(s
 import dataclasses  # noqa: E402
 import errno  # noqa: E402
 import logging  # noqa: E402
+import math  # noqa: E402
 import re  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
@@ -80,7 +81,22 @@ Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
 """
 
 
-def _train_task(cfg) -> None:
+def objective(summary: dict | None, sweeper_target: str = "") -> float | None:
+    """What the task function returns to Hydra: the run's headline metric, higher is better (final val
+    PSNR, mIoU or accuracy), for sweepers that optimise (set them to maximise, see README). A failed or
+    diverged run returns what the sweeper counts as a failed trial: ``None`` for Optuna (trial state
+    FAIL, the study goes on; a NaN would abort it), NaN for the others (Nevergrad scores NaN as its
+    worst loss; a ``None`` would raise a TypeError)."""
+    if summary and summary.get("status") == "completed":
+        # The summary names the headline metric in its one "best_val_<metric>" key.
+        metric = next(k for k in summary if k.startswith("best_val_"))[len("best_val_"):]
+        value = summary.get(f"final_val_{metric}")
+        if value is not None and math.isfinite(value):
+            return float(value)
+    return None if "optuna" in sweeper_target else math.nan
+
+
+def _train_task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -92,6 +108,11 @@ def _train_task(cfg) -> None:
     run_dir = Path(hc.runtime.output_dir)
     sweep = hc.mode == RunMode.MULTIRUN
     folder = None
+    summary = None
+    sweeper = str(hc.sweeper.get("_target_", ""))
+    if "optuna" in sweeper and "maximize" not in str(hc.sweeper.get("direction")):
+        logging.getLogger("skipbench").warning("the Optuna sweeper minimises by default, and this job returns its "
+                                               "val metric (higher is better): add hydra.sweeper.direction=maximize")
     try:
         if sweep:  # a single run was checked and its folder locked before Hydra made it
             check_added_keys(cfg, list(hc.overrides.task))
@@ -125,6 +146,7 @@ def _train_task(cfg) -> None:
     finally:
         if folder is not None:
             folder.release()  # a long sweep must not hold one descriptor per finished job
+    return objective(summary, sweeper)
 
 
 def _save_hydra_files(cfg, hc, run_dir: Path) -> None:

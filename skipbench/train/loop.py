@@ -77,7 +77,7 @@ def evaluate(model, task: Task, val: Split, batch_size: int, autocast) -> tuple[
         task.observe(output, target)
         first = first or (inputs, output, target)
     model.train()
-    return {k: v.item() / len(val) for k, v in sums.items()}, first
+    return {**{k: v.item() / len(val) for k, v in sums.items()}, **task.split_metrics()}, first
 
 
 class StopFlag:
