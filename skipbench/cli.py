@@ -57,6 +57,7 @@ from typing import Callable  # noqa: E402
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException  # noqa: E402
 
 from .config import ConfigError, config_dir, register_configs  # noqa: E402
+from .cli_help import train_help, wants_help  # noqa: E402
 from .errors import RunFolderError, SkipbenchError  # noqa: E402
 
 for _sig, _handler in _OLD_HANDLERS.items():
@@ -463,6 +464,9 @@ def train(args: list[str]) -> int:
         if eq and key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir") and not value.strip(" '\""):
             raise RunFolderError(f"{key} is empty: give a folder (e.g. {key}=outputs/my_run), or leave it out "
                                  "for the default under outputs/")
+    if wants_help(args):  # Hydra's own --help takes ~2 s listing config groups
+        print(train_help("train", args))
+        return 0
     if "-m" not in args and "--multirun" not in args:
         args = with_resume(args)
     return _run_hydra("train", _hydra_app(_train_task, "train"), args, check=True)

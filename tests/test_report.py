@@ -40,6 +40,7 @@ CURVES = {
 }
 LONG_SKIP = {"unet_concat": "concat", "autoencoder": "none"}
 PARAMS = {"unet_concat": 1200, "autoencoder": 1000}
+PEAK_MB = {"unet_concat": 420.0, "autoencoder": 400.0}  # metrics.json peak_memory_mb
 LAYERS = ["00_enc0/conv1", "01_bottleneck/conv1", "02_dec0/conv1", "03_head/conv"]  # skeleton layer names
 
 
@@ -89,6 +90,7 @@ def make_run(root: Path, name: str, model: str, seed: int, curve: list[float] | 
             "steps_per_s": MAX_STEPS / TRAIN_TIME, "final_train_loss": 0.2, "final_val_loss": 0.2,
             "final_val_psnr": curve[-1], "final_val_input_psnr": 14.0, "best_val_psnr": max(curve),
             "best_step": STEPS[curve.index(max(curve))], "device": "cpu", "seed": seed,
+            "peak_memory_mb": PEAK_MB[model], "peak_memory_kind": "cpu_peak_rss", "activations_mb": PEAK_MB[model] / 10,
         }
     if metrics is not None:
         (run / "metrics.json").write_text(json.dumps(metrics))
@@ -158,6 +160,8 @@ def test_groups_statistics_and_steps_to_target(sweep: Path):
         bmean, bstd, _ = expected([max(c) for c in CURVES[model]])
         assert (group.best.mean, group.best.std) == (pytest.approx(bmean), pytest.approx(bstd))
     assert unet.params == 1200 and unet.steps_per_s == pytest.approx(5.0)
+    assert (unet.peak_memory_mb, ae.peak_memory_mb) == (PEAK_MB["unet_concat"], PEAK_MB["autoencoder"])
+    assert (unet.activations_mb, ae.activations_mb) == (42.0, 40.0)
 
     # default target: the lowest group mean, here the autoencoder's
     target = statistics.mean(finals("autoencoder"))

@@ -220,7 +220,7 @@ def test_every_model_trains_in_process(tmp_path, name):
     ["optimizer=adamw", "dataset.channels=3", "dataset.size=33", "trainer.grad_clip=1.0"],
     ["diagnostics.grad_norms=false", "diagnostics.images=false", "model=resnet"],
     ["trainer.channels_last=true", "model=densenet", "task=segment", "task.dice_weight=0.5"],
-    ["task=classify", "model=highway", "trainer.amp=true"],  # amp is bf16 autocast on CUDA, a no-op on CPU
+    ["task=classify", "model=highway", "trainer.amp=true"],  # bf16 autocast, on CPU too
     ["task.noise=salt_pepper", "task.amount=0.2", "model=unet_add"],
 ])
 def test_loop_option_combinations(tmp_path, overrides):

@@ -64,10 +64,10 @@ class EpochSampler:
     restarted at step ``s`` sees the same batches as one that never stopped.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device | str | None = None) -> None:
         if batch_size > n:
             raise ConfigError(f"trainer.batch_size={batch_size} is larger than the training split ({n} images)")
-        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.n, self.batch_size, self.seed, self.device = n, batch_size, seed, device
         self.per_epoch = n // batch_size  # drop the ragged tail: every batch has the same size
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
@@ -75,5 +75,7 @@ class EpochSampler:
         epoch, i = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+            # Drawn on the CPU (the same batches on every device), kept on the data's device: indexing CUDA
+            # data with a CPU index would copy it from pageable memory, a host sync, every step.
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).to(self.device)
         return self._perm[i * self.batch_size : (i + 1) * self.batch_size]

@@ -297,6 +297,8 @@ class Group:
     seconds_to_target: list[float | None] = field(default_factory=list)
     params: float | None = None
     steps_per_s: float | None = None
+    peak_memory_mb: float | None = None  # mean over completed runs (train/memory.py: CUDA allocated or CPU RSS)
+    activations_mb: float | None = None  # saved for backward per training batch (exact, device-independent)
 
     @property
     def label(self) -> str:
@@ -395,6 +397,10 @@ def build_report(
         speeds = [s for s in (_number((r.metrics or {}).get("steps_per_s")) for r in done) if s is not None]
         g.params = statistics.mean(params) if params else None
         g.steps_per_s = statistics.mean(speeds) if speeds else None
+        peaks = [p for p in (_number((r.metrics or {}).get("peak_memory_mb")) for r in done) if p is not None]
+        g.peak_memory_mb = statistics.mean(peaks) if peaks else None
+        acts = [a for a in (_number((r.metrics or {}).get("activations_mb")) for r in done) if a is not None]
+        g.activations_mb = statistics.mean(acts) if acts else None
         groups.append(g)
 
     target_source = "given"

@@ -138,21 +138,21 @@ def group_rows(report) -> tuple[list[str], list[list[str]]]:
     tgt = _target_text(report)
     header = [short_key(k) for k in report.shown_keys] or ["group"]
     header += ["n", "failed", f"final {m} (mean ± std)", "95% CI ±", f"best {m} (mean ± std)",
-               f"steps to {tgt}", f"train s to {tgt}", "params", "steps/s"]
+               f"steps to {tgt}", f"train s to {tgt}", "params", "steps/s", "peak MB", "act. MB"]
     rows = []
     for g in report.groups:
         keys = [_cell(g.labels[k]) for k in report.shown_keys] or ["all runs"]
         rows.append(keys + [
             str(g.final.n), str(g.failed), _mean_std(g.final, dec), _num(g.final.ci95, dec), _mean_std(g.best, dec),
             _to_target(g, g.steps_to_target, _count), _to_target(g, g.seconds_to_target, lambda v: f"{v:.1f}"),
-            _count(g.params), _num(g.steps_per_s, 1),
+            _count(g.params), _num(g.steps_per_s, 1), _num(g.peak_memory_mb, 0), _num(g.activations_mb, 1),
         ])
     return header, rows
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    numeric = [i >= len(header) - 9 for i in range(len(header))]
+    numeric = [i >= len(header) - 11 for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)) + " |"
@@ -200,7 +200,8 @@ def run_rows(report) -> list[dict[str, Any]]:
             f"final_{report.metric}": final_value(run, report.metric) if run.status == "completed" else None,
             f"best_{report.metric}": best_value(run, report.metric) if run.status == "completed" else None,
             "steps_to_target": step, "train_s_to_target": secs,
-            **{k: m.get(k) for k in ("steps", "max_steps", "params", "train_time_s", "wall_time_s", "steps_per_s")},
+            **{k: m.get(k) for k in ("steps", "max_steps", "params", "train_time_s", "wall_time_s", "steps_per_s",
+                                    "peak_memory_mb", "peak_memory_kind", "activations_mb")},
             "error": m.get("error") or run.problem,
         })
     return rows
@@ -245,13 +246,13 @@ def render_csv(report) -> str:
     keys = [short_key(k) for k in report.shown_keys]
     w.writerow(["group", *keys, "n", "failed", f"{m}_mean", f"{m}_std", f"{m}_ci95", f"best_{m}_mean", f"best_{m}_std",
                 "target", "steps_to_target_mean", "runs_reached", "runs_with_curve", "train_s_to_target_mean",
-                "params", "steps_per_s"])
+                "params", "steps_per_s", "peak_memory_mb", "activations_mb"])
     for g in report.groups:
         w.writerow([g.label, *(_csv(g.labels[k]) for k in report.shown_keys), g.final.n, g.failed,
                     *(_csv(v) for v in (g.final.mean, g.final.std, g.final.ci95, g.best.mean, g.best.std, report.target,
                                         g.mean_steps_to_target)),
                     len(g.reached), len(g.steps_to_target),
-                    *(_csv(v) for v in (g.mean_seconds_to_target, g.params, g.steps_per_s))])
+                    *(_csv(v) for v in (g.mean_seconds_to_target, g.params, g.steps_per_s, g.peak_memory_mb, g.activations_mb))])
     return buf.getvalue()
 
 
@@ -287,7 +288,8 @@ def render_json(report, plots: Sequence[str]) -> str:
             "steps_to_target": {"mean": g.mean_steps_to_target, "reached": len(g.reached),
                                 "runs": len(g.steps_to_target), "values": g.steps_to_target},
             "train_s_to_target": {"mean": g.mean_seconds_to_target, "values": g.seconds_to_target},
-            "params": g.params, "steps_per_s": g.steps_per_s, "run_names": [r.name for r in g.runs],
+            "params": g.params, "steps_per_s": g.steps_per_s, "peak_memory_mb": g.peak_memory_mb,
+            "activations_mb": g.activations_mb, "run_names": [r.name for r in g.runs],
         })
     doc = {
         "root": report.root, "metric": report.metric, "higher_is_better": report.higher_is_better,

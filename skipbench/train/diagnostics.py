@@ -197,7 +197,7 @@ class Diagnostics:
         self.blocks = [(name, model.get_submodule(path)) for path, name in blocks.items()]
         self.grad_norms = GradNorms(model) if cfg.grad_norms else None
         self.flow: list[tuple[int, list[float]]] = []  # (step, per-layer grad norms) for the heat map
-        self._grads = self._before = self._ratios = None
+        self._grads = self._before = self._ratios = self._copies = None
 
     # ---- around the optimizer step
     def after_backward(self, log_now: bool) -> None:
@@ -207,14 +207,17 @@ class Diagnostics:
     @torch.no_grad()
     def before_step(self, log_now: bool) -> None:
         if log_now and self.cfg.update_ratios:
-            self._before = [w.detach().clone() for w in self.weights]
+            if self._copies is None:  # one buffer per weight, kept: no allocation per log step
+                self._copies = [torch.empty_like(w) for w in self.weights]
+            torch._foreach_copy_(self._copies, self.weights)
+            self._before = self._copies
 
     @torch.no_grad()
     def after_step(self, log_now: bool) -> None:
         if log_now and self._before is not None:
-            delta = torch._foreach_sub([w.detach() for w in self.weights], self._before)
             old = torch.stack(torch._foreach_norm(self._before)).float()
-            self._ratios = torch.stack(torch._foreach_norm(delta)).float() / old.clamp_min(1e-12)
+            torch._foreach_sub_(self._before, self.weights)  # w_before - w_after: the update's norm
+            self._ratios = torch.stack(torch._foreach_norm(self._before)).float() / old.clamp_min(1e-12)
             self._before = None
 
     def scalars(self, step: int) -> dict[str, float]:

@@ -31,6 +31,7 @@ from ..errors import CheckpointError
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint, write_json
 from .diagnostics import Diagnostics, count_flops
+from .memory import peak_mb, reset_peak, saved_activations_mb
 from .tb import TBLogger, flatten, task_layout
 
 log = logging.getLogger("skipbench")
@@ -42,6 +43,11 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def cuda_graphs(trainer: DictConfig, device: torch.device) -> bool:
+    """Whether torch.compile captures CUDA graphs, whose replays reuse their output buffers."""
+    return bool(trainer.compile) and device.type == "cuda" and str(trainer.compile_mode) in ("reduce-overhead", "max-autotune")
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -118,6 +124,7 @@ class Run:
     step: int = 0
     best: float = -math.inf
     best_step: int = 0
+    channels_last: bool = False  # the model's (and the batches') memory format
     train_time: float = 0.0  # seconds in training steps (eval and setup excluded), over all sessions
     data_time: float = 0.0  # seconds of that spent making batches
 
@@ -199,17 +206,20 @@ def build(cfg: DictConfig, resume: str | None = None) -> Run:
                     "for them to connect: this run trains the same network as model=plain", cfg.model.name,
                     cfg.model.long_skip, task.name)
     model = instantiate(cfg.model, in_channels=data.channels, out_channels=task.out_channels, head=task.head)
-    model = model.to(device, memory_format=torch.channels_last if t.channels_last else torch.preserve_format)
+    channels_last = device.type == "cpu" if t.channels_last is None else t.channels_last
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     try:
-        optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay))
+        # fused=null: torch's fused kernel where it has one; its default is a Python loop over tensors on CPU
+        fused = {"fused": True} if cfg.optimizer.get("fused", False) is None and device.type in ("cpu", "cuda") else {}
+        optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay), **fused)
     except ValueError as ex:  # torch's own argument checks, e.g. "Invalid beta parameter at index 0: 2.0"
         raise ConfigError(f"optimizer: {ex}") from None
-    use_amp = t.amp and device.type == "cuda"
+    use_amp = t.amp and device.type in ("cuda", "cpu")
     run = Run(cfg=cfg, device=device, data=data, task=task, model=model,
-              forward=torch.compile(model) if t.compile else model, optimizer=optimizer,
+              forward=torch.compile(model, mode=str(t.compile_mode)) if t.compile else model, optimizer=optimizer,
               scheduler=instantiate(cfg.scheduler)(optimizer, total_steps=t.max_steps),
-              autocast=(lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext,
-              n_params=sum(p.numel() for p in model.parameters()),
+              autocast=(lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else nullcontext,
+              n_params=sum(p.numel() for p in model.parameters()), channels_last=channels_last,
               flops=count_flops(model, task.make_batch(data.val.take(slice(0, 1)), None)[0].to(device)))
     if resume:
         try:
@@ -232,9 +242,11 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
     run = build(cfg, resolve_resume(cfg.resume, run_dir))
     if on_ready:
         on_ready()
+    reset_peak(run.device)
     task, model, optimizer = run.task, run.model, run.optimizer
     train_split, val_split = run.data.train.to(run.device), run.data.val.to(run.device)
-    sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed), torch.Generator(run.device)
+    sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed, run.device), torch.Generator(run.device)
+    graphs = cuda_graphs(t, run.device)
     write_json(run_dir / ("run_info.json" if run.step == 0 else f"run_info.resume{run.step}.json"), run_info(run))
     diag, tb = Diagnostics(model, cfg.diagnostics), start_tensorboard(run, run_dir)
     loss_tag = f"loss/{task.loss_name}"  # names the loss: a CE run and an MSE run never share a chart
@@ -256,10 +268,12 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
             data_start = time.perf_counter()
             batch = train_split.take(sampler.indices(step - 1))
             inputs, target = task.make_batch(batch, noise.manual_seed(cfg.seed * 1_000_003 + step))
-            if t.channels_last:
+            if run.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             run.data_time += time.perf_counter() - data_start
             # ---- forward
+            if graphs:  # a new step: the previous step's graph outputs may be overwritten now
+                torch.compiler.cudagraph_mark_step_begin()
             with run.autocast():
                 output = run.forward(inputs)
             loss = task.loss(output, target)
@@ -282,14 +296,15 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
             bar.update(1)
             # ---- log: the only host syncs of the hot path, every log_every steps
             if log_now or stop.reason:
-                elapsed = time.perf_counter() - window_start - paused
+                now = time.perf_counter()  # the next window starts here: the cost of logging counts as training
+                elapsed = now - window_start - paused
                 run.train_time += elapsed
                 last["train_loss"] = loss_sum.item() / window_steps
                 tb.scalars({f"{loss_tag}/train": last["train_loss"], "lr": lr, "perf/steps_per_s": window_steps / elapsed,
                             "perf/images_per_s": window_steps * t.batch_size / elapsed, **diag.scalars(step)}, step)
                 bar.set_postfix(loss=f"{last['train_loss']:.4g}", refresh=False)
                 loss_sum.zero_()
-                window_start, window_steps, paused = time.perf_counter(), 0, 0.0
+                window_start, window_steps, paused = now, 0, 0.0
                 if not math.isfinite(last["train_loss"]):
                     status, last["error"] = "diverged", f"training loss is {last['train_loss']} at step {step}"
                     log.error("%s: stopping this run as diverged", last["error"])
@@ -353,14 +368,19 @@ def start_tensorboard(run: Run, run_dir: Path) -> TBLogger:
 def eval_and_log(run: Run, tb: TBLogger, diag: Diagnostics, val: Split, train_loss: float | None) -> dict[str, float]:
     """Validation metrics, activation stats, pictures; returns ``{"val_<metric>": value}``."""
     cfg, task, step = run.cfg, run.task, run.step
-    vals, sample = evaluate(run.forward, task, val, cfg.trainer.batch_size, run.autocast)
+    # Under CUDA graphs a replay overwrites the last outputs, which eval keeps for its pictures: eval eagerly.
+    graphs = cuda_graphs(cfg.trainer, run.device)
+    vals, sample = evaluate(run.model if graphs else run.forward, task, val, cfg.trainer.batch_size, run.autocast)
     if vals[task.metric] > run.best:
         run.best, run.best_step = vals[task.metric], step
     tb.scalars({f"loss/{task.loss_name}/val": vals["loss"], f"metric/best_val_{task.metric}": run.best,
                 **{f"metric/val_{k}": v for k, v in vals.items() if k != "loss"},
                 "hparams/score": vals[task.metric], "hparams/best_score": run.best}, step)
     tb.scalars(diag.activations(sample[0]), step)
-    tb.figures({**diag.figures(), **task.figures()}, step)
+    # The heat map holds every logged step, so drawing it at the end loses nothing; in between, rarely.
+    every = cfg.diagnostics.figures_every
+    draw = step == cfg.trainer.max_steps or bool(every) and step % every == 0
+    tb.figures({**(diag.figures() if draw else {}), **task.figures()}, step)
     if cfg.diagnostics.images:
         inputs, output, target = (x[: cfg.diagnostics.num_images] for x in sample)
         tb.images("samples/val", task.sample_rows(inputs, output, target), step,
@@ -383,6 +403,8 @@ def finish(run: Run, tb: TBLogger, run_dir: Path, status: str, last: dict, wall_
         **{f"final_{k}": v for k, v in last.items() if k.startswith("val_")},
         f"best_val_{m}": run.best if run.best > -math.inf else None, "best_step": run.best_step,
         "device": str(run.device), "seed": run.cfg.seed,
+        **dict(zip(("peak_memory_mb", "peak_memory_kind"), peak_mb(run.device))),  # see train/memory.py
+        "activations_mb": activations_mb(run),
         **{k: last[k] for k in ("error", "signal") if k in last},  # why it diverged / which signal stopped it
     }
     write_json(run_dir / "metrics.json", summary)
@@ -392,6 +414,15 @@ def finish(run: Run, tb: TBLogger, run_dir: Path, status: str, last: dict, wall_
     else:
         log.info("done: %s", ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
     return summary
+
+
+def activations_mb(run: Run) -> float:
+    """What autograd keeps for backward in one training batch (train/memory.py)."""
+    t = run.cfg.trainer
+    inputs, _ = run.task.make_batch(run.data.train.take(slice(0, t.batch_size)).to(run.device), None)
+    if run.channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return saved_activations_mb(run.model, inputs, run.autocast)
 
 
 def cfg_choices() -> dict[str, str]:

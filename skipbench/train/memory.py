@@ -1,0 +1,75 @@
+"""Peak memory of one run, for ``metrics.json`` and the report.
+
+CUDA: the allocator's peak (``max_memory_allocated``), reset when the run starts. CPU: the process's
+peak resident set size. Linux lets a process reset its own peak (``/proc/self/clear_refs``, then
+``VmHWM``), so a run that shares its process with earlier ones (a sweep under Hydra's basic launcher,
+a test session) still gets its own peak; elsewhere it falls back to ``getrusage``'s ``ru_maxrss``,
+which is per process and never falls -- the kind names which one a figure is. RSS includes the
+interpreter and torch's libraries (a few hundred MB), and memory the C allocator kept from an earlier
+run of the same process (freed, not returned): compare runs made in separate processes (a joblib or
+submitit sweep, separate commands), and on CUDA, where the allocator's own peak is exact.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+_PROC = Path("/proc/self")
+
+
+def reset_peak(device: torch.device) -> None:
+    """Start this run's peak from what is in use now."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        (_PROC / "clear_refs").write_text("5")  # 5: reset the peak RSS (Linux >= 4.0)
+    except OSError:
+        pass
+
+
+def peak_mb(device: torch.device) -> tuple[float | None, str]:
+    """``(MiB, kind)``: kind is ``cuda_max_allocated``, ``cpu_peak_rss`` (this run) or ``cpu_peak_rss_process``."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1), "cuda_max_allocated"
+    try:
+        for line in (_PROC / "status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1), "cpu_peak_rss"  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None, "unknown"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1), "cpu_peak_rss_process"  # bytes on macOS, KiB else
+
+
+def saved_activations_mb(model: torch.nn.Module, inputs: torch.Tensor, autocast=None) -> float:
+    """MiB of the tensors autograd keeps for backward in one training forward of ``inputs`` ``[B, C, H, W]``
+    (parameters left out): the activation memory a variant's skips cost, exact and the same on every
+    device -- what the peak figures above measure only with the allocator's and the process's noise.
+    Run in eval mode so batch-norm statistics are not touched (it saves the same tensors)."""
+    from contextlib import nullcontext
+
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+                (autocast or nullcontext)():
+            model(inputs)
+    finally:
+        model.train(was_training)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    return round(sum(n for ptr, n in storages.items() if ptr not in params) / 2**20, 2)
