@@ -71,7 +71,7 @@ def test_eight_claims_each_with_a_preset():
 
 
 def test_select_claims_by_name_number_or_preset():
-    assert [c.name for c in select_claims(["crop", "1", "claim_shattered"])] == ["long_skips", "shattered", "crop"]
+    assert [c.name for c in select_claims(["crop", "1", "claim_shattered"])] == ["crop", "long_skips", "shattered"]
     assert len(select_claims([])) == 8
     with pytest.raises(ConfigError, match=r"unknown claim 'bogus'; known: long_skips, degradation"):
         select_claims(["bogus"])
@@ -142,7 +142,7 @@ def test_claim7_concat_costs_more_than_add():
 def _sweep(tmp_path, preset: str, overrides: list[str]):
     from skipbench.report.runs import load_runs
 
-    p = subprocess.run([*CLI, "train", f"experiment={preset}", f"hydra.sweep.dir={tmp_path / preset}", *overrides],
+    p = subprocess.run([*CLI, "train", "-m", f"experiment={preset}", f"hydra.sweep.dir={tmp_path / preset}", *overrides],
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     return load_runs(tmp_path / preset)

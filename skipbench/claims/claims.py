@@ -58,8 +58,7 @@ class Claim:
 
     @property
     def shell(self) -> str:
-        launcher = " hydra/launcher=joblib" if self.command == "train" else ""
-        return f"skipbench {self.command} experiment={self.preset}{launcher}"
+        return f"skipbench {self.command} -m experiment={self.preset}"  # the preset picks its launcher
 
 
 # ---------------------------------------------------------------- reading runs
@@ -305,7 +304,7 @@ def known_claims() -> list[str]:
 
 
 def select_claims(names: Sequence[str]) -> list[Claim]:
-    """The named claims in their order (all when none is named); an unknown name is a one-line error.
+    """The named claims in the order named (all, by number, when none is); an unknown name is a one-line error.
     A claim may be named by its name, its number or its preset (``long_skips``, ``1``, ``claim_long_skips``)."""
     if not names:
         return list(CLAIMS.values())
@@ -316,4 +315,4 @@ def select_claims(names: Sequence[str]) -> list[Claim]:
             raise ConfigError(f"unknown claim '{n}'; known: {', '.join(known_claims())}")
         if alias[n] not in chosen:
             chosen.append(alias[n])
-    return sorted(chosen, key=lambda c: c.number)
+    return chosen

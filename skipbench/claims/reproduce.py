@@ -46,7 +46,8 @@ def run_sweep(claim: Claim, folder: Path) -> float:
         shutil.rmtree(folder)  # an unfinished sweep: start again, a half sweep is no sweep
     folder.parent.mkdir(parents=True, exist_ok=True)
     log = folder.with_suffix(".log")
-    argv = [sys.executable, "-m", "skipbench.cli", claim.command, f"experiment={claim.preset}",
+    # -m: the preset is a sweep (a single run's pre-check would not apply to it)
+    argv = [sys.executable, "-m", "skipbench.cli", claim.command, "-m", f"experiment={claim.preset}",
             f"hydra.sweep.dir={folder}"]
     start = time.perf_counter()
     with open(log, "w") as out:
@@ -105,7 +106,7 @@ def plot(claim: Claim, m: Measured, path: Path) -> None:
 
 
 def section(claim: Claim, m: Measured, folder: Path, wall: float | None, png: str) -> str:
-    lines = [f"## {claim.number}. {claim.name}: **{m.verdict}**", "",
+    lines = [f'<a id="claim-{claim.number}"></a>', "", f"## {claim.number}. {claim.name}: **{m.verdict}**", "",
              f"> {claim.statement}", "", f"*Source:* {claim.source}", "",
              f"*Command:* `skipbench reproduce {claim.name}` — runs `{claim.shell}` "
              f"(preset `configs/experiment/{claim.preset}.yaml`) into `{folder}`"
@@ -137,7 +138,7 @@ def verdict_table(results: list[tuple[Claim, Measured | None]], link: str = "") 
             continue
         e = next(iter(m.effects.values()))[0]
         ci = f" ± {e.ci:.3g}" if e.ci is not None else ""
-        lines.append(f"| {claim.number} | [{claim.statement}]({link}#{claim.number}-{claim.name.replace('_', '_')}) | "
+        lines.append(f"| {claim.number} | [{claim.statement}]({link}#claim-{claim.number}) | "
                      f"**{m.verdict}** | {e.name}: {e.mean:.3g}{ci} |")
     return "\n".join(lines)
 
@@ -175,6 +176,25 @@ def write_results(out: Path, root: Path, results: list[tuple[Claim, Measured | N
     out.write_text("\n".join(lines))
 
 
+README_START, README_END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
+
+
+def update_readme(readme: Path, out: Path, results: list[tuple[Claim, Measured | None]]) -> bool:
+    """Put the verdict table between the README's markers (a README without them is left alone)."""
+    if not readme.is_file():
+        return False
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    import os
+
+    link = os.path.relpath(out, readme.parent)
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{verdict_table(results, link)}\n{README_END}{tail}")
+    return True
+
+
 # ---------------------------------------------------------------- command
 def make_parser() -> argparse.ArgumentParser:
     from ..report.cli import _Parser
@@ -185,6 +205,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("claims", nargs="*", metavar="CLAIM", help="claim names or numbers (default: all eight)")
     p.add_argument("--out", default="docs/results.md", help="the results file (plots go to its folder's results/)")
     p.add_argument("--root", default="outputs/claims", help="where the claims' sweeps live (and are reused from)")
+    p.add_argument("--readme", default="README.md",
+                   help="a README with <!-- verdicts:start/end --> markers gets the verdict table (if it exists)")
     p.add_argument("--rerun", action="store_true", help="run the named claims' sweeps again even if finished")
     p.add_argument("--no-run", action="store_true", help="only write the results of sweeps already finished")
     return p
@@ -223,4 +245,6 @@ def main(args: list[str]) -> int:
         print(f"claim {claim.number} {claim.name}: {m.verdict}", file=sys.stderr, flush=True)
     write_results(out, root, results, time.perf_counter() - start)
     print(f"wrote {out}", file=sys.stderr)
+    if update_readme(Path(opts.readme), out, [(c, m) for c, m, *_ in results]):
+        print(f"updated the verdict table in {opts.readme}", file=sys.stderr)
     return 0
