@@ -13,7 +13,7 @@ from skipbench.claims import CLAIMS, select_claims
 from skipbench.claims.verdict import HOLDS, NOT, PARTLY, effect, verdict, weakest
 from skipbench.errors import ConfigError
 
-from .conftest import CLI, compose
+from conftest import CLI, compose
 
 
 # ---------------------------------------------------------------- verdict rule
