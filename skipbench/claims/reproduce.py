@@ -53,9 +53,12 @@ def run_sweep(claim: Claim, folder: Path) -> float:
     with open(log, "w") as out:
         code = subprocess.call(argv, stdout=out, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
-    if code != 0:
+    # Exit 1 with every job finished: some jobs failed or diverged, which the sweep records (and the
+    # claim's table counts); anything else is a sweep that did not finish.
+    jobs = [p for p in folder.iterdir() if (p / ".hydra").is_dir()] if folder.is_dir() else []
+    if code != 0 and not (code == 1 and jobs and all((p / "metrics.json").is_file() for p in jobs)):
         raise ConfigError(f"claim {claim.name}: '{claim.shell}' exited with {code}; see {log}")
-    (folder / DONE).write_text(json.dumps({"wall_s": round(wall, 1), "command": claim.shell,
+    (folder / DONE).write_text(json.dumps({"wall_s": round(wall, 1), "command": claim.shell, "exit": code,
                                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}))
     return wall
 
