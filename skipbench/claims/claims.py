@@ -36,6 +36,9 @@ class Measured:
     rule: str  # the verdict rule in words, for docs/results.md
     note: str = ""  # why it may not hold at this scale, caveats
     extra: dict[str, Any] = field(default_factory=dict)
+    axis: str = ""  # short y-axis label for the plot (default: quantity)
+    profiles: dict[str, list[float]] = field(default_factory=dict)  # group -> a value per layer, by depth (plotted)
+    profile_axis: str = ""
 
     @property
     def verdicts(self) -> dict[str, str]:
@@ -83,6 +86,13 @@ def by(runs: Sequence[Run], value: Callable[[Run], float | None], **where: Any) 
             if v is not None and math.isfinite(v):
                 out[_seed(run)] = float(v)
     return out
+
+
+def by_list(runs: Sequence[Run], value: Callable[[Run], Any], **where: Any) -> list[Any]:
+    """Like :func:`by` for values that are not numbers (a per-layer list): the values, in seed order."""
+    keys = {"model": "model.name", "blocks": "model.blocks_per_level", "lr": "optimizer.lr"}
+    return [value(r) for r in sorted(runs, key=_seed) if r.status == "completed"
+            and all(_cfg(r, keys.get(k, k)) == v for k, v in where.items()) and value(r) is not None]
 
 
 def lrs(runs: Sequence[Run]) -> list[float]:
@@ -168,7 +178,8 @@ def measure_degradation(runs: Sequence[Run]) -> Measured:
     effects += [effect(f"{m} − plain: (deep − shallow) training loss", delta["plain"], delta[m], "<0")
                 for m in ("resnet", "highway", "densenet")]
     return Measured("training loss (cross-entropy), mean of the last 50 steps", rows, {"": effects},
-                    f"{EITHER}; effects: the plain net's increase with depth, and each skip variant's increase minus the plain one's")
+                    f"{EITHER}; effects: the plain net's increase with depth, and each skip variant's increase minus the plain one's",
+                    axis="training loss (CE)")
 
 
 def measure_grad_depth(runs: Sequence[Run]) -> Measured:
@@ -178,8 +189,15 @@ def measure_grad_depth(runs: Sequence[Run]) -> Measured:
     one = {k: 1.0 for k in plain}
     effects = [effect("plain spread − 1 decade", one, plain, ">0")]
     effects += [effect(f"{r.label} − plain spread (decades)", plain, r.values, "<0") for r in rows[1:]]
+    profile = probe_value("grad", "log10_rel_grad")
+    profiles = {}
+    for r in rows:  # mean over seeds of each layer's log10 relative gradient, input side first
+        curves = [c for c in by_list(runs, profile, model=r.label)]
+        if curves and all(len(c) == len(curves[0]) for c in curves):
+            profiles[r.label] = [statistics.mean(v) for v in zip(*curves)]
     return Measured("spread of log10(‖∂L/∂W‖/‖W‖) over the main-path convs at initialisation (decades)", rows,
-                    {"": effects}, f"{EITHER}; effects: the plain net spreads over more than one decade, each skip variant spreads less")
+                    {"": effects}, f"{EITHER}; effects: the plain net spreads over more than one decade, each skip variant spreads less",
+                    axis="spread (decades)", profiles=profiles, profile_axis="log10 ‖∂L/∂W‖/‖W‖ (mean over seeds)")
 
 
 def measure_branch_response(runs: Sequence[Run]) -> Measured:
@@ -200,7 +218,8 @@ def measure_branch_response(runs: Sequence[Run]) -> Measured:
     effects.append(effect(f"resnet: {blocks[-1]} − {blocks[0]} blocks/level response std",
                           v["resnet", blocks[0]], v["resnet", blocks[-1]], "<0"))
     return Measured("mean std of the 3×3 layers' responses (after BN, before ReLU/addition), trained", rows, {"": effects},
-                    f"{EITHER}; effects: residual − plain at each depth, and the deeper residual net − the shallower")
+                    f"{EITHER}; effects: residual − plain at each depth, and the deeper residual net − the shallower",
+                    axis="mean response std")
 
 
 def measure_update_ratio(runs: Sequence[Run]) -> Measured:
@@ -216,7 +235,7 @@ def measure_update_ratio(runs: Sequence[Run]) -> Measured:
     rows = [Row(m, by(runs, spread, model=m)) for m in ("unet_concat", "resunet")]
     effects = [effect("unet_concat − resunet, update-ratio spread (decades)", rows[1].values, rows[0].values, ">0")]
     return Measured("spread of log10 mean update ratio ‖ΔW‖/‖W‖ over the main-path convs (decades)", rows, {"": effects},
-                    f"{EITHER}; effect: long-only U-Net's spread minus long+short Res-U-Net's")
+                    f"{EITHER}; effect: long-only U-Net's spread minus long+short Res-U-Net's", axis="update-ratio spread (decades)")
 
 
 def measure_shattered(runs: Sequence[Run]) -> Measured:
@@ -228,7 +247,8 @@ def measure_shattered(runs: Sequence[Run]) -> Measured:
     effects = [effect(f"resnet − plain, {deep} blocks/level", v["plain", deep], v["resnet", deep], ">0"),
                effect(f"plain: {deep} − {shallow} blocks/level", v["plain", shallow], v["plain", deep], "<0")]
     return Measured("correlation of input gradients of neighbouring inputs at initialisation", rows, {"": effects},
-                    f"{EITHER}; effects: residual − plain when deep, and the plain net's drop with depth")
+                    f"{EITHER}; effects: residual − plain when deep, and the plain net's drop with depth",
+                    axis="neighbour gradient correlation")
 
 
 def measure_add_concat(runs: Sequence[Run]) -> Measured:
