@@ -162,3 +162,11 @@ def test_claim8_crop_and_padded_score_on_the_same_area(tmp_path):
     m = CLAIMS["crop"].measure(runs)
     (e,) = m.effects["lr 0.003"]
     assert "central 24 px" in e.name and abs(e.mean) < 3.0
+
+
+@pytest.mark.slow
+def test_claim2_deeper_plain_net_trains_worse_residual_less_so(tmp_path):
+    runs = _sweep(tmp_path, "claim_degradation", ["model=plain,resnet", "seed=0", "trainer.max_steps=100"])
+    plain_up, resnet_vs_plain = CLAIMS["degradation"].measure(runs).effects[""][:2]
+    assert plain_up.mean > 0.1  # cross-entropy: the 12-conv-per-stage plain net ends higher than the 2-conv one
+    assert resnet_vs_plain.mean < 0
