@@ -124,8 +124,11 @@ def test_claim6_plain_gradients_shatter_residual_ones_do_not():
     corr = {}
     for model in ("plain", "resnet"):
         run = _built([*DEEP_CLASSIFY, f"model={model}", "model.blocks_per_level=8", "seed=0"])
-        corr[model] = gradient_autocorrelation(run.model, _batch(run)[0][0])["neighbour_corr"]
-    assert corr["resnet"] > 0.7 and corr["plain"] < 0.5
+        inputs = _batch(run)[0]
+        corr[model] = gradient_autocorrelation(run.model, inputs[0], calibration=inputs)["neighbour_corr"]
+    # BatchNorm with the batch's statistics: the plain net's gradients are white noise (Balduzzi et al.:
+    # ~0 with BN), the residual net's stay correlated (they decay only slowly with depth)
+    assert corr["plain"] < 0.2 and corr["resnet"] > corr["plain"] + 0.2
 
 
 @pytest.mark.slow

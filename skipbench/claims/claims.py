@@ -246,7 +246,8 @@ def measure_shattered(runs: Sequence[Run]) -> Measured:
     deep, shallow = blocks[-1], blocks[0]
     effects = [effect(f"resnet − plain, {deep} blocks/level", v["plain", deep], v["resnet", deep], ">0"),
                effect(f"plain: {deep} − {shallow} blocks/level", v["plain", shallow], v["plain", deep], "<0")]
-    return Measured("correlation of input gradients of neighbouring inputs at initialisation", rows, {"": effects},
+    return Measured("correlation of input gradients of neighbouring inputs at initialisation (eval mode, BatchNorm "
+                    "set to a training batch's statistics)", rows, {"": effects},
                     f"{EITHER}; effects: residual − plain when deep, and the plain net's drop with depth",
                     axis="neighbour gradient correlation")
 

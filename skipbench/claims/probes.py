@@ -52,15 +52,38 @@ def _layers(model: nn.Module) -> list[nn.Module]:
     return [m for _, m in skeleton_layers(model)[0]]
 
 
-def gradient_autocorrelation(model: nn.Module, x0: torch.Tensor, seed: int = 0) -> dict[str, Any]:
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, inputs: torch.Tensor) -> None:
+    """Set every BatchNorm's running statistics to exactly those of ``inputs`` (one train-mode forward
+    with a cumulative average), so eval mode normalises as training would, but each sample alone."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    try:
+        model(inputs)
+    finally:
+        model.train(was_training)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+
+def gradient_autocorrelation(model: nn.Module, x0: torch.Tensor, seed: int = 0,
+                             calibration: torch.Tensor | None = None) -> dict[str, Any]:
     """Balduzzi et al. (2017): how correlated are input gradients of neighbouring inputs?
 
     ``x0 [C, H, W]``: inputs ``x_t = x0 + (t / N - 1/2) * span * ||x0|| * v`` along a random unit
     direction ``v`` (``N = LINE_POINTS``); per input the gradient of a fixed random projection of the
     output w.r.t. the input; returns the mean Pearson correlation of gradients of neighbouring points
-    (1 = smooth, ~0 = shattered). Eval mode, so each point is independent of the others (BatchNorm
-    uses its running statistics; at initialisation those are 0 and 1).
+    (1 = smooth, ~0 = shattered). Eval mode, so each point is independent of the others; with
+    ``calibration [B, C, H, W]`` BatchNorm first takes that batch's statistics (:func:`calibrate_batchnorm`),
+    so it normalises as in training instead of using whatever running statistics the model holds.
     """
+    if calibration is not None:
+        calibrate_batchnorm(model, calibration)
     g = torch.Generator().manual_seed(seed)
     v = torch.randn(x0.shape, generator=g)
     v = v / v.norm()
@@ -150,7 +173,7 @@ def probe_run(cfg, run_dir: Path) -> dict[str, Any]:
         "status": "completed", "model": cfg.model.name, "seed": cfg.seed, "params": run.n_params,
         "flops_per_sample": run.flops,
         "grad": grad_profile(run.model, run.task, inputs, target),
-        "shattered": gradient_autocorrelation(run.model, inputs[0], seed=cfg.seed),
+        "shattered": gradient_autocorrelation(run.model, inputs[0], seed=cfg.seed, calibration=inputs),
         "memory": training_memory(run.model, run.task, inputs, target),
     }
     write_json(Path(run_dir) / PROBE, result)
