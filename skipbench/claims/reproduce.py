@@ -65,6 +65,30 @@ def run_sweep(claim: Claim, folder: Path) -> float:
     return wall
 
 
+def adopt(folder: Path) -> bool:
+    """A sweep that finished without its ``.done`` (the reproduce process was stopped while the sweep ran
+    on): every job the sweep's ``multirun.yaml`` lists has ``metrics.json``. Writes ``.done`` with the wall
+    time the files show (first job folder made -> last ``metrics.json`` written)."""
+    import yaml
+
+    try:
+        params = yaml.safe_load((folder / "multirun.yaml").read_text())["hydra"]["sweeper"]["params"] or {}
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return False
+    expected = 1
+    for value in params.values():
+        expected *= len(str(value).split(","))
+    jobs = [p for p in folder.iterdir() if (p / ".hydra").is_dir()]
+    done = [p / "metrics.json" for p in jobs if (p / "metrics.json").is_file()]
+    if len(jobs) != expected or len(done) != expected:
+        return False
+    start = min((p / ".hydra").stat().st_mtime for p in jobs)
+    wall = max(f.stat().st_mtime for f in done) - start
+    (folder / DONE).write_text(json.dumps({"wall_s": round(wall, 1), "adopted": True,
+                                           "finished": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    return True
+
+
 def measure(claim: Claim, folder: Path) -> Measured:
     from ..report.runs import load_runs
 
@@ -250,7 +274,7 @@ def main(args: list[str]) -> int:
     for i, claim in enumerate(chosen, 1):
         folder = sweep_dir(claim, root)
         head = f"[{i}/{len(chosen)}] claim {claim.number} {claim.name}:"
-        if (folder / DONE).is_file() and not opts.rerun:
+        if not opts.rerun and ((folder / DONE).is_file() or adopt(folder)):
             print(f"{head} reusing {folder}", file=sys.stderr, flush=True)
         elif opts.no_run:
             print(f"{head} not run (--no-run)", file=sys.stderr, flush=True)
