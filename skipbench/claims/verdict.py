@@ -66,11 +66,26 @@ class Effect:
             return self.mean < 0
         return abs(self.mean) <= self.margin
 
+    @property
+    def reason(self) -> str:
+        """Why an effect does not support the claim, read off its numbers ("" when it does)."""
+        if self.supports:
+            return ""
+        if self.ci is None or not math.isfinite(self.mean):
+            return "too few paired seeds for an interval"
+        if self.direction == "~0":
+            if abs(self.mean) > self.margin:
+                return f"the groups differ by more than the ±{self.margin:g} margin"
+            return f"the interval is wider than the ±{self.margin:g} margin: {self.n} seeds cannot show equivalence here"
+        if self.leans:
+            return f"right direction, but the interval includes 0 with {self.n} seeds"
+        return "measured the other way"
+
     def text(self, digits: int = 3) -> str:
         ci = "n/a" if self.ci is None else f"{self.ci:.{digits}g}"
         lo_hi = "" if self.ci is None else f", CI [{self.low:.{digits}g}, {self.high:.{digits}g}]"
         want = {">0": "> 0", "<0": "< 0"}.get(self.direction, f"within ±{self.margin:g}")
-        mark = "supports" if self.supports else ("leans" if self.leans else "against")
+        mark = "supports" if self.supports else ("leans" if self.leans else "against") + f" — {self.reason}"
         return f"{self.name} = {self.mean:.{digits}g} ± {ci}{lo_hi} (n={self.n}{'' if self.paired else ', unpaired'}; " \
                f"claimed {want}: {mark})"
 
