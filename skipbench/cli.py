@@ -49,6 +49,7 @@ _OLD_HANDLERS = _guard_signals() if __name__ == "__main__" or os.path.basename(s
 import dataclasses  # noqa: E402
 import errno  # noqa: E402
 import logging  # noqa: E402
+import math  # noqa: E402
 import re  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
@@ -81,7 +82,22 @@ Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
 """
 
 
-def _train_task(cfg) -> None:
+def objective(summary: dict | None, sweeper_target: str = "") -> float | None:
+    """What the task function returns to Hydra: the run's headline metric, higher is better (final val
+    PSNR, mIoU or accuracy), for sweepers that optimise (set them to maximise, see README). A failed or
+    diverged run returns what the sweeper counts as a failed trial: ``None`` for Optuna (trial state
+    FAIL, the study goes on; a NaN would abort it), NaN for the others (Nevergrad scores NaN as its
+    worst loss; a ``None`` would raise a TypeError)."""
+    if summary and summary.get("status") == "completed":
+        # The summary names the headline metric in its one "best_val_<metric>" key.
+        metric = next(k for k in summary if k.startswith("best_val_"))[len("best_val_"):]
+        value = summary.get(f"final_val_{metric}")
+        if value is not None and math.isfinite(value):
+            return float(value)
+    return None if "optuna" in sweeper_target else math.nan
+
+
+def _train_task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -93,6 +109,11 @@ def _train_task(cfg) -> None:
     run_dir = Path(hc.runtime.output_dir)
     sweep = hc.mode == RunMode.MULTIRUN
     folder = None
+    summary = None
+    sweeper = str(hc.sweeper.get("_target_", ""))
+    if "optuna" in sweeper and "maximize" not in str(hc.sweeper.get("direction")):
+        logging.getLogger("skipbench").warning("the Optuna sweeper minimises by default, and this job returns its "
+                                               "val metric (higher is better): add hydra.sweeper.direction=maximize")
     try:
         if sweep:  # a single run was checked and its folder locked before Hydra made it
             check_added_keys(cfg, list(hc.overrides.task))
@@ -126,6 +147,7 @@ def _train_task(cfg) -> None:
     finally:
         if folder is not None:
             folder.release()  # a long sweep must not hold one descriptor per finished job
+    return objective(summary, sweeper)
 
 
 def _save_hydra_files(cfg, hc, run_dir: Path) -> None:
@@ -154,6 +176,7 @@ def precheck(config_name: str, args: list[str]) -> list[str] | None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
+    from .train.checkpoint import resolve_resume
     from .train.prepare import check_runnable, claim_run_folder
 
     register_configs()
@@ -166,6 +189,8 @@ def precheck(config_name: str, args: list[str]) -> list[str] | None:
         run_dir = None
     with open_dict(cfg):
         del cfg["hydra"]
+        if cfg.resume == "auto":  # this folder's own checkpoint if it has one, else a fresh run
+            cfg.resume = resolve_resume("auto", run_dir) if run_dir is not None else None
     check_added_keys(cfg, args)
     state = check_runnable(cfg)
     if state is not None and state["step"] >= cfg.trainer.max_steps:
@@ -331,7 +356,10 @@ def _run_hydra(command: str, app: Callable[[], None], args: list[str], check: bo
         sys.argv = [prog]
         if not user_wants_trace:
             os.environ.pop("HYDRA_FULL_ERROR", None)
-    return 0
+    from .sweep import take_outcome
+
+    outcome = take_outcome()  # left by the sweep's callback (configs/train.yaml: hydra.callbacks)
+    return 1 if outcome is not None and not outcome.ok else 0  # a job of the sweep did not complete
 
 
 # ---------------------------------------------------------------- resume
@@ -354,6 +382,8 @@ def with_resume(args: list[str]) -> list[str]:
     if not resume:
         return args
     value = resume[-1].split("=", 1)[1].strip("'\"")
+    if value == "auto":  # this run folder's own checkpoint, found at the start of training
+        return args
     path = Path(value).expanduser().resolve()
     run_dir = path if path.is_dir() else path.parent
     saved = run_dir / ".hydra" / "overrides.yaml"

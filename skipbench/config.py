@@ -227,7 +227,8 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     seed: int = 0  # model init, batch order, noise
-    resume: Optional[str] = None  # a run directory (or its checkpoint.pt) to continue
+    resume: Optional[str] = None  # a run directory (or its checkpoint.pt) to continue; auto = this run's own, if any
+    tuned_lr: dict[str, float] = field(default_factory=dict)  # model.name -> lr, from tuned=<task>_<dataset>
 
 
 SCHEMAS = {
@@ -295,6 +296,10 @@ def check_config(cfg: DictConfig) -> None:
     require(m.width >= 1, "model.width", m.width, "must be an integer >= 1")
     require(m.blocks_per_level >= 1, "model.blocks_per_level", m.blocks_per_level, "must be an integer >= 1")
     require(m.dense_growth is None or m.dense_growth >= 1, "model.dense_growth", m.dense_growth, "must be >= 1 or null")
+    tuned = cfg.get("tuned_lr") or {}
+    if tuned and m.name not in tuned:  # checked first: optimizer.lr interpolates ${tuned_lr.${model.name}}
+        raise ConfigError(f"tuned: no tuned learning rate for model={m.name}; tuned: {', '.join(tuned)} "
+                          "(tune it with scripts/tune_lr.py --models ..., or drop tuned=)")
     require(cfg.optimizer.lr > 0, "optimizer.lr", cfg.optimizer.lr, "must be > 0")
     require(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay", cfg.optimizer.weight_decay, "must be >= 0")
     if "momentum" in cfg.optimizer:
@@ -350,3 +355,10 @@ def check_image_size(cfg: DictConfig, size: int) -> None:
         if size < smallest:
             raise ConfigError(f"dataset image size {size} px: valid convs (model.padding=0) at model.depth={m.depth}, "
                               f"blocks_per_level={m.blocks_per_level} need >= {smallest} px")
+        from hydra.utils import get_class
+
+        from .models.encdec import check_valid_size
+
+        why = check_valid_size(size, m.depth, m.blocks_per_level)
+        if why and get_class(cfg.task._target_).head == "pixels":  # a classifier has no decoder to misalign
+            raise ConfigError(f"dataset image size {why} (model.depth={m.depth}, blocks_per_level={m.blocks_per_level})")

@@ -9,12 +9,26 @@ task         input -> target         loss                        metrics (headli
 ===========  ======================  ==========================  ===================================
 reconstruct  image -> same image     MSE                         PSNR (dB), SSIM
 denoise      image + noise -> image  MSE                         PSNR, SSIM, input PSNR (baseline)
-segment      image -> class mask     cross-entropy (+ Dice)      mean IoU, Dice, pixel accuracy
+segment      image -> class mask     cross-entropy (+ Dice)      mean IoU, Dice (over the split), pixel acc.
 classify     image -> label          cross-entropy               top-1 accuracy (+ confusion matrix)
 ===========  ======================  ==========================  ===================================
 
 Models with valid convs (``unet_crop``) output a centre region of the input: targets (and the
 inputs shown in TensorBoard) are centre-cropped to the output in every loss, metric and picture.
+
+Metric conventions (checked against scikit-image, torchmetrics and scikit-learn in tests/test_metrics.py):
+
+- PSNR of the model output clamps the output to [0, 1] (an image is displayed and saved clamped);
+  ``input_psnr`` scores the noisy input exactly as the model receives it (Gaussian noise unclipped);
+  ``input_psnr_clipped`` is the same input clamped to [0, 1], the trivial "clip the noise" baseline.
+- SSIM: Wang et al. 2004 (Gaussian 11x11 window, sigma 1.5, K1 0.01, K2 0.03, population
+  covariances), mean over the 'valid' region, as ``skimage.metrics.structural_similarity(...,
+  gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`` and torchmetrics. Images under 11 px
+  (tiny ``unet_crop`` outputs) use a window cropped to the image: not comparable with published SSIM.
+- Segmentation ``miou`` / ``dice``: per class from the confusion matrix accumulated over the whole
+  split (VOC / Cityscapes; torchmetrics' dataset-level ``JaccardIndex``), averaged over the classes
+  that occur in the truth or the prediction of the split (a class absent from both has no IoU).
+  ``miou_per_image`` / ``dice_per_image`` are the mean over images of each image's own mean.
 """
 
 from __future__ import annotations
@@ -28,17 +42,17 @@ from .models.blocks import crop_to
 
 
 # ---------------------------------------------------------------- metrics
-def psnr(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Per-image PSNR in dB, ``[B, C, H, W] x2 -> [B]``; the output is clamped to the data range."""
-    mse = (output.clamp(0, data_range) - target).pow(2).flatten(1).mean(1)
+def psnr(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, clamp: bool = True) -> torch.Tensor:
+    """Per-image PSNR in dB, ``[B, C, H, W] x2 -> [B]``; ``clamp``: the output is clamped to the data range."""
+    mse = ((output.clamp(0, data_range) if clamp else output) - target).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-10))
 
 
 def ssim(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Per-image SSIM (Wang et al. 2004: Gaussian 11x11 window, sigma 1.5, K1=0.01, K2=0.03), ``-> [B]``.
 
-    The window shrinks to the image for images smaller than 11 pixels; 'valid' filtering as in the
-    reference implementation.
+    'Valid' filtering as in the reference implementation. Images smaller than 11 pixels get a window
+    cropped to the image (same sigma); the reference implementations refuse them.
     """
     x, y = output.clamp(0, data_range).float(), target.float()
     c = x.shape[1]
@@ -57,6 +71,21 @@ def ssim(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, wi
 def confusion(pred: torch.Tensor, target: torch.Tensor, n: int) -> torch.Tensor:
     """``[n, n]`` counts, rows = true class, columns = predicted (any shapes, class ids)."""
     return torch.bincount(target.flatten() * n + pred.flatten(), minlength=n * n).view(n, n)
+
+
+def iou_dice(conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-class IoU and Dice from a ``[n, n]`` confusion matrix (rows = truth), ``-> [n], [n], present [n]``.
+
+    IoU = TP / (TP + FP + FN), Dice = 2 TP / (2 TP + FP + FN); ``present``: the class occurs in the
+    truth or the prediction (its IoU is defined); absent classes get 0 and must not be averaged.
+    """
+    conf = conf.double()
+    tp = conf.diagonal()
+    union = conf.sum(0) + conf.sum(1) - tp  # predicted + true - both
+    present = union > 0
+    iou = torch.where(present, tp / union.clamp_min(1), 0)
+    dice = torch.where(present, 2 * tp / (union + tp).clamp_min(1), 0)
+    return iou, dice, present
 
 
 def palette(n: int, device=None) -> torch.Tensor:
@@ -123,6 +152,10 @@ class Task:
     def observe(self, output: torch.Tensor, target: torch.Tensor) -> None:
         """Called on every validation batch, for whole-split statistics (confusion matrix)."""
 
+    def split_metrics(self) -> dict[str, float]:
+        """Metrics of the whole split from what :meth:`observe` gathered; called once after each eval."""
+        return {}
+
     def figures(self) -> dict:
         """Whole-split figures for TensorBoard after an eval (``{tag: matplotlib figure}``)."""
         return {}
@@ -175,8 +208,10 @@ class Denoise(Task):
         return clean + self.sigma * noise, clean
 
     def metrics(self, inputs, output, target):
-        # The noisy input's PSNR is the baseline a denoiser must beat.
-        return {**super().metrics(inputs, output, target), "input_psnr": psnr(crop_to(inputs, output), crop_to(target, output))}
+        # The noisy input's PSNR is the baseline a denoiser must beat: scored as the model receives it.
+        inputs, target = crop_to(inputs, output), crop_to(target, output)
+        return {**super().metrics(inputs, output, target), "input_psnr": psnr(inputs, target, clamp=False),
+                "input_psnr_clipped": psnr(inputs, target)}
 
 
 class Segment(Task):
@@ -196,6 +231,7 @@ class Segment(Task):
     def setup(self, data):
         super().setup(data)
         self.classes = _require(data, self.name, "per-pixel masks", data.seg_classes)
+        self._confusion = None
 
     def make_batch(self, split, generator):
         return self.prepare(split.images), split.masks
@@ -220,7 +256,20 @@ class Segment(Task):
         iou = torch.where(present, inter / union.clamp_min(1), 0).sum(1) / present.sum(1).clamp_min(1)
         sizes = p.sum(1).float() + t.sum(1).float()
         dice = torch.where(present, 2 * inter / sizes.clamp_min(1), 0).sum(1) / present.sum(1).clamp_min(1)
-        return {"miou": iou, "dice": dice, "pixel_acc": (pred == target).flatten(1).float().mean(1)}
+        # Per-image means only under their own names: miou / dice are over the split (split_metrics).
+        return {"miou_per_image": iou, "dice_per_image": dice, "pixel_acc": (pred == target).flatten(1).float().mean(1)}
+
+    def observe(self, output, target):
+        c = confusion(output.argmax(1), crop_to(target, output), len(self.classes))
+        self._confusion = c if self._confusion is None else self._confusion + c
+
+    def split_metrics(self):
+        if self._confusion is None:
+            return {}
+        iou, dice, present = iou_dice(self._confusion)
+        self._confusion = None
+        n = present.sum().clamp_min(1)
+        return {"miou": (iou.sum() / n).item(), "dice": (dice.sum() / n).item()}
 
     def sample_rows(self, inputs, output, target):
         colours = palette(len(self.classes), output.device)

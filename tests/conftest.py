@@ -1,4 +1,5 @@
-"""Shared helpers: composing configs in-process, tiny models, running the CLI in a subprocess."""
+"""Shared helpers: composing configs in-process, tiny models, the CLI in-process or in a subprocess,
+and one tiny sweep shared by the whole session."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 import skipbench.config as sbconfig
-from skipbench.models import build_model, list_models
+from skipbench.models import MODELS, build_model
 
 # Tiny models are fastest on one thread, and far less sensitive to a busy 2-core machine
 # (OpenMP worker threads spinning against other processes cost seconds per step).
@@ -30,7 +31,9 @@ TINY = [
 CLI = [sys.executable, "-m", "skipbench.cli"]
 CLI_TIMEOUT = 240
 
-MODEL_NAMES = list_models()
+# The registry's keys, not list_models(): nothing under test may run at import (mutmut's forced-fail
+# run makes every function of the mutated modules raise, which would break collection).
+MODEL_NAMES = sorted(MODELS)
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "train"):
@@ -115,11 +118,48 @@ def _no_hydra_leftovers():
     GlobalHydra.instance().clear()
 
 
-def job_dir(sweep: Path, override: str) -> Path:
-    """The one job folder of a sweep whose overrides include ``override`` (e.g. ``model=resnet``)."""
+def job_dir(sweep: Path, *overrides: str) -> Path:
+    """The one job folder of a sweep whose overrides include all ``overrides`` (e.g. ``model=resnet``)."""
     import yaml
 
     found = [d for d in Path(sweep).iterdir() if (d / ".hydra" / "overrides.yaml").is_file()
-             and override in yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text())]
-    assert len(found) == 1, f"{override}: {[d.name for d in Path(sweep).iterdir()]}"
+             and set(overrides) <= set(yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()))]
+    assert len(found) == 1, f"{overrides}: {[d.name for d in Path(sweep).iterdir()]}"
     return found[0]
+
+
+# One real sweep through the CLI for the whole session: the multirun, report and task tests all
+# read it, instead of each starting its own.
+SWEEP_MODELS = ("autoencoder", "unet_concat")
+SWEEP_TASKS = ("reconstruct", "denoise", "segment", "classify")
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``train -m model=autoencoder,unet_concat task=reconstruct,denoise,segment,classify``, 4 steps each:
+    returns the sweep folder and the finished process (its cwd is the sweep folder's parent)."""
+    cwd = tmp_path_factory.mktemp("tiny_sweep")
+    sweep = cwd / "sweep"
+    res = run_cli(["train", "-m", f"model={','.join(SWEEP_MODELS)}", f"task={','.join(SWEEP_TASKS)}", *TINY,
+                   "trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=2", "trainer.num_threads=1",
+                   f"hydra.sweep.dir={sweep}"], cwd=cwd)
+    return sweep, res
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``skipbench.cli.main(argv)`` in this process: ``(exit code, stdout, stderr)``; a ``SystemExit``
+    (Hydra's ``--help``) counts as its code."""
+    from skipbench.cli import main
+
+    saved = os.environ.pop("HYDRA_FULL_ERROR", None)  # the CLI must print one-line errors, not traces
+    argv_before = list(sys.argv)  # the CLI hands sys.argv to Hydra and leaves it changed
+    try:
+        code = main(list(argv))
+    except SystemExit as ex:
+        code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
+    finally:
+        sys.argv = argv_before
+        if saved is not None:
+            os.environ["HYDRA_FULL_ERROR"] = saved
+    out, err = capsys.readouterr()
+    return code, out, err

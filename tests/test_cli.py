@@ -5,19 +5,18 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 import yaml
 from hydra.utils import instantiate
 
-from skipbench.models import list_models
 from skipbench.train.checkpoint import CHECKPOINT, load_checkpoint
 from skipbench.train.diagnostics import depth_ordered_layers, skeleton_layers
 
 from conftest import (
-    TINY, cli_env, compose, describe, event_files, finish, load_events, read_metrics, run_cli, start_cli,
+    SWEEP_MODELS, SWEEP_TASKS, TINY, cli_env, compose, describe, event_files, finish, group_options, job_dir,
+    load_events, read_metrics, run_cli, run_main, start_cli,
 )
 
 # The run the brief describes, exactly.
@@ -97,11 +96,12 @@ def test_run_grad_norm_tags_one_per_layer_in_depth_order(cli_run):
     for tag in [*expected, "grad_norm/total"]:
         events = ea.Scalars(tag)
         assert [e.step for e in events] == [2, 4, 6], tag
-        assert all(math.isfinite(e.value) and e.value >= 0 for e in events), tag
-    # the total bounds every layer's norm
+        # strictly positive: every layer gets a gradient (all zeros would be a broken hook)
+        assert all(math.isfinite(e.value) and e.value > 0 for e in events), tag
+    # the total is over all parameters, so it bounds the layers' weights together, not just one by one
     totals = [e.value for e in ea.Scalars("grad_norm/total")]
-    for tag in expected:
-        assert all(e.value <= t * (1 + 1e-5) for e, t in zip(ea.Scalars(tag), totals)), tag
+    layer_sq = [sum(ea.Scalars(tag)[i].value ** 2 for tag in expected) for i in range(len(totals))]
+    assert all(sq <= t * t * (1 + 1e-4) for sq, t in zip(layer_sq, totals)), (layer_sq, totals)
 
 
 def test_run_hparams_in_the_run_folder_itself(cli_run):
@@ -123,24 +123,24 @@ def test_run_hparams_in_the_run_folder_itself(cli_run):
     assert exp.metric_infos[0].name.tag == "hparams/score"
 
 
-# ------------------------------------------------------------------ a sweep
-def test_multirun_two_variants(tmp_path):
-    sweep = tmp_path / "sweep"
-    res = run_cli(["train", "-m", "model=autoencoder,unet_concat", "trainer.max_steps=2", "trainer.eval_every=2",
-                   "trainer.log_every=1", *TINY, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+# ------------------------------------------------------------------ a sweep (the session's shared one)
+def test_multirun_of_models_and_tasks(tiny_sweep):
+    sweep, res = tiny_sweep
     assert res.returncode == 0, describe(res)
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    # <num>_<task>_<model>: the overrides every job shares (max_steps, TINY's) are not repeated
-    assert [p.name for p in jobs] == ["0_denoise_autoencoder", "1_denoise_unet_concat"]
-    for model in ("autoencoder", "unet_concat"):
-        (job,) = [p for p in jobs if p.name.endswith(f"_{model}")]
-        m = read_metrics(job)
-        assert m["status"] == "completed" and m["model"] == model and m["steps"] == 2
-        assert len(event_files(job)) == 1 and event_files(job)[0].parent == job
-    assert not (tmp_path / "outputs").exists()
+    assert len(jobs) == len(SWEEP_MODELS) * len(SWEEP_TASKS), [p.name for p in jobs]
+    for model in SWEEP_MODELS:
+        for task in SWEEP_TASKS:
+            job = job_dir(sweep, f"model={model}", f"task={task}")
+            m = read_metrics(job)
+            assert m["status"] == "completed" and m["model"] == model and m["task"] == task and m["steps"] == 4
+            assert len(event_files(job)) == 1 and event_files(job)[0].parent == job
+            # <num>_<task>_<model>: the overrides every job shares (max_steps, TINY's) are not repeated
+            assert job.name.split("_", 1)[1] == f"{task}_{model}", job.name
+    assert not (sweep.parent / "outputs").exists()
 
 
-# ------------------------------------------------------------------ user errors and help, side by side
+# ------------------------------------------------------------------ user errors and help, in-process
 BAD_OVERRIDES = {
     # override: what the one-line message must contain -- the bad value (or key) first, then what is allowed
     "model=bogus": ["bogus", "unet_concat", "autoencoder"],
@@ -153,72 +153,60 @@ BAD_OVERRIDES = {
     "trainer.device=tpu": ["tpu", "cpu"],
     "resume=/nonexistent": ["/nonexistent"],
 }
-OTHER_COMMANDS = {
-    "nosuchcmd": ["nosuchcmd"],
-    "help": ["--help"],
-    "cfg_job": ["train", "--cfg", "job"],
-    "train_help": ["train", "--help"],
-}
 
 
-@pytest.fixture(scope="module")
-def quick_commands(tmp_path_factory):
-    """Every quick command at once (a few side by side), each in its own empty folder."""
-    jobs = {f"bad:{o}": ["train", o] for o in BAD_OVERRIDES} | {f"cmd:{k}": v for k, v in OTHER_COMMANDS.items()}
-
-    def run(item):
-        key, args = item
-        cwd = tmp_path_factory.mktemp("quick")
-        return key, cwd, finish(start_cli(args, cwd))
-
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        return {key: (cwd, res) for key, cwd, res in pool.map(run, jobs.items())}
+def _one_error_line(err: str, prefix: str = "skipbench train: error:") -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(prefix), lines[0]
+    assert "Traceback" not in err
+    return lines[0]
 
 
 @pytest.mark.parametrize("override", list(BAD_OVERRIDES))
-def test_bad_override_one_line_error(quick_commands, override):
-    cwd, res = quick_commands[f"bad:{override}"]
-    assert res.returncode == 2, describe(res)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, describe(res)
-    line = lines[0]
-    assert line.startswith("skipbench train: error:"), line
-    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+def test_bad_override_one_line_error(tmp_path, monkeypatch, capsys, override):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["train", override], capsys)
+    assert code == 2, (out, err)
+    line = _one_error_line(err)
+    assert "Traceback" not in out
     for word in BAD_OVERRIDES[override]:
         assert word in line, (word, line)
-    assert not (cwd / "outputs").exists(), "a run folder was created for a config that cannot run"
-    assert list(cwd.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [], "a run folder was created for a config that cannot run"
 
 
-def test_unknown_command(quick_commands):
-    cwd, res = quick_commands["cmd:nosuchcmd"]
-    assert res.returncode == 2, describe(res)
-    first = [line for line in res.stderr.splitlines() if line.strip()][0]
+def test_unknown_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(["nosuchcmd"], capsys)
+    assert code == 2, err
+    first = [line for line in err.splitlines() if line.strip()][0]
     assert first.startswith("skipbench: error:") and "nosuchcmd" in first
     assert "known: train" in first
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in err
 
 
-def test_top_level_help(quick_commands):
-    _, res = quick_commands["cmd:help"]
-    assert res.returncode == 0, describe(res)
-    assert "train" in res.stdout and "usage:" in res.stdout
+def test_top_level_help(capsys):
+    code, out, _ = run_main(["help"], capsys)
+    assert code == 0
+    assert "train" in out and "usage:" in out
 
 
-def test_cfg_job_prints_composed_yaml(quick_commands):
-    cwd, res = quick_commands["cmd:cfg_job"]
-    assert res.returncode == 0, describe(res)
-    assert "long_skip: concat" in res.stdout
-    cfg = yaml.safe_load(res.stdout)
+def test_cfg_job_prints_composed_yaml(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["train", "--cfg", "job"], capsys)
+    assert code == 0, err
+    assert "long_skip: concat" in out
+    cfg = yaml.safe_load(out)
     assert cfg["model"]["name"] == "unet_concat" and cfg["model"]["long_skip"] == "concat"
     assert set(cfg) >= {"model", "dataset", "task", "optimizer", "scheduler", "trainer"}
-    assert not (cwd / "outputs").exists()
+    assert not (tmp_path / "outputs").exists()
 
 
-def test_train_help_lists_model_options(quick_commands):
-    _, res = quick_commands["cmd:train_help"]
-    assert res.returncode == 0, describe(res)
-    lines = res.stdout.splitlines()
+def test_train_help_lists_model_options(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["train", "--help"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("Config groups"))
     groups = {}
     for line in lines[start + 1:]:
@@ -226,15 +214,17 @@ def test_train_help_lists_model_options(quick_commands):
             break
         group, _, options = line.partition(":")
         groups[group.strip()] = sorted(o.strip() for o in options.split(","))
-    assert groups["model"] == list_models()
+    assert groups["model"] == group_options("model")
     for group in ("dataset", "task", "optimizer", "scheduler"):
-        assert groups.get(group), group
-    assert "long_skip" in res.stdout  # the current config follows
+        assert groups.get(group) == group_options(group), group
+    assert "long_skip" in out  # the current config follows
 
 
 def test_installed_console_script(tmp_path):
+    """The one subprocess of the error/help family: the installed entry point itself."""
     exe = shutil.which("skipbench")
-    assert exe, "the skipbench console script is not on PATH (pip install -e .)"
+    if exe is None:
+        pytest.skip("the skipbench console script is not on PATH (activate the venv, or pip install -e .)")
     res = subprocess.run([exe, "--help"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, describe(res)
     assert "train" in res.stdout
@@ -272,64 +262,71 @@ def test_resume_matches_straight_run(tmp_path):
     assert [e.value for e in lb] == pytest.approx([e.value for e in la], abs=1e-6)
 
 
-def test_resume_of_non_run_folder(tmp_path):
+def test_resume_of_non_run_folder(tmp_path, monkeypatch, capsys):
     (tmp_path / "empty").mkdir()
-    res = run_cli(["train", f"resume={tmp_path / 'empty'}"], cwd=tmp_path)
-    assert res.returncode == 2, describe(res)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("skipbench train: error:") and "empty" in lines[0]
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(["train", f"resume={tmp_path / 'empty'}"], capsys)
+    assert code == 2, err
+    assert "empty" in _one_error_line(err)
 
 
 # ------------------------------------------------------------------ Ctrl-C
 def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path):
+    """SIGINT once the run has logged its first eval. The run is far longer than it will get to
+    (400 steps), so the signal always lands mid-run however fast the machine; the resumed run and
+    the uninterrupted one then both stop a few steps past the interruption."""
     import signal
     import time
 
-    common = [*TINY, "trainer.max_steps=30", "trainer.eval_every=10", "trainer.log_every=2"]
+    common = [*TINY, "trainer.eval_every=10", "trainer.log_every=2"]
     run_dir, straight = tmp_path / "run", tmp_path / "straight"
-    proc = start_cli(["train", *common, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
-    straight_proc = start_cli(["train", *common, f"hydra.run.dir={straight}"], cwd=tmp_path)
+    proc = start_cli(["train", *common, "trainer.max_steps=400", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     log = run_dir / "train.log"
     deadline = time.time() + 200
-    while time.time() < deadline and not (log.exists() and "step 10/30" in log.read_text()):
-        time.sleep(0.2)
-    assert log.exists() and "step 10/30" in log.read_text(), "the run never reached its first eval"
+    while time.time() < deadline and proc.poll() is None and not (log.exists() and "step 10/400" in log.read_text()):
+        time.sleep(0.1)
+    assert log.exists() and "step 10/400" in log.read_text(), "the run never reached its first eval"
     proc.send_signal(signal.SIGINT)
     res = finish(proc)
     assert res.returncode == 130, describe(res)
     assert "Traceback" not in res.stderr
     stopped = read_metrics(run_dir)
-    assert stopped["status"] == "interrupted" and 10 <= stopped["steps"] < 30
+    assert stopped["status"] == "interrupted" and 10 <= stopped["steps"] < 400
     assert load_checkpoint(run_dir / CHECKPOINT)["step"] == stopped["steps"]
     assert "resume=" in res.stdout + res.stderr  # the message says how to go on
 
-    resumed = run_cli(["train", f"resume={run_dir}"], cwd=tmp_path)
+    end = f"trainer.max_steps={stopped['steps'] + 5}"  # the constant lr does not depend on max_steps
+    straight_proc = start_cli(["train", *common, end, f"hydra.run.dir={straight}"], cwd=tmp_path)
+    resumed = run_cli(["train", f"resume={run_dir}", end], cwd=tmp_path)
     assert resumed.returncode == 0, describe(resumed)
     assert finish(straight_proc).returncode == 0
     a, b = read_metrics(run_dir), read_metrics(straight)
-    assert a["status"] == "completed" and a["steps"] == 30
+    assert a["status"] == "completed" and a["steps"] == stopped["steps"] + 5
     assert a["final_val_psnr"] == b["final_val_psnr"] and a["final_train_loss"] == b["final_train_loss"]
-    assert torch.equal(load_checkpoint(run_dir / CHECKPOINT)["model"]["head.weight"],
-                       load_checkpoint(straight / CHECKPOINT)["model"]["head.weight"])
+    sa, sb = load_checkpoint(run_dir / CHECKPOINT)["model"], load_checkpoint(straight / CHECKPOINT)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
     # step 0 is evaluated once, by the fresh run; the resumed session does not evaluate again first
-    assert [e.step for e in load_events(run_dir).Scalars("loss/mse/val")] == [0, 10, 20, 30]
+    last = stopped["steps"] + 5
+    evals = [0, *range(10, last + 1, 10)] + ([last] if last % 10 else [])
+    assert [e.step for e in load_events(run_dir).Scalars("loss/mse/val")] == evals
 
 
-def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path):
+def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "run" / ".hydra").mkdir(parents=True)
     (tmp_path / "run" / ".hydra" / "overrides.yaml").write_text("[]\n")
-    res = run_cli(["train", f"resume={tmp_path / 'run'}"], cwd=tmp_path)
-    assert res.returncode == 2, describe(res)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("skipbench train: error: resume=") and "checkpoint.pt" in lines[0]
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(["train", f"resume={tmp_path / 'run'}"], capsys)
+    assert code == 2, err
+    assert "checkpoint.pt" in _one_error_line(err, "skipbench train: error: resume=")
 
 
-def test_tilde_paths_are_expanded_like_a_shell_user_expects(tmp_path, monkeypatch):
+def test_tilde_paths_are_expanded_like_a_shell_user_expects(tmp_path, monkeypatch, capsys):
     from skipbench.cli import expand_home
 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert expand_home(["dataset.root=~/data/cifar10", "model=resnet", "-m"]) == [
         f"dataset.root='{tmp_path}/data/cifar10'", "model=resnet", "-m"]
     # and the real CLI accepts it: the error is about the missing files, not the '~'
-    res = run_cli(["train", "dataset=cifar10", "dataset.root=~/nothing", "trainer.progress=false"], cwd=tmp_path)
-    assert res.returncode == 2 and "cifar-10" in res.stderr and "Lexer" not in res.stderr, describe(res)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["train", "dataset=cifar10", "dataset.root=~/nothing", "trainer.progress=false"], capsys)
+    assert code == 2 and "cifar-10" in err and "Lexer" not in err, (out, err)

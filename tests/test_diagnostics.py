@@ -97,7 +97,7 @@ def test_custom_scalar_layout_splits_encoder_and_decoder():
     assert not {"weight norm by section", "update ratio by section", "activations by block"} & set(off)
 
 
-@pytest.mark.parametrize("size,depth,blocks", [(572, 4, 1), (64, 2, 1), (67, 2, 1), (100, 2, 2)])
+@pytest.mark.parametrize("size,depth,blocks", [(572, 4, 1), (64, 2, 1), (65, 2, 1), (100, 2, 2)])
 def test_unet_crop_output_size_matches_formula(size, depth, blocks):
     model = build_model("unet_crop", width=2, depth=depth, blocks_per_level=blocks).eval()
     with torch.no_grad():

@@ -20,19 +20,28 @@ PADDED = [n for n in MODEL_NAMES if MODELS[n].padding == 1]
 VALID = [n for n in MODEL_NAMES if MODELS[n].padding == 0]
 
 
-def _valid_out(size: int, depth: int, blocks: int = 1) -> int:
-    """Each valid 3x3 conv loses 2 px (a block has two), a 2x2 max-pool floors half, an up-conv doubles."""
-    for _ in range(depth):
-        size = (size - 4 * blocks) // 2
-    size -= 4 * blocks
-    for _ in range(depth):
-        size = 2 * size - 4 * blocks
-    return size
+# Output sizes of the valid-conv skeleton, worked out by hand (a block's two 3x3 convs lose 4 px,
+# a max-pool floors half, an up-conv doubles), e.g. depth 2: 64 -> 60 -> 30 -> 26 -> 13 -> 9 (bottleneck)
+# -> 18 -> 14 -> 28 -> 24. Keyed by (size, depth, blocks_per_level).
+VALID_OUT = {(64, 2, 1): 24, (65, 2, 1): 24, (69, 2, 1): 28, (61, 2, 1): 20, (60, 2, 1): 20,
+             (100, 1, 2): 68, (572, 4, 1): 388}
 
 
-def test_list_models_is_the_registry():
-    assert list_models() == sorted(MODELS)
-    assert len(MODEL_NAMES) >= 2
+def _valid_out(size: int, depth: int) -> int:
+    return VALID_OUT[(size, depth, 1)]
+
+
+def test_valid_output_size_hand_derived():
+    for (size, depth, blocks), expected in VALID_OUT.items():
+        assert valid_output_size(size, depth, blocks) == expected, (size, depth, blocks)
+
+
+def test_list_models_is_every_model_config():
+    # the config files are a second, independent list of the variants
+    from conftest import group_options
+
+    assert list_models() == group_options("model")
+    assert {"autoencoder", "unet_concat", "resnet", "densenet", "highway", "unet_crop"} <= set(list_models())
 
 
 def _check_grads(model, name):
@@ -79,7 +88,6 @@ def test_valid_conv_variants_shape_and_gradients(name, size):
 def test_valid_output_size_is_the_original_unet():
     # Ronneberger et al. 2015, Fig. 1: a 572x572 input tile gives a 388x388 output map at depth 4.
     assert valid_output_size(572, 4, 1) == 388
-    assert _valid_out(572, 4) == 388
     model = build_model("autoencoder", long_skip="crop_concat", padding=0, width=1, depth=4).eval()
     with torch.no_grad():
         assert model(torch.rand(1, 1, 572, 572)).shape == (1, 1, 388, 388)

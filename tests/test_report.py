@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 import subprocess
 import sys
@@ -304,14 +305,16 @@ def test_empty_folder_in_a_subprocess_has_no_traceback(tmp_path: Path):
     assert "no runs found" in res.stderr
 
 
-def test_report_on_real_runs(tmp_path: Path, capsys):
-    sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "skipbench.cli", "train", "-m", "model=autoencoder,unet_concat",
-           "dataset.train_size=64", "dataset.val_size=16", "model.width=4", "trainer.batch_size=8",
-           "trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=2", "trainer.progress=false",
-           "trainer.num_threads=1", f"hydra.sweep.dir={sweep}"]
-    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+def test_report_on_real_runs(tmp_path: Path, capsys, tiny_sweep):
+    # the session's real sweep; its two denoising runs (autoencoder, unet_concat) are reported on
+    from conftest import SWEEP_MODELS, job_dir
+
+    shared, res = tiny_sweep
     assert res.returncode == 0, res.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    for model in SWEEP_MODELS:
+        job = job_dir(shared, "task=denoise", f"model={model}")
+        shutil.copytree(job, sweep / job.name)
 
     assert main([str(sweep)]) == 0
     printed = capsys.readouterr().out

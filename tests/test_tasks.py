@@ -64,12 +64,32 @@ def test_denoise_noise_depends_only_on_generator():
 
 
 def test_denoise_metrics_include_input_baseline():
-    clean = torch.rand(4, 1, 8, 8)
+    # Images in [0.3, 0.7] and small noise: nothing leaves [0, 1], so no clipping blurs the sums.
+    clean = 0.3 + 0.4 * torch.rand(4, 1, 16, 16)
+    task = Denoise(0.02)
+    inputs, target = task.make_batch(Split(clean), torch.Generator().manual_seed(0))
+    assert 0 <= inputs.min() and inputs.max() <= 1
+    output = target + 0.5 * (inputs - target)  # a denoiser that removes half of the noise
+    m = task.metrics(inputs, output, target)
+    assert {"psnr", "input_psnr", "input_psnr_clipped", "ssim"} <= set(m)
+    torch.testing.assert_close(m["input_psnr"], psnr(inputs, target, clamp=False))  # as the model receives it
+    # half the noise amplitude = a quarter of the MSE = 20 log10(2) dB better than the input
+    torch.testing.assert_close(m["psnr"] - m["input_psnr"], torch.full((4,), 20 * math.log10(2)), rtol=1e-4, atol=1e-4)
+    perfect = task.metrics(inputs, target, target)["ssim"]
+    torch.testing.assert_close(perfect, torch.ones(4))
+    assert (m["ssim"] < 1).all() and (m["ssim"] > task.metrics(inputs, inputs, target)["ssim"]).all()
+
+
+def test_denoise_input_psnr_scores_the_unclipped_input():
+    clean = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     task = Denoise(0.1)
     inputs, target = task.make_batch(Split(clean), torch.Generator().manual_seed(0))
+    outside = ((inputs < 0) | (inputs > 1)).flatten(1).any(1)
+    assert outside.all(), "every image needs noisy pixels outside [0, 1] for the comparison below"
     m = task.metrics(inputs, target, target)
-    assert {"psnr", "input_psnr"} <= set(m)
-    torch.testing.assert_close(m["input_psnr"], psnr(inputs, target))
+    torch.testing.assert_close(m["input_psnr"], psnr(inputs, target, clamp=False))  # as the model receives it
+    torch.testing.assert_close(m["input_psnr_clipped"], psnr(inputs, target))
+    assert (m["input_psnr_clipped"] > m["input_psnr"]).all()  # clipping removes some of the noise
     assert (m["psnr"] > m["input_psnr"]).all()
 
 

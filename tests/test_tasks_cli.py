@@ -7,26 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, describe, job_dir, load_events, read_metrics, run_cli
+from conftest import SWEEP_MODELS, SWEEP_TASKS, describe, job_dir, load_events, read_metrics, run_cli, run_main
 from test_real_data import cifar_files, fake_mnist, image_tree, write_cifar, write_idx_set
 
 SHORT = ["trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=2"]
 HEADLINE = {"reconstruct": "psnr", "denoise": "psnr", "segment": "miou", "classify": "acc"}
 
 
-@pytest.fixture(scope="module")
-def task_sweep(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("tasks")
-    res = run_cli(["train", "-m", "task=reconstruct,denoise,segment,classify", *TINY, *SHORT,
-                   f"hydra.sweep.dir={cwd}/sweep"], cwd=cwd)
-    return cwd / "sweep", res
-
-
+@pytest.mark.parametrize("model", SWEEP_MODELS)
 @pytest.mark.parametrize("task", list(HEADLINE))
-def test_every_task_runs_on_shapes(task_sweep, task):
-    sweep, res = task_sweep
+def test_every_task_runs_on_shapes(tiny_sweep, task, model):
+    sweep, res = tiny_sweep
     assert res.returncode == 0, describe(res)
-    run_dir = job_dir(sweep, f"task={task}")
+    run_dir = job_dir(sweep, f"task={task}", f"model={model}")
     m = read_metrics(run_dir)
     metric = HEADLINE[task]
     assert m["status"] == "completed" and m["task"] == task
@@ -44,8 +37,9 @@ def test_every_task_runs_on_shapes(task_sweep, task):
         assert {"final_val_dice", "final_val_pixel_acc"} <= set(m)
 
 
-def test_classify_with_a_long_skip_only_variant_says_so(task_sweep):
-    sweep, res = task_sweep
+def test_classify_with_a_long_skip_only_variant_says_so(tiny_sweep):
+    sweep, res = tiny_sweep
+    assert "unet_concat" in SWEEP_MODELS and "classify" in SWEEP_TASKS
     assert "trains the same network as model=plain" in res.stdout + res.stderr
 
 
@@ -75,12 +69,13 @@ def test_real_formats_through_the_cli(tmp_path, setup, args):
     assert m["status"] == "completed" and m["dataset"] == setup
 
 
-def test_segment_on_a_data_set_without_masks_is_one_line(tmp_path):
+def test_segment_on_a_data_set_without_masks_is_one_line(tmp_path, monkeypatch, capsys):
     root = tmp_path / "data"
     write_cifar(root, cifar_files(per_batch=4, n_test=4))
-    res = run_cli(["train", "dataset=cifar10", "task=segment", f"dataset.root={root}", "model.width=4",
-                   "trainer.batch_size=4", "trainer.progress=false"], cwd=tmp_path)
-    assert res.returncode == 2, describe(res)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["train", "dataset=cifar10", "task=segment", f"dataset.root={root}", "model.width=4",
+                               "trainer.batch_size=4", "trainer.progress=false"], capsys)
+    assert code == 2, (out, err)
+    lines = [line for line in err.splitlines() if line.strip()]
     assert lines[-1].startswith("skipbench train: error: task=segment: dataset=cifar10 has no per-pixel masks")
-    assert "classify" in lines[-1] and "Traceback" not in res.stderr
+    assert "classify" in lines[-1] and "Traceback" not in err

@@ -75,6 +75,44 @@ def valid_output_size(size: int, depth: int, blocks_per_level: int) -> int:
     return size
 
 
+def odd_pool_level(size: int, depth: int, blocks_per_level: int) -> int | None:
+    """With valid convs: the first level below which a 2x2 max-pool would misalign the crops, or None.
+
+    A pool that floors an odd map drops its last row/column: the decoder's maps then cover the skip
+    and the input one pixel short at the bottom/right (at that level; 2**level input pixels). The
+    crops (skip and target: half the excess from the top-left, the rest from the bottom-right) absorb
+    one pixel exactly, so only the first pool (level 0) may floor; a deeper one shifts every crop
+    above it. Such sizes are refused; the original U-Net chose sizes where no pool floors.
+    """
+    for level in range(depth):
+        size -= 4 * blocks_per_level
+        if size % 2 and level > 0:
+            return level
+        size //= 2
+    return None
+
+
+def nearest_valid_sizes(size: int, depth: int, blocks_per_level: int) -> tuple[int | None, int | None]:
+    """The nearest input sizes below and above ``size`` that valid convs accept (None: no such size)."""
+    def ok(s: int) -> bool:
+        return odd_pool_level(s, depth, blocks_per_level) is None and valid_output_size(s, depth, blocks_per_level) >= 1
+
+    below = next((s for s in range(size - 1, 0, -1) if ok(s)), None)
+    above = next(s for s in range(size + 1, size + 2 ** (depth + 1) + 8 * blocks_per_level * 2**depth) if ok(s))
+    return below, above
+
+
+def check_valid_size(size: int, depth: int, blocks_per_level: int) -> str | None:
+    """Why valid convs refuse input ``size`` (one line naming the nearest sizes they accept), or None."""
+    level = odd_pool_level(size, depth, blocks_per_level)
+    if level is None:
+        return None
+    below, above = nearest_valid_sizes(size, depth, blocks_per_level)
+    nearest = " or ".join(str(s) for s in (below, above) if s is not None)
+    return (f"{size} px: with valid convs (padding=0) the 2x2 max-pool after level {level} would see an odd map "
+            f"and drop a row, misaligning the crops above it; use {nearest} px")
+
+
 class EncoderDecoder(nn.Module):
     """One encoder-decoder skeleton; skips chosen by ``long_skip`` and ``block``.
 
@@ -129,6 +167,8 @@ class EncoderDecoder(nn.Module):
             "dense": {"growth": dense_growth, "n_layers": 2 * blocks_per_level},
         }.get(block, {})
         make_block = partial(BLOCKS[block], padding=padding, **block_kwargs)
+        # Valid convs: each stage loses 4 px per block (a dense stage as many, over 2x the layers).
+        self.valid_blocks = blocks_per_level if padding == 0 else 0
         if block == "dense":
             blocks_per_level = 1
         self.depth, self.head_kind = depth, head
@@ -165,6 +205,10 @@ class EncoderDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x: [B, in, H, W]`` -> ``[B, out, H, W]`` (pixels) or ``[B, num_classes]`` (classes)."""
+        if self.valid_blocks and self.dec_names:  # crops are exact only if no pool floors an odd map
+            for side in set(x.shape[-2:]):
+                if why := check_valid_size(side, self.depth, self.valid_blocks):
+                    raise ValueError(f"input {tuple(x.shape[-2:])}: {why}")
         skips = []
         for i, name in enumerate(self.enc_names):
             x = getattr(self, name)(x if i == 0 else self.pool(x))

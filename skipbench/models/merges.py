@@ -18,8 +18,16 @@ def match_size(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     dh, dw = size[0] - x.shape[-2], size[1] - x.shape[-1]
     if dh == 0 and dw == 0:
         return x
-    # F.pad with negative amounts crops; split the difference so the content stays centred.
-    return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+    # F.pad with negative amounts crops. An odd difference puts the extra row/column at the bottom/right
+    # whether padding or cropping: that is where a floored max-pool dropped it, and how crop_to crops
+    # the targets, so skip and target crops stay aligned.
+    top, left = _before(dh), _before(dw)
+    return F.pad(x, (left, dw - left, top, dh - top))
+
+
+def _before(d: int) -> int:
+    """Pixels padded (> 0) or cropped (< 0) before the content: half the difference, rounded towards zero."""
+    return d // 2 if d >= 0 else -(-d // 2)
 
 
 class NoMerge(nn.Module):

@@ -90,6 +90,14 @@ def find_checkpoint(resume: str) -> Path:
     return candidate
 
 
+def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
+    """``resume=auto``: this run folder's own checkpoint if it has one (a job that SLURM requeued or
+    preempted and starts again), else a fresh start. Any other value is returned as it is."""
+    if resume != "auto":
+        return resume
+    return str(run_dir) if (Path(run_dir) / CHECKPOINT).is_file() else None
+
+
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
     """A skipbench checkpoint; :class:`CheckpointError` (one line) if it is corrupt, truncated or foreign.
 

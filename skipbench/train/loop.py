@@ -29,7 +29,7 @@ from ..config import ConfigError, check_config, check_image_size
 from ..data import EpochSampler, ImageData, Split
 from ..errors import CheckpointError
 from ..tasks import Task
-from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint, write_json
+from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint, write_json
 from .diagnostics import Diagnostics, count_flops
 from .tb import TBLogger, flatten, task_layout
 
@@ -71,7 +71,7 @@ def evaluate(model, task: Task, val: Split, batch_size: int, autocast) -> tuple[
         task.observe(output, target)
         first = first or (inputs, output, target)
     model.train()
-    return {k: v.item() / len(val) for k, v in sums.items()}, first
+    return {**{k: v.item() / len(val) for k, v in sums.items()}, **task.split_metrics()}, first
 
 
 class StopFlag:
@@ -183,8 +183,8 @@ def load_data(cfg: DictConfig, keep: bool = False) -> ImageData:
     return data
 
 
-def build(cfg: DictConfig) -> Run:
-    """Data, task, model, optimizer and schedule from the config (and a checkpoint on resume)."""
+def build(cfg: DictConfig, resume: str | None = None) -> Run:
+    """Data, task, model, optimizer and schedule from the config (and the checkpoint ``resume`` names)."""
     t = cfg.trainer
     device = resolve_device(t.device)
     threads = t.num_threads or default_threads()
@@ -211,13 +211,13 @@ def build(cfg: DictConfig) -> Run:
               autocast=(lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext,
               n_params=sum(p.numel() for p in model.parameters()),
               flops=count_flops(model, task.make_batch(data.val.take(slice(0, 1)), None)[0].to(device)))
-    if cfg.resume:
+    if resume:
         try:
-            run.load_state_dict(load_checkpoint(find_checkpoint(cfg.resume), device))
+            run.load_state_dict(load_checkpoint(find_checkpoint(resume), device))
         except (RuntimeError, ValueError, KeyError) as ex:  # shapes, parameter groups, missing entries
-            raise CheckpointError(f"resume={cfg.resume}: the checkpoint does not fit this config "
+            raise CheckpointError(f"resume={resume}: the checkpoint does not fit this config "
                                   f"({' '.join(str(ex).split())[:200]})") from None
-        log.info("resumed from %s at step %d", cfg.resume, run.step)
+        log.info("resumed from %s at step %d", resume, run.step)
     return run
 
 
@@ -229,7 +229,7 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
     wall_start = time.perf_counter()
     check_config(cfg)
     run_dir, t = Path(run_dir), cfg.trainer
-    run = build(cfg)
+    run = build(cfg, resolve_resume(cfg.resume, run_dir))
     if on_ready:
         on_ready()
     task, model, optimizer = run.task, run.model, run.optimizer
