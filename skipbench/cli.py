@@ -68,6 +68,8 @@ USAGE = """usage: skipbench <command> [overrides ...] [hydra flags]
 Commands:
   train     train one model (or a sweep with -m) and log to TensorBoard under outputs/
   report    aggregate finished runs below a folder: tables (md/csv/json) and plots
+  probe     measure models at initialisation (gradients by depth, shattering, memory): probe.json
+  reproduce run the literature's claims about skips and write docs/results.md with verdicts
 
 Examples:
   skipbench train model=unet_concat
@@ -478,7 +480,26 @@ def report(args: list[str]) -> int:
     return report_main(args)
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train, "report": report}
+def _probe_task(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from .claims.probes import probe_run
+
+    probe_run(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def probe(args: list[str]) -> int:
+    return _run_hydra("probe", _hydra_app(_probe_task, "train"), expand_home(args))
+
+
+def reproduce(args: list[str]) -> int:
+    from .claims.reproduce import main as reproduce_main
+
+    return reproduce_main(args)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train, "report": report, "probe": probe,
+                                                   "reproduce": reproduce}
 
 
 def _complete(args: list[str]) -> int:

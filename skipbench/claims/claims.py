@@ -1,0 +1,344 @@
+"""Eight claims: what each states, where it comes from, its preset, and how it is measured and decided.
+
+Every ``measure_*`` takes the runs of the claim's sweep (:class:`skipbench.report.runs.Run`) and returns
+a :class:`Measured`: a table of per-seed values per group and the effects the verdict is computed from,
+per setting (a learning rate of the grid). A claim's verdict is the weakest over its settings.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import ConfigError
+from ..report.runs import Run
+from .verdict import Effect, effect, verdict, weakest
+
+MARGIN_DB = 0.5  # "similar quality": the PSNR difference's 95 % CI must lie within +-0.5 dB
+
+
+@dataclass
+class Row:
+    """One group of the claim's table: per-seed values of the measured quantity."""
+
+    label: str
+    values: dict[int, float]
+
+
+@dataclass
+class Measured:
+    quantity: str  # what the table holds, with its unit
+    rows: list[Row]
+    effects: dict[str, list[Effect]]  # setting ("lr 0.001", "" for one setting) -> the effects it names
+    rule: str  # the verdict rule in words, for docs/results.md
+    note: str = ""  # why it may not hold at this scale, caveats
+    extra: dict[str, Any] = field(default_factory=dict)
+    axis: str = ""  # short y-axis label for the plot (default: quantity)
+    profiles: dict[str, list[float]] = field(default_factory=dict)  # group -> a value per layer, by depth (plotted)
+    profile_axis: str = ""
+
+    @property
+    def verdicts(self) -> dict[str, str]:
+        return {s: verdict(e) for s, e in self.effects.items()}
+
+    @property
+    def verdict(self) -> str:
+        return weakest(list(self.verdicts.values()))
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    number: int
+    statement: str
+    source: str
+    preset: str  # configs/experiment/<preset>.yaml
+    command: str  # "train" or "probe"
+    measure: Callable[[Sequence[Run]], Measured]
+
+    @property
+    def shell(self) -> str:
+        return f"skipbench {self.command} -m experiment={self.preset}"  # the preset picks its launcher
+
+
+# ---------------------------------------------------------------- reading runs
+def _cfg(run: Run, key: str, default: Any = None) -> Any:
+    return run.config.get(key, default)
+
+
+def _seed(run: Run) -> int:
+    return int(_cfg(run, "seed", 0))
+
+
+def by(runs: Sequence[Run], value: Callable[[Run], float | None], **where: Any) -> dict[int, float]:
+    """``{seed: value}`` of the completed runs whose config matches ``where`` (``model="plain"`` means
+    ``model.name``; ``blocks=6`` means ``model.blocks_per_level``; ``lr=0.001`` means ``optimizer.lr``)."""
+    keys = {"model": "model.name", "blocks": "model.blocks_per_level", "lr": "optimizer.lr"}
+    out = {}
+    for run in runs:
+        if run.status != "completed":
+            continue
+        if all(_cfg(run, keys.get(k, k)) == v for k, v in where.items()):
+            v = value(run)
+            if v is not None and math.isfinite(v):
+                out[_seed(run)] = float(v)
+    return out
+
+
+def by_list(runs: Sequence[Run], value: Callable[[Run], Any], **where: Any) -> list[Any]:
+    """Like :func:`by` for values that are not numbers (a per-layer list): the values, in seed order."""
+    keys = {"model": "model.name", "blocks": "model.blocks_per_level", "lr": "optimizer.lr"}
+    return [value(r) for r in sorted(runs, key=_seed) if r.status == "completed"
+            and all(_cfg(r, keys.get(k, k)) == v for k, v in where.items()) and value(r) is not None]
+
+
+def lrs(runs: Sequence[Run]) -> list[float]:
+    return sorted({float(_cfg(r, "optimizer.lr")) for r in runs if _cfg(r, "optimizer.lr") is not None})
+
+
+def final(metric: str) -> Callable[[Run], float | None]:
+    return lambda run: (run.metrics or {}).get(f"final_{metric}")
+
+
+def at_step(tag: str, step: int) -> Callable[[Run], float | None]:
+    """The value logged at the first step >= ``step``."""
+    def get(run: Run) -> float | None:
+        return next((v for s, v in run.curve(tag) if s >= step), None)
+    return get
+
+
+def tail_mean(tag: str, points: int) -> Callable[[Run], float | None]:
+    """Mean of the last ``points`` logged values (the end of training, less noisy than one window)."""
+    def get(run: Run) -> float | None:
+        curve = run.curve(tag)
+        return statistics.mean(v for _, v in curve[-points:]) if curve else None
+    return get
+
+
+def probe_value(*path: str) -> Callable[[Run], float | None]:
+    import json
+
+    def get(run: Run) -> float | None:
+        f = run.path / "probe.json"
+        if not f.is_file():
+            return None
+        d = json.loads(f.read_text())
+        for p in path:
+            d = d[p]
+        return d
+    return get
+
+
+_TRAINED: dict[Path, Any] = {}
+
+
+def trained(run: Run):
+    """The run's model rebuilt from its checkpoint (cached: several measures may need it)."""
+    from .probes import load_trained
+
+    if run.path not in _TRAINED:
+        _TRAINED[run.path] = load_trained(run.path)
+    return _TRAINED[run.path]
+
+
+# ---------------------------------------------------------------- the measures
+EITHER = "holds if every effect's 95 % CI excludes 0 on the claimed side; partly holds if every mean points the claimed way " \
+         "or some CIs exclude 0; does not hold otherwise"
+
+
+def measure_long_skips(runs: Sequence[Run]) -> Measured:
+    rows, effects = [], {}
+    early = 25
+    for lr in lrs(runs):
+        ae, un = (by(runs, final("val_psnr"), model=m, lr=lr) for m in ("autoencoder", "unet_concat"))
+        ae_early, un_early = (by(runs, at_step("metric/val_psnr", early), model=m, lr=lr) for m in ("autoencoder", "unet_concat"))
+        rows += [Row(f"autoencoder, lr {lr:g}", ae), Row(f"unet_concat, lr {lr:g}", un)]
+        effects[f"lr {lr:g}"] = [
+            effect(f"lr {lr:g}: unet_concat − autoencoder, final val PSNR (dB)", ae, un, ">0"),
+            effect(f"lr {lr:g}: unet_concat − autoencoder, val PSNR at step {early} (dB)", ae_early, un_early, ">0")]
+    return Measured("final validation PSNR (dB)", rows, effects,
+                    f"{EITHER}; effects: final PSNR gap (\"better\") and PSNR gap at step {early} (\"sooner\"), at each learning rate")
+
+
+def measure_degradation(runs: Sequence[Run]) -> Measured:
+    loss = tail_mean("loss/train", 5)
+    blocks = sorted({int(_cfg(r, "model.blocks_per_level")) for r in runs})
+    shallow, deep = blocks[0], blocks[-1]
+    rows = []
+    delta: dict[str, dict[int, float]] = {}
+    for m in ("plain", "resnet", "highway", "densenet"):
+        s, d = by(runs, loss, model=m, blocks=shallow), by(runs, loss, model=m, blocks=deep)
+        rows += [Row(f"{m}, {shallow} block/level", s), Row(f"{m}, {deep} blocks/level", d)]
+        delta[m] = {k: d[k] - s[k] for k in s.keys() & d.keys()}
+    zero = {k: 0.0 for k in delta["plain"]}
+    effects = [effect(f"plain: deep − shallow training loss", zero, delta["plain"], ">0")]
+    effects += [effect(f"{m} − plain: (deep − shallow) training loss", delta["plain"], delta[m], "<0")
+                for m in ("resnet", "highway", "densenet")]
+    return Measured("training loss (cross-entropy), mean of the last 50 steps", rows, {"": effects},
+                    f"{EITHER}; effects: the plain net's increase with depth, and each skip variant's increase minus the plain one's",
+                    axis="training loss (CE)")
+
+
+def measure_grad_depth(runs: Sequence[Run]) -> Measured:
+    spread = probe_value("grad", "spread_decades")
+    rows = [Row(m, by(runs, spread, model=m)) for m in ("plain", "resnet", "highway", "densenet")]
+    plain = rows[0].values
+    one = {k: 1.0 for k in plain}
+    effects = [effect("plain spread − 1 decade", one, plain, ">0")]
+    effects += [effect(f"{r.label} − plain spread (decades)", plain, r.values, "<0") for r in rows[1:]]
+    profile = probe_value("grad", "log10_rel_grad")
+    profiles = {}
+    for r in rows:  # mean over seeds of each layer's log10 relative gradient, input side first
+        curves = [c for c in by_list(runs, profile, model=r.label)]
+        if curves and all(len(c) == len(curves[0]) for c in curves):
+            profiles[r.label] = [statistics.mean(v) for v in zip(*curves)]
+    return Measured("spread of log10(‖∂L/∂W‖/‖W‖) over the main-path convs at initialisation (decades)", rows,
+                    {"": effects}, f"{EITHER}; effects: the plain net spreads over more than one decade, each skip variant spreads less",
+                    axis="spread (decades)", profiles=profiles, profile_axis="log10 ‖∂L/∂W‖/‖W‖ (mean over seeds)")
+
+
+def measure_branch_response(runs: Sequence[Run]) -> Measured:
+    from .probes import response_std
+
+    def std(run: Run) -> float | None:
+        t = trained(run)
+        probe = t.task.make_batch(t.data.val.take(slice(0, 64)), None)[0]
+        return response_std(t.model, probe)["mean_std"]
+
+    blocks = sorted({int(_cfg(r, "model.blocks_per_level")) for r in runs})
+    rows, v = [], {}
+    for m in ("plain", "resnet"):
+        for b in blocks:
+            v[m, b] = by(runs, std, model=m, blocks=b)
+            rows.append(Row(f"{m}, {b} block{'s' if b > 1 else ''}/level", v[m, b]))
+    effects = [effect(f"resnet − plain response std, {b} blocks/level", v["plain", b], v["resnet", b], "<0") for b in blocks]
+    effects.append(effect(f"resnet: {blocks[-1]} − {blocks[0]} blocks/level response std",
+                          v["resnet", blocks[0]], v["resnet", blocks[-1]], "<0"))
+    means = [statistics.mean(r.values.values()) for r in rows if r.values]
+    far = max((abs(x - 1.0) for x in means), default=0.0)
+    note = (f"every group's mean response std is within {far:.2g} of 1.0, where BatchNorm starts (weight 1): the "
+            f"{int(_cfg(runs[0], 'trainer.max_steps', 0))} training steps here moved the responses little; He et al. "
+            "measured after full CIFAR-10 training (64k iterations)") if far < 0.1 else ""
+    return Measured("mean std of the 3×3 layers' responses (after BN, before ReLU/addition), trained", rows, {"": effects},
+                    f"{EITHER}; effects: residual − plain at each depth, and the deeper residual net − the shallower",
+                    axis="mean response std", note=note)
+
+
+def measure_update_ratio(runs: Sequence[Run]) -> Measured:
+    from .probes import main_path
+
+    def spread(run: Run) -> float | None:
+        tags = sorted(t for t in run.scalars() if t.startswith("update_ratio/"))
+        names = [t[len("update_ratio/"):] for t in tags]
+        means = [statistics.mean(v for _, v in run.curve(tags[i])) for i in main_path(names)]
+        logs = [math.log10(max(m, 1e-30)) for m in means]
+        return max(logs) - min(logs) if logs else None
+
+    rows = [Row(m, by(runs, spread, model=m)) for m in ("unet_concat", "resunet")]
+    effects = [effect("unet_concat − resunet, update-ratio spread (decades)", rows[1].values, rows[0].values, ">0")]
+    return Measured("spread of log10 mean update ratio ‖ΔW‖/‖W‖ over the main-path convs (decades)", rows, {"": effects},
+                    f"{EITHER}; effect: long-only U-Net's spread minus long+short Res-U-Net's", axis="update-ratio spread (decades)")
+
+
+def measure_shattered(runs: Sequence[Run]) -> Measured:
+    corr = probe_value("shattered", "neighbour_corr")
+    blocks = sorted({int(_cfg(r, "model.blocks_per_level")) for r in runs})
+    v = {(m, b): by(runs, corr, model=m, blocks=b) for m in ("plain", "resnet") for b in blocks}
+    rows = [Row(f"{m}, {b} block{'s' if b > 1 else ''}/level", v[m, b]) for m in ("plain", "resnet") for b in blocks]
+    deep, shallow = blocks[-1], blocks[0]
+    effects = [effect(f"resnet − plain, {deep} blocks/level", v["plain", deep], v["resnet", deep], ">0"),
+               effect(f"plain: {deep} − {shallow} blocks/level", v["plain", shallow], v["plain", deep], "<0")]
+    return Measured("correlation of input gradients of neighbouring inputs at initialisation (eval mode, BatchNorm "
+                    "set to a training batch's statistics)", rows, {"": effects},
+                    f"{EITHER}; effects: residual − plain when deep, and the plain net's drop with depth",
+                    axis="neighbour gradient correlation")
+
+
+def measure_add_concat(runs: Sequence[Run]) -> Measured:
+    from .probes import training_memory
+
+    def mem(run: Run) -> float | None:
+        t = trained(run)
+        inputs, target = t.task.make_batch(t.data.train.take(slice(0, t.cfg.trainer.batch_size)), None)
+        return training_memory(t.model, t.task, inputs, target)["step_bytes"] / 2**20
+
+    rows, effects = [], {}
+    costs = {}
+    for name, get in (("params", lambda r: (r.metrics or {}).get("params")),
+                      ("GFLOPs/sample", lambda r: (r.metrics or {}).get("flops_per_sample", 0) / 1e9),
+                      ("training-step memory (MiB)", mem)):
+        lr0 = lrs(runs)[0]
+        costs[name] = {m: by(runs, get, model=m, lr=lr0) for m in ("unet_add", "unet_concat")}
+    for lr in lrs(runs):
+        add, cat = (by(runs, final("val_psnr"), model=m, lr=lr) for m in ("unet_add", "unet_concat"))
+        rows += [Row(f"unet_add, lr {lr:g}", add), Row(f"unet_concat, lr {lr:g}", cat)]
+        effects[f"lr {lr:g}"] = [effect(f"lr {lr:g}: unet_concat − unet_add, final val PSNR (dB)", add, cat, "~0", MARGIN_DB)]
+        effects[f"lr {lr:g}"] += [effect(f"unet_concat − unet_add, {name}", c["unet_add"], c["unet_concat"], ">0")
+                                  for name, c in costs.items()]
+    extra = {name: {m: statistics.mean(v.values()) for m, v in c.items() if v} for name, c in costs.items()}
+    return Measured("final validation PSNR (dB)", rows, effects,
+                    f"{EITHER}; \"similar\" = the PSNR difference's CI inside ±{MARGIN_DB} dB; costs: concat − add > 0 "
+                    "(deterministic: the same for every seed)", extra=extra)
+
+
+def measure_crop(runs: Sequence[Run]) -> Measured:
+    from ..models.encdec import valid_output_size
+    from .probes import val_psnr_on
+
+    crop = [r for r in runs if _cfg(r, "model.name") == "unet_crop"]
+    size = valid_output_size(int(_cfg(crop[0], "dataset.size")), int(_cfg(crop[0], "model.depth")),
+                             int(_cfg(crop[0], "model.blocks_per_level"))) if crop else 0
+    rows, effects = [], {}
+    for lr in lrs(runs):
+        pad, val = (by(runs, lambda r: val_psnr_on(trained(r), size), model=m, lr=lr) for m in ("unet_concat", "unet_crop"))
+        rows += [Row(f"unet_concat (padded), lr {lr:g}", pad), Row(f"unet_crop (valid), lr {lr:g}", val)]
+        effects[f"lr {lr:g}"] = [effect(f"lr {lr:g}: unet_crop − unet_concat, val PSNR on the central {size} px (dB)",
+                                        pad, val, "~0", MARGIN_DB)]
+    return Measured(f"validation PSNR on the central {size}×{size} px (dB)", rows, effects,
+                    f"holds if the PSNR difference's 95 % CI lies inside ±{MARGIN_DB} dB at every learning rate; partly holds "
+                    "if only its mean does; does not hold otherwise")
+
+
+CLAIMS: dict[str, Claim] = {c.name: c for c in [
+    Claim("long_skips", 1, "Long skips let an encoder–decoder denoise far better and sooner than a plain autoencoder.",
+          "Mao et al. 2016 (RED-Net); Ronneberger et al. 2015 (U-Net)", "claim_long_skips", "train", measure_long_skips),
+    Claim("degradation", 2, "Degradation: deeper plain networks reach a higher training loss; residual, highway and dense "
+          "skips keep training as depth grows.", "He et al. 2016, Fig. 6; Srivastava et al. 2015; Huang et al. 2017",
+          "claim_degradation", "train", measure_degradation),
+    Claim("grad_depth", 3, "Without skips, gradient norms by depth spread over orders of magnitude; identity paths keep "
+          "the profile flat.", "Glorot & Bengio 2010; He et al. 2016; Ioffe & Szegedy 2015",
+          "claim_grad_depth", "probe", measure_grad_depth),
+    Claim("branch_response", 4, "Residual branches respond less than plain layers, more so with depth.",
+          "He et al. 2016, Fig. 7", "claim_branch_response", "train", measure_branch_response),
+    Claim("update_ratio", 5, "A deep encoder–decoder without short skips updates some layers far less.",
+          "Drozdzal et al. 2016 (weight-update heat maps)", "claim_update_ratio", "train", measure_update_ratio),
+    Claim("shattered", 6, "Gradients of deep plain nets are shattered — nearly uncorrelated between neighbouring "
+          "inputs — residual ones are not.", "Balduzzi et al. 2017", "claim_shattered", "probe", measure_shattered),
+    Claim("add_concat", 7, "Add vs concat long skips: similar quality; concat costs more parameters, FLOPs and memory.",
+          "Long et al. 2015 (FCN, add); Ronneberger et al. 2015 (concat); Chaurasia & Culurciello 2017 (LinkNet)",
+          "claim_add_concat", "train", measure_add_concat),
+    Claim("crop", 8, "Crop (valid convs) vs padding: the original crop-and-concat U-Net and the padded U-Net reach "
+          "similar quality on the same output area.", "Ronneberger et al. 2015", "claim_crop", "train", measure_crop),
+]}
+
+
+def known_claims() -> list[str]:
+    return list(CLAIMS)
+
+
+def select_claims(names: Sequence[str]) -> list[Claim]:
+    """The named claims in the order named (all, by number, when none is); an unknown name is a one-line error.
+    A claim may be named by its name, its number or its preset (``long_skips``, ``1``, ``claim_long_skips``)."""
+    if not names:
+        return list(CLAIMS.values())
+    alias = {**{str(c.number): c for c in CLAIMS.values()}, **{c.preset: c for c in CLAIMS.values()}, **CLAIMS}
+    chosen = []
+    for n in names:
+        if n not in alias:
+            raise ConfigError(f"unknown claim '{n}'; known: {', '.join(known_claims())}")
+        if alias[n] not in chosen:
+            chosen.append(alias[n])
+    return chosen
