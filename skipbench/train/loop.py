@@ -310,14 +310,16 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
                     log.error("%s: stopping this run as diverged", last["error"])
                     break
             # ---- eval and checkpoint
-            if step % t.eval_every == 0 or step == t.max_steps:
+            evaluated = step % t.eval_every == 0 or step == t.max_steps
+            if evaluated:
                 eval_start = time.perf_counter()
                 last.update(eval_and_log(run, tb, diag, val_split, last.get("train_loss")))
                 save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
                 paused += time.perf_counter() - eval_start
             if stop.reason:
                 status, last["signal"] = "interrupted", stop.reason
-                save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
+                if not evaluated:  # an eval step has just saved this very state
+                    save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
                 break
     bar.close()
     return finish(run, tb, run_dir, status, last, time.perf_counter() - wall_start)
