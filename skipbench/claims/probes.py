@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..train.diagnostics import GradNorms, count_flops
+from ..train.memory import saved_tensor_bytes
 
 PROBE = "probe.json"
 LINE_POINTS = 64  # inputs along the 1-d line for the gradient autocorrelation
@@ -109,24 +110,12 @@ def training_memory(model: nn.Module, task, inputs: torch.Tensor, target: torch.
     """Bytes a training step holds: parameters + gradients, and the activations autograd saves for
     backward (counted once per storage) -- what grows with concatenation. Exact and device-independent,
     unlike a process's peak RSS (which a sweep's shared worker processes only ever raise)."""
-    seen: dict[tuple, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        if isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter) and t.device.type != "meta":
-            try:
-                key = (t.untyped_storage().data_ptr(), t.device.type)
-                seen[key] = max(seen.get(key, 0), t.untyped_storage().nbytes())
-            except RuntimeError:  # tensors without storage (sparse, ...): count their elements
-                seen[(id(t), "x")] = t.numel() * t.element_size()
-        return t
-
     model.train()
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with saved_tensor_bytes(model) as saved:
         loss = task.loss(model(inputs), target)
+    activations = saved()
     loss.backward()
     model.zero_grad(set_to_none=True)
-    activations = sum(b for (ptr, _), b in seen.items() if ptr not in params)
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     return {"activation_bytes": int(activations), "param_bytes": int(param_bytes),
             "step_bytes": int(activations + 2 * param_bytes), "batch": int(inputs.shape[0])}

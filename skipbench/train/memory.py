@@ -13,7 +13,9 @@ submitit sweep, separate commands), and on CUDA, where the allocator's own peak 
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 
@@ -49,6 +51,26 @@ def peak_mb(device: torch.device) -> tuple[float | None, str]:
     return round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1), "cpu_peak_rss_process"  # bytes on macOS, KiB else
 
 
+@contextmanager
+def saved_tensor_bytes(model: torch.nn.Module) -> Iterator[Callable[[], int]]:
+    """Count the bytes of the tensors autograd saves for backward inside the block, once per storage,
+    the model's parameters left out; yields a function that returns the count so far."""
+    storages: dict[tuple[int, str], int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.device.type != "meta":
+            try:
+                key = (t.untyped_storage().data_ptr(), t.device.type)
+                storages[key] = max(storages.get(key, 0), t.untyped_storage().nbytes())
+            except RuntimeError:  # tensors without storage (sparse, ...): count their elements
+                storages[(id(t), "x")] = t.numel() * t.element_size()
+        return t
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield lambda: sum(n for (ptr, _), n in storages.items() if ptr not in params)
+
+
 def saved_activations_mb(model: torch.nn.Module, inputs: torch.Tensor, autocast=None) -> float:
     """MiB of the tensors autograd keeps for backward in one training forward of ``inputs`` ``[B, C, H, W]``
     (parameters left out): the activation memory a variant's skips cost, exact and the same on every
@@ -56,20 +78,11 @@ def saved_activations_mb(model: torch.nn.Module, inputs: torch.Tensor, autocast=
     Run in eval mode so batch-norm statistics are not touched (it saves the same tensors)."""
     from contextlib import nullcontext
 
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
     was_training = model.training
     model.eval()
     try:
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-                (autocast or nullcontext)():
+        with torch.enable_grad(), saved_tensor_bytes(model) as saved, (autocast or nullcontext)():
             model(inputs)
     finally:
         model.train(was_training)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    return round(sum(n for ptr, n in storages.items() if ptr not in params) / 2**20, 2)
+    return round(saved() / 2**20, 2)
