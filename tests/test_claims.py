@@ -190,3 +190,47 @@ def test_claim5_long_only_unet_spreads_its_updates_more(tmp_path):
     runs = _sweep(tmp_path, "claim_update_ratio", [])
     (spread,) = CLAIMS["update_ratio"].measure(runs).effects[""]
     assert spread.mean > 0
+
+
+def test_per_lr_measures_each_learning_rate_and_the_weakest_verdict_wins():
+    """A one-setting measure over an lr grid: rows and effects per lr; the lr where the effect fails decides."""
+    from types import SimpleNamespace
+
+    from skipbench.claims.claims import Measured, Row, per_lr
+    from skipbench.claims.verdict import effect
+
+    runs = [SimpleNamespace(config={"optimizer.lr": lr, "seed": s, "model.name": m}, status="completed")
+            for lr in (0.001, 0.003) for s in range(3) for m in ("a", "b")]
+    gap = {0.001: 1.0, 0.003: -1.0}  # b beats a by 1 at the low lr only
+
+    @per_lr
+    def measure(rs):
+        lr = rs[0].config["optimizer.lr"]
+        assert all(r.config["optimizer.lr"] == lr for r in rs)
+        a = {r.config["seed"]: 0.1 * r.config["seed"] for r in rs if r.config["model.name"] == "a"}
+        b = {s: v + gap[lr] + 0.01 * s for s, v in a.items()}
+        return Measured("q", [Row("a", a), Row("b", b)], {"": [effect("b − a", a, b, ">0")]}, "rule")
+
+    m = measure(runs)
+    assert [r.label for r in m.rows] == ["a, lr 0.001", "b, lr 0.001", "a, lr 0.003", "b, lr 0.003"]
+    assert m.verdicts == {"lr 0.001": "holds", "lr 0.003": "does not hold"}
+    assert m.verdict == "does not hold"
+    assert m.effects["lr 0.003"][0].name == "lr 0.003: b − a"
+    single = measure([r for r in runs if r.config["optimizer.lr"] == 0.001])
+    assert single.verdict == "holds" and [r.label for r in single.rows] == ["a", "b"]
+
+
+def test_verdict_changes_name_each_verdict_that_differs_from_the_file_replaced(tmp_path):
+    from skipbench.claims.claims import Measured, Row
+    from skipbench.claims.reproduce import verdict_changes, verdict_table
+
+    a, b = {0: 0.0, 1: 0.1, 2: 0.2}, {0: 1.0, 1: 1.2, 2: 1.1}
+    holds = Measured("q", [Row("a", a)], {"": [effect("b − a", a, b, ">0")]}, "rule")
+    fails = Measured("q", [Row("a", a)], {"": [effect("a − b", b, a, ">0")]}, "rule")
+    c1, c2 = CLAIMS["long_skips"], CLAIMS["degradation"]
+    out = tmp_path / "results.md"
+    assert verdict_changes(out, [(c1, holds)]) == []  # no earlier file: nothing to compare
+    out.write_text("# R\n\n" + verdict_table([(c1, holds), (c2, holds)]) + "\n")
+    assert verdict_changes(out, [(c1, holds), (c2, holds)])[0].startswith("No verdict changed")
+    assert verdict_changes(out, [(c1, holds), (c2, fails)])[0] == (
+        "Verdicts changed since the previous `docs/results.md`: claim 2 (degradation): holds → does not hold.")

@@ -7,9 +7,10 @@ per setting (a learning rate of the grid). A claim's verdict is the weakest over
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -144,6 +145,24 @@ def trained(run: Run):
     return _TRAINED[run.path]
 
 
+def per_lr(measure: Callable[[Sequence[Run]], Measured]) -> Callable[[Sequence[Run]], Measured]:
+    """Measure a one-setting claim at each learning rate of its sweep's grid and merge the results: rows and
+    effects named by lr, one setting per lr (so the verdict is the weakest over the grid). Costs, profiles and
+    notes are the first lr's."""
+    @functools.wraps(measure)
+    def at_each_lr(runs: Sequence[Run]) -> Measured:
+        grid = lrs(runs)
+        if len(grid) < 2:
+            return measure(runs)
+        parts = {lr: measure([r for r in runs if float(_cfg(r, "optimizer.lr", "nan")) == lr]) for lr in grid}
+        first = parts[grid[0]]
+        rows = [Row(f"{row.label}, lr {lr:g}", row.values) for lr, m in parts.items() for row in m.rows]
+        effects = {f"lr {lr:g}": [replace(e, name=f"lr {lr:g}: {e.name}") for e in m.effects[""]]
+                   for lr, m in parts.items()}
+        return replace(first, rows=rows, effects=effects, rule=f"{first.rule}; at each learning rate")
+    return at_each_lr
+
+
 # ---------------------------------------------------------------- the measures
 EITHER = "holds if every effect's 95 % CI excludes 0 on the claimed side; partly holds if every mean points the claimed way " \
          "or some CIs exclude 0; does not hold otherwise"
@@ -163,6 +182,7 @@ def measure_long_skips(runs: Sequence[Run]) -> Measured:
                     f"{EITHER}; effects: final PSNR gap (\"better\") and PSNR gap at step {early} (\"sooner\"), at each learning rate")
 
 
+@per_lr
 def measure_degradation(runs: Sequence[Run]) -> Measured:
     loss = tail_mean("loss/train", 5)
     blocks = sorted({int(_cfg(r, "model.blocks_per_level")) for r in runs})
@@ -200,6 +220,7 @@ def measure_grad_depth(runs: Sequence[Run]) -> Measured:
                     axis="spread (decades)", profiles=profiles, profile_axis="log10 ‖∂L/∂W‖/‖W‖ (mean over seeds)")
 
 
+@per_lr
 def measure_branch_response(runs: Sequence[Run]) -> Measured:
     from .probes import response_std
 
@@ -227,6 +248,7 @@ def measure_branch_response(runs: Sequence[Run]) -> Measured:
                     axis="mean response std", note=note)
 
 
+@per_lr
 def measure_update_ratio(runs: Sequence[Run]) -> Measured:
     from .probes import main_path
 
