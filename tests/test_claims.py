@@ -209,9 +209,11 @@ def test_per_lr_measures_each_learning_rate_and_the_weakest_verdict_wins():
         assert all(r.config["optimizer.lr"] == lr for r in rs)
         a = {r.config["seed"]: 0.1 * r.config["seed"] for r in rs if r.config["model.name"] == "a"}
         b = {s: v + gap[lr] + 0.01 * s for s, v in a.items()}
-        return Measured("q", [Row("a", a), Row("b", b)], {"": [effect("b − a", a, b, ">0")]}, "rule")
+        return Measured("q", [Row("a", a), Row("b", b)], {"": [effect("b − a", a, b, ">0")]}, "rule",
+                        note="b lags" if gap[lr] < 0 else "")
 
     m = measure(runs)
+    assert m.note == "At lr 0.003: b lags."  # a note is about the lr it was measured at
     assert [r.label for r in m.rows] == ["a, lr 0.001", "b, lr 0.001", "a, lr 0.003", "b, lr 0.003"]
     assert m.verdicts == {"lr 0.001": "holds", "lr 0.003": "does not hold"}
     assert m.verdict == "does not hold"
