@@ -558,8 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         prepare = sys.modules.get("skipbench.train.prepare")
         for folder in prepare.held_folders() if prepare else []:
             folder.release()
-        if "skipbench.train.loop" in sys.modules:  # data a refused run checked but never used
-            sys.modules["skipbench.train.loop"]._LOADED.clear()
+        if prepare:  # data a refused run checked but never used
+            prepare.forget_loaded()
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
 

@@ -16,8 +16,7 @@ from skipbench.models import build_model
 from skipbench.models.blocks import crop_to
 from skipbench.models.encdec import check_valid_size, valid_output_size
 from skipbench.models.merges import match_size
-from skipbench.train.loop import load_data
-from skipbench.train.prepare import check_runnable
+from skipbench.train.prepare import check_runnable, load_data
 
 from conftest import compose
 

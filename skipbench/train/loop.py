@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -32,7 +31,7 @@ from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint, write_json
 from .diagnostics import Diagnostics, count_flops
 from .memory import peak_mb, reset_peak, saved_activations_mb
-from .prepare import check_runnable
+from .prepare import check_runnable, load_data
 from .tb import TBLogger, flatten, task_layout
 
 log = logging.getLogger("skipbench")
@@ -143,17 +142,6 @@ class Run:
         self.train_time, self.data_time = state["train_time"], state.get("data_time", 0.0)
 
 
-def instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:
-    """``instantiate``, but a user mistake found inside the target (a missing data file, say) stays
-    one :class:`ConfigError` line instead of Hydra's "Error in call to target" wrapper."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as ex:
-        if isinstance(ex.__cause__, ConfigError):
-            raise ex.__cause__ from None
-        raise
-
-
 def default_threads() -> int | None:
     """Torch CPU threads for a job of a parallel sweep: the cores shared out, so jobs do not
     oversubscribe them (2 jobs x 2 threads on 2 cores run at half the speed of 2 x 1)."""
@@ -171,24 +159,6 @@ def default_threads() -> int | None:
     if "submitit" in target and launcher.get("cpus_per_task"):
         return int(launcher.cpus_per_task)
     return None
-
-
-_LOADED: dict[str, tuple[ImageData, torch.Tensor]] = {}  # kept by the pre-run check (check_runnable) for the run
-
-
-def load_data(cfg: DictConfig, keep: bool = False) -> ImageData:
-    """The data set, seeded as :func:`build` seeds it; ``keep=True`` keeps it (and the RNG state after
-    loading) for the next call with the same config, so checking a run before it starts loads nothing twice."""
-    key = OmegaConf.to_yaml(cfg.dataset) + f"seed={cfg.seed}"
-    if key in _LOADED:
-        data, rng = _LOADED[key] if keep else _LOADED.pop(key)
-        torch.set_rng_state(rng)
-        return data
-    torch.manual_seed(cfg.seed)
-    data = instantiate_checked(cfg.dataset)
-    if keep:
-        _LOADED[key] = data, torch.get_rng_state()
-    return data
 
 
 def build(cfg: DictConfig, resume: str | None = None) -> Run:

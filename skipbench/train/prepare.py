@@ -16,16 +16,60 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import CheckpointError, ConfigError, RunFolderError
 
+if TYPE_CHECKING:
+    import torch
+
+    from ..data import ImageData
+
 # Checkpoint and config must agree on these (architecture, task, data shape); the rest (length,
 # learning rate, logging) may change on resume.
 MUST_MATCH = ("model.", "task._target_", "dataset._target_", "dataset.size", "dataset.channels", "dataset.crop",
               "optimizer._target_", "scheduler._target_")
+
+
+def instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:
+    """``instantiate``, but a user mistake found inside the target (a missing data file, say) stays
+    one :class:`ConfigError` line instead of Hydra's "Error in call to target" wrapper."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as ex:
+        if isinstance(ex.__cause__, ConfigError):
+            raise ex.__cause__ from None
+        raise
+
+
+_LOADED: dict[str, tuple[ImageData, torch.Tensor]] = {}  # kept by check_runnable for the run it checks
+
+
+def load_data(cfg: DictConfig, keep: bool = False) -> ImageData:
+    """The data set, seeded as the run seeds it; ``keep=True`` keeps it (and the RNG state after
+    loading) for the next call with the same config, so checking a run before it starts loads nothing twice."""
+    import torch
+
+    key = OmegaConf.to_yaml(cfg.dataset) + f"seed={cfg.seed}"
+    if key in _LOADED:
+        data, rng = _LOADED[key] if keep else _LOADED.pop(key)
+        torch.set_rng_state(rng)
+        return data
+    torch.manual_seed(cfg.seed)
+    data = instantiate_checked(cfg.dataset)
+    if keep:
+        _LOADED[key] = data, torch.get_rng_state()
+    return data
+
+
+def forget_loaded() -> None:
+    """Drop data kept for a run that did not start."""
+    _LOADED.clear()
 
 
 def check_runnable(cfg: DictConfig, resume: str | None) -> dict[str, Any] | None:
@@ -41,7 +85,6 @@ def check_runnable(cfg: DictConfig, resume: str | None) -> dict[str, Any] | None
     from ..config import check_config, check_image_size
     from ..data import EpochSampler
     from ..models import get_variant
-    from .loop import load_data
 
     check_config(cfg)
     get_variant(cfg.model.name)  # "unknown model 'x'; known: ..."
@@ -62,8 +105,6 @@ def check_model(cfg: DictConfig, data, task):
     """The model built as the run builds it, on the meta device; its own argument checks name the key
     (``model.width=0: must be an integer >= 1``)."""
     import torch
-
-    from .loop import instantiate_checked
 
     try:
         with torch.random.fork_rng(devices=[]), torch.device("meta"):  # no memory, no draws from the global RNG
