@@ -48,11 +48,10 @@ class DecoderLevel(nn.Module):
     convs (``resize=False``) it keeps its size and the merge crops the larger skip instead.
     """
 
-    def __init__(self, block, in_ch: int, skip_ch: int, out_ch: int, n_blocks: int, merge: type[nn.Module],
-                 resize: bool = True) -> None:
+    def __init__(self, block, in_ch: int, skip_ch: int, out_ch: int, n_blocks: int, merge: str, resize: bool = True) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(in_ch, out_ch, kernel_size=2, stride=2)
-        self.merge = merge(out_ch, skip_ch)
+        self.merge = merge_class(merge)(out_ch, skip_ch)
         self.stage = Stage(block, self.merge.out_ch, out_ch, n_blocks)
         self.resize = resize
 
@@ -167,7 +166,7 @@ class EncoderDecoder(nn.Module):
         super().__init__()
         check_arguments(depth=depth, width=width, blocks_per_level=blocks_per_level, padding=padding, head=head,
                         dense_growth=dense_growth)
-        merge = merge_class(long_skip, padding)
+        merge_class(long_skip, padding)  # a known merge that works with this padding
         # Valid convs: each stage loses 4 px per block (a dense stage as many, over 2x the layers).
         self.valid_blocks = blocks_per_level if padding == 0 else 0
         options = BlockOptions(padding, blocks_per_level, zero_init_residual, highway_gate_bias, dense_growth)
@@ -184,7 +183,7 @@ class EncoderDecoder(nn.Module):
         self.dec_names = [] if head == "classes" else [f"dec{i}" for i in reversed(range(depth))]
         for name in self.dec_names:
             i = int(name[3:])
-            self.add_module(name, DecoderLevel(make_block, ch[i + 1], ch[i], ch[i], blocks_per_level, merge, padding == 1))
+            self.add_module(name, DecoderLevel(make_block, ch[i + 1], ch[i], ch[i], blocks_per_level, long_skip, padding == 1))
         if head == "classes":
             self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch[depth], out_channels))
         else:
