@@ -101,7 +101,7 @@ def check_runnable(cfg: DictConfig, resume: str | None) -> dict[str, Any] | None
         raise
 
 
-def check_model(cfg: DictConfig, data, task):
+def check_model(cfg: DictConfig, data: ImageData, task: Any) -> torch.nn.Module:
     """The model built as the run builds it, on the meta device; its own argument checks name the key
     (``model.width=0: must be an integer >= 1``)."""
     import torch
@@ -116,7 +116,7 @@ def check_model(cfg: DictConfig, data, task):
         raise
 
 
-def check_resume(cfg: DictConfig, resume: str, model) -> dict[str, Any]:
+def check_resume(cfg: DictConfig, resume: str, model: torch.nn.Module) -> dict[str, Any]:
     """The checkpoint must be whole, ours, and fit this config's ``model``; says what differs if not."""
     from .checkpoint import find_checkpoint, load_checkpoint
 
