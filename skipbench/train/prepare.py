@@ -14,9 +14,10 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -85,9 +86,14 @@ def check_runnable(cfg: DictConfig, resume: str | None) -> dict[str, Any] | None
     from ..config import check_config, check_image_size
     from ..data import EpochSampler
     from ..models import get_variant
+    from ..models.blocks import block_class
+    from ..models.merges import merge_class
 
     check_config(cfg)
     get_variant(cfg.model.name)  # "unknown model 'x'; known: ..."
+    with model_keys_named(cfg):  # skip names before any data is read (a real data set takes seconds)
+        block_class(cfg.model.block)
+        merge_class(cfg.model.long_skip, cfg.model.padding)
     data = load_data(cfg, keep=True)  # kept for the run, so nothing is loaded twice
     try:
         EpochSampler(len(data.train), cfg.trainer.batch_size, cfg.seed)  # refuses a batch larger than the split
@@ -106,12 +112,18 @@ def check_model(cfg: DictConfig, data: ImageData, task: Any) -> torch.nn.Module:
     (``model.width=0: must be an integer >= 1``)."""
     import torch
 
+    with model_keys_named(cfg), torch.random.fork_rng(devices=[]), torch.device("meta"):  # no memory, no RNG draws
+        return instantiate_checked(cfg.model, in_channels=data.channels, out_channels=task.out_channels,
+                                   head=task.head)
+
+
+@contextmanager
+def model_keys_named(cfg: DictConfig) -> Iterator[None]:
+    """A model part's error names its argument (``block=x: ...``); give it the config key (``model.block=x``)."""
     try:
-        with torch.random.fork_rng(devices=[]), torch.device("meta"):  # no memory, no draws from the global RNG
-            return instantiate_checked(cfg.model, in_channels=data.channels, out_channels=task.out_channels,
-                                       head=task.head)
+        yield
     except ConfigError as ex:
-        if str(ex).split("=", 1)[0] in cfg.model:  # the model named one of its arguments
+        if str(ex).split("=", 1)[0] in cfg.model:
             raise ConfigError(f"model.{ex}") from None
         raise
 
