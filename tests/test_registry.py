@@ -63,8 +63,8 @@ def test_unknown_skip_kinds_name_the_known_ones():
     ("model.name=nope", ["unknown model 'nope'", *MODELS]),
 ])
 def test_unknown_names_are_one_line_before_training(tmp_path, monkeypatch, capsys, override, words):
-    monkeypatch.chdir(tmp_path)
-    code, _, err = run_main(["train", override, "trainer.progress=false"], capsys)
+    monkeypatch.chdir(tmp_path)  # no MNIST files here: a name must be refused before any data is read
+    code, _, err = run_main(["train", override, "dataset=mnist", "trainer.progress=false"], capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     for word in words:
