@@ -11,6 +11,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
+from ..run_folder import flat_items
+
 
 def _uint8(images: torch.Tensor) -> "np.ndarray":
     """``[N, C, H, W]`` in [0, 1] -> ``[N, H, W, 3]`` uint8 (grey repeated to RGB)."""
@@ -60,20 +62,11 @@ def captioned_grid(rows: list[tuple[str, torch.Tensor]], labels: list[str] | Non
     return np.asarray(canvas)
 
 
-def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
-    """Nested config -> ``{"model.depth": 3, ...}`` with only the value types HParams accepts."""
-    out: dict[str, bool | int | float | str] = {}
-    for key, value in cfg.items():
-        if str(key).startswith("_"):  # _target_, _partial_, _convert_: how to build, not what
-            continue
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        elif isinstance(value, (bool, int, float, str)):
-            out[name] = value
-        elif value is not None:
-            out[name] = str(value)
-    return out
+def flatten(cfg: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
+    """Nested config -> ``{"model.depth": 3, ...}`` with only the value types HParams accepts
+    (``None`` left out, anything else as its text)."""
+    return {key: value if isinstance(value, (bool, int, float, str)) else str(value)
+            for key, value in flat_items(cfg) if value is not None}
 
 
 # The HParams metrics of every run (tag, column name, description). ``hparams/score`` is the run's
@@ -126,8 +119,14 @@ class TBLogger:
         self.writer.add_image(tag, captioned_grid(rows, labels, legend), step, dataformats="HWC")
 
     def figures(self, figures: Mapping[str, Any], step: int) -> None:
+        """Matplotlib figures as images. Drawn here on their own Agg canvas: ``add_figure`` would import
+        pyplot (and close each figure through its registry)."""
+        if not figures:
+            return  # most evals draw nothing: matplotlib is not even imported then
+        from ..figures import to_rgb
+
         for tag, fig in figures.items():
-            self.writer.add_figure(tag, fig, step, close=True)
+            self.writer.add_image(tag, to_rgb(fig), step, dataformats="HWC")
 
     def layout(self, layout: dict) -> None:
         self.writer.add_custom_scalars(layout)
