@@ -39,7 +39,13 @@ CONFIG = Path(HYDRA_DIR) / "config.yaml"
 HYDRA_CONFIG = Path(HYDRA_DIR) / "hydra.yaml"
 OVERRIDES = Path(HYDRA_DIR) / "overrides.yaml"
 HYDRA_LOG = "train.log"  # Hydra's job log (hydra.job.name is "train")
-EVENTS_PREFIX = "events.out.tfevents"  # TensorBoard event files
+EVENTS_PREFIX = "events.out.tfevents"  # TensorBoard event files: <prefix>.<second>.<host>.<pid>.<n>
+
+
+def event_file_second(name: str) -> int | None:
+    """The second an event file was opened (``events.out.tfevents.1700000000.host.12.0`` -> 1700000000)."""
+    parts = name.split(".")
+    return int(parts[3]) if name.startswith(EVENTS_PREFIX + ".") and len(parts) > 3 and parts[3].isdigit() else None
 
 
 def run_info_name(step: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -11,7 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from ..run_folder import flat_items
+from ..run_folder import EVENTS_PREFIX, event_file_second, flat_items
 
 
 def _uint8(images: torch.Tensor) -> "np.ndarray":
@@ -98,12 +99,28 @@ def task_layout(task: str, loss: str, metrics: Iterable[str]) -> dict:
     return {f"{task}: loss and metrics": charts}
 
 
+def _after_earlier_event_files(run_dir: Path) -> None:
+    """Wait, if need be, until a new event file's name sorts after the folder's earlier ones.
+
+    TensorBoard reads a folder's event files in name order, ``<prefix>.<second>.<host>.<pid>.<n>``: a
+    resumed writer opened in the same second as an earlier one can sort before it (``.10`` before ``.9``)
+    and its events be read first. Only a resume within the second its run started waits (under a second):
+    in one process, as tests do; a resume from the command line starts seconds later.
+    """
+    seconds = [event_file_second(p.name) for p in run_dir.glob(f"{EVENTS_PREFIX}.*")]
+    newest = max((s for s in seconds if s is not None), default=None)
+    if newest is not None and newest >= int(time.time()):
+        time.sleep(newest + 1 - time.time())
+
+
 class TBLogger:
     """Thin wrapper over one ``SummaryWriter`` writing into ``run_dir`` itself."""
 
     def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
         # purge_step: on resume, TensorBoard drops events at or after this step from earlier files,
         # so the curve continues without a doubled tail.
+        if purge_step is not None:
+            _after_earlier_event_files(Path(run_dir))
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
