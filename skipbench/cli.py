@@ -121,7 +121,8 @@ def _train_task(cfg) -> float | None:
         if sweep:  # a single run was checked and its folder locked before Hydra made it
             check_added_keys(cfg, list(hc.overrides.task))
             folder = claim_run_folder(run_dir, resume=True)
-        summary = train(cfg, run_dir, on_ready=lambda: _save_hydra_files(cfg, hc, run_dir))
+        checked, _PRECHECKED[0] = _PRECHECKED[0] and not sweep, False  # checked before Hydra made the folder
+        summary = train(cfg, run_dir, on_ready=lambda: _save_hydra_files(cfg, hc, run_dir), checked=checked)
     except Exception as ex:
         if not sweep:
             if _WANTS_TRACE[0]:
@@ -194,7 +195,8 @@ def precheck(config_name: str, args: list[str]) -> list[str] | None:
         if cfg.resume == "auto":  # this folder's own checkpoint if it has one, else a fresh run
             cfg.resume = resolve_resume("auto", run_dir) if run_dir is not None else None
     check_added_keys(cfg, args)
-    state = check_runnable(cfg)
+    state = check_runnable(cfg, cfg.resume)
+    _PRECHECKED[0] = True  # the run's one validation: the task function does not repeat it
     if state is not None and state["step"] >= cfg.trainer.max_steps:
         print(f"skipbench train: resume={cfg.resume}: the run already completed (step {state['step']} of "
               f"trainer.max_steps={cfg.trainer.max_steps}); nothing to do, nothing changed (raise "
@@ -342,6 +344,7 @@ def _fail(command: str, ex: BaseException) -> int:
 
 
 _WANTS_TRACE = [False]  # HYDRA_FULL_ERROR=1 from the user (we set it for Hydra ourselves)
+_PRECHECKED = [False]  # precheck() validated the single run Hydra is about to start
 
 
 def _run_hydra(command: str, app: Callable[[], None], args: list[str], check: bool = False) -> int:
@@ -356,6 +359,7 @@ def _run_hydra(command: str, app: Callable[[], None], args: list[str], check: bo
         app()
     finally:
         sys.argv = [prog]
+        _PRECHECKED[0] = False
         if not user_wants_trace:
             os.environ.pop("HYDRA_FULL_ERROR", None)
     from .sweep import take_outcome
@@ -555,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         prepare = sys.modules.get("skipbench.train.prepare")
         for folder in prepare.held_folders() if prepare else []:
             folder.release()
-        if "skipbench.train.loop" in sys.modules:  # data a refused run checked but never used
-            sys.modules["skipbench.train.loop"]._LOADED.clear()
+        if prepare:  # data a refused run checked but never used
+            prepare.forget_loaded()
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
 

@@ -3,7 +3,10 @@
 Registered in Hydra's ConfigStore as ``train_schema`` (the first default of ``train.yaml``) and as
 ``schema/<group>/<option>``, which each group file extends with ``defaults: [/schema/...@_here_]``.
 Hydra then rejects a wrong type, an unknown key or an unknown enum value while composing, before
-anything is built. Ranges that types cannot express are checked by :func:`check_config`.
+anything is built. The model options (``schema/model/<name>``) are made from the variant table,
+:data:`skipbench.models.registry.MODELS`. Ranges that types cannot express are checked by
+:func:`check_config` (the rules no constructor or loader owns) and, once per run, by
+:func:`skipbench.train.prepare.check_runnable`.
 """
 
 from __future__ import annotations
@@ -27,20 +30,6 @@ class _Choice(str, Enum):
         return self.value
 
 
-class LongSkip(_Choice):
-    none = "none"
-    concat = "concat"
-    add = "add"
-    crop_concat = "crop_concat"
-
-
-class Block(_Choice):
-    plain = "plain"
-    residual = "residual"
-    dense = "dense"
-    highway = "highway"
-
-
 class Noise(_Choice):
     gaussian = "gaussian"
     salt_pepper = "salt_pepper"
@@ -62,17 +51,19 @@ class Device(_Choice):
 # ---------------------------------------------------------------- model
 @dataclass
 class ModelConfig:
+    """One per variant (``schema/model/<name>``), its name and skips from :data:`skipbench.models.registry.MODELS`."""
+
     _target_: str = "skipbench.models.build_model"
     name: str = MISSING
-    long_skip: LongSkip = LongSkip.none
-    block: Block = Block.plain
+    long_skip: str = MISSING  # a name in skipbench/models/merges.py MERGES (the variant's own unless overridden)
+    block: str = MISSING  # a name in skipbench/models/blocks.py BLOCKS (the variant's own unless overridden)
     depth: int = 3  # 2x downsamplings; bottleneck at H / 2**depth
     width: int = 16  # channels of the first level, doubled at each level
     blocks_per_level: int = 1  # each block is two 3x3 convs deep
     zero_init_residual: bool = False
     highway_gate_bias: float = -2.0
     dense_growth: Optional[int] = None  # channels per dense layer; default max(4, out_ch // layers)
-    padding: int = 1  # 1 = padded 3x3 convs; 0 = valid convs as in the original U-Net (output smaller)
+    padding: int = MISSING  # 1 = padded 3x3 convs; 0 = valid convs as in the original U-Net (output smaller)
 
 
 # ---------------------------------------------------------------- data sets
@@ -242,8 +233,16 @@ class TrainConfig:
     tuned_lr: dict[str, float] = field(default_factory=dict)  # model.name -> lr, from tuned=<task>_<dataset>
 
 
+def model_schemas() -> dict[str, ModelConfig]:
+    """``schema/model/<name>`` for every registered variant: ``configs/model/<name>.yaml`` extends it."""
+    from .models.registry import MODELS  # imports no torch
+
+    return {name: ModelConfig(name=name, long_skip=v.long_skip, block=v.block, padding=v.padding)
+            for name, v in MODELS.items()}
+
+
 SCHEMAS = {
-    "model": {"base": ModelConfig},
+    "model": model_schemas(),
     "dataset": {"shapes": ShapesConfig, "mnist": MnistConfig, "fashion_mnist": FashionMnistConfig,
                 "cifar10": Cifar10Config, "folder": FolderConfig, "digits": DigitsConfig},
     "task": {"denoise": DenoiseConfig, "reconstruct": ReconstructConfig, "segment": SegmentConfig,
@@ -288,74 +287,70 @@ def config_dir() -> Path:
 SEED_LIMIT = 2**32
 
 
+def require(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value}: {rule}")
+
+
 def check_config(cfg: DictConfig) -> None:
-    """Range checks that types cannot express; raises :class:`ConfigError` naming key and rule."""
-    t, m, d = cfg.trainer, cfg.model, cfg.dataset
+    """The rules no constructor or loader owns: the trainer's, optimizer's, schedule's, task's and
+    diagnostics' ranges, and the rules spanning several keys. Raises :class:`ConfigError` naming key and rule.
 
-    def require(ok: bool, key: str, value: Any, rule: str) -> None:
-        if not ok:
-            raise ConfigError(f"{key}={value}: {rule}")
-
-    for key in ("max_steps", "batch_size", "eval_every", "log_every"):
-        require(t[key] >= 1, f"trainer.{key}", t[key], "must be an integer >= 1")
-    # Seeds feed torch generators (64-bit), multiplied by ~1e6 for per-step and per-epoch streams.
-    for key, seed in (("seed", cfg.seed), ("dataset.seed", d.get("seed", 0))):
-        require(0 <= seed < SEED_LIMIT, key, seed, f"must be an integer in [0, 2**32 - 1]")
-    require(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads, "must be >= 1 or null")
-    require(t.grad_clip is None or t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "must be > 0 or null")
-    require(m.depth >= 0, "model.depth", m.depth, "must be an integer >= 0")
-    require(m.width >= 1, "model.width", m.width, "must be an integer >= 1")
-    require(m.blocks_per_level >= 1, "model.blocks_per_level", m.blocks_per_level, "must be an integer >= 1")
-    require(m.dense_growth is None or m.dense_growth >= 1, "model.dense_growth", m.dense_growth, "must be >= 1 or null")
-    tuned = cfg.get("tuned_lr") or {}
-    if tuned and m.name not in tuned:  # checked first: optimizer.lr interpolates ${tuned_lr.${model.name}}
-        raise ConfigError(f"tuned: no tuned learning rate for model={m.name}; tuned: {', '.join(tuned)} "
-                          "(tune it with scripts/tune_lr.py --models ..., or drop tuned=)")
-    require(cfg.optimizer.lr > 0, "optimizer.lr", cfg.optimizer.lr, "must be > 0")
-    require(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay", cfg.optimizer.weight_decay, "must be >= 0")
-    if "momentum" in cfg.optimizer:
-        require(0 <= cfg.optimizer.momentum < 1, "optimizer.momentum", cfg.optimizer.momentum, "must be in [0, 1)")
-    if "warmup_steps" in cfg.scheduler:
-        require(cfg.scheduler.warmup_steps >= 0, "scheduler.warmup_steps", cfg.scheduler.warmup_steps, "must be >= 0")
-        require(cfg.scheduler.warmup_steps < t.max_steps, "scheduler.warmup_steps", cfg.scheduler.warmup_steps,
-                f"must be < trainer.max_steps ({t.max_steps}), else the lr never leaves its warmup")
-        require(0 <= cfg.scheduler.min_lr_ratio <= 1, "scheduler.min_lr_ratio", cfg.scheduler.min_lr_ratio, "must be in [0, 1]")
-    if "sigma" in cfg.task:
-        require(cfg.task.sigma >= 0, "task.sigma", cfg.task.sigma, "must be >= 0")
-        require(0 <= cfg.task.amount <= 1, "task.amount", cfg.task.amount, "must be in [0, 1]")
-    if "dice_weight" in cfg.task:
-        require(cfg.task.dice_weight >= 0, "task.dice_weight", cfg.task.dice_weight, "must be >= 0")
-    if str(t.device) == "cuda":
-        import torch
-
-        require(torch.cuda.is_available(), "trainer.device", t.device, "no CUDA device is available here; use auto or cpu")
-    require(m.padding in (0, 1), "model.padding", m.padding, "must be 1 (padded convs) or 0 (valid convs)")
-    if m.padding == 0:
-        require(str(m.long_skip) in ("crop_concat", "none"), "model.long_skip", m.long_skip,
-                "valid convs (model.padding=0) need long_skip crop_concat or none")
-    size = d.get("crop") or d.get("size")  # known before loading for shapes, digits, folder, resized sets
-    if size:
-        check_image_size(cfg, size)
+    The model checks its own arguments (:class:`~skipbench.models.EncoderDecoder`), each data set
+    loader its own (``skipbench/data/``), and :func:`check_image_size` that model and data fit;
+    :func:`skipbench.train.prepare.check_runnable` runs them all once per run, before the run folder exists.
+    """
+    _check_trainer(cfg.trainer, cfg)
+    _check_optimizer(cfg)
+    _check_task(cfg.task)
+    d = cfg.dataset
     if "root" in d.keys() and OmegaConf.is_missing(d, "root"):
         raise ConfigError("dataset.root is not set: give the folder of your images, e.g. dataset.root=~/photos")
-    if "max_shapes" in d:
-        require(d.max_shapes >= 1, "dataset.max_shapes", d.max_shapes, "must be >= 1")
-    if "channels" in d:
-        require(d.channels in (1, 3), "dataset.channels", d.channels, "must be 1 or 3")
-    for key in ("train_size", "val_size", "crops_per_image", "crop"):
-        require(d.get(key) is None or d[key] >= 1, f"dataset.{key}", d.get(key), "must be >= 1")
-    if d.get("train_size") is not None:
-        require(d.train_size >= t.batch_size, "dataset.train_size", d.train_size,
-                f"must be >= trainer.batch_size ({t.batch_size})")
-    if "val_fraction" in d:
-        require(0 < d.val_fraction < 1, "dataset.val_fraction", d.val_fraction, "must be in (0, 1)")
     require(cfg.diagnostics.figures_every >= 0, "diagnostics.figures_every", cfg.diagnostics.figures_every, "must be >= 0")
     require(cfg.diagnostics.num_images >= 1, "diagnostics.num_images", cfg.diagnostics.num_images, "must be >= 1")
 
 
+def _check_trainer(t: DictConfig, cfg: DictConfig) -> None:
+    for key in ("max_steps", "batch_size", "eval_every", "log_every"):
+        require(t[key] >= 1, f"trainer.{key}", t[key], "must be an integer >= 1")
+    # Seeds feed torch generators (64-bit), multiplied by ~1e6 for per-step and per-epoch streams.
+    for key, seed in (("seed", cfg.seed), ("dataset.seed", cfg.dataset.get("seed", 0))):
+        require(0 <= seed < SEED_LIMIT, key, seed, f"must be an integer in [0, 2**32 - 1]")
+    require(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads, "must be >= 1 or null")
+    require(t.grad_clip is None or t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "must be > 0 or null")
+    if str(t.device) == "cuda":
+        import torch
+
+        require(torch.cuda.is_available(), "trainer.device", t.device, "no CUDA device is available here; use auto or cpu")
+
+
+def _check_optimizer(cfg: DictConfig) -> None:
+    """The learning rate (a tuned one must exist for the model), weight decay, momentum and schedule."""
+    tuned, opt, sched = cfg.get("tuned_lr") or {}, cfg.optimizer, cfg.scheduler
+    if tuned and cfg.model.name not in tuned:  # checked first: optimizer.lr interpolates ${tuned_lr.${model.name}}
+        raise ConfigError(f"tuned: no tuned learning rate for model={cfg.model.name}; tuned: {', '.join(tuned)} "
+                          "(tune it with scripts/tune_lr.py --models ..., or drop tuned=)")
+    require(opt.lr > 0, "optimizer.lr", opt.lr, "must be > 0")
+    require(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, "must be >= 0")
+    if "momentum" in opt:
+        require(0 <= opt.momentum < 1, "optimizer.momentum", opt.momentum, "must be in [0, 1)")
+    if "warmup_steps" in sched:
+        require(sched.warmup_steps >= 0, "scheduler.warmup_steps", sched.warmup_steps, "must be >= 0")
+        require(sched.warmup_steps < cfg.trainer.max_steps, "scheduler.warmup_steps", sched.warmup_steps,
+                f"must be < trainer.max_steps ({cfg.trainer.max_steps}), else the lr never leaves its warmup")
+        require(0 <= sched.min_lr_ratio <= 1, "scheduler.min_lr_ratio", sched.min_lr_ratio, "must be in [0, 1]")
+
+
+def _check_task(task: DictConfig) -> None:
+    if "sigma" in task:
+        require(task.sigma >= 0, "task.sigma", task.sigma, "must be >= 0")
+        require(0 <= task.amount <= 1, "task.amount", task.amount, "must be in [0, 1]")
+    if "dice_weight" in task:
+        require(task.dice_weight >= 0, "task.dice_weight", task.dice_weight, "must be >= 0")
+
 
 def check_image_size(cfg: DictConfig, size: int) -> None:
-    """The model must fit the images: ``2**depth`` pixels, more with valid convs."""
+    """The model must fit the images (``size`` px, the smaller side): ``2**depth`` pixels, more with valid convs."""
     m = cfg.model
     if size < 2**m.depth:
         raise ConfigError(f"model.depth={m.depth}: needs images of at least 2**{m.depth} = {2**m.depth} pixels, "

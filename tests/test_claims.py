@@ -169,25 +169,28 @@ def test_claim8_crop_and_padded_score_on_the_same_area(tmp_path):
 
 @pytest.mark.slow
 def test_claim2_deeper_plain_net_trains_worse_residual_less_so(tmp_path):
-    runs = _sweep(tmp_path, "claim_degradation", ["model=plain,resnet", "seed=0", "trainer.max_steps=100"])
+    runs = _sweep(tmp_path, "claim_degradation", ["model=plain,resnet", "optimizer.lr=0.001", "seed=0",
+                                                  "trainer.max_steps=100"])
     plain_up, resnet_vs_plain = CLAIMS["degradation"].measure(runs).effects[""][:2]
     assert plain_up.mean > 0.1  # cross-entropy: the 12-conv-per-stage plain net ends higher than the 2-conv one
     assert resnet_vs_plain.mean < 0
 
 
 @pytest.mark.slow
-def test_claim4_deeper_residual_net_responds_less(tmp_path):
-    # The one effect of claim 4 that the full preset supports at this scale (docs/results.md): the
-    # 4-block residual net's responses are smaller than the 1-block one's.
-    runs = _sweep(tmp_path, "claim_branch_response", ["model=plain,resnet"])
-    *_, deeper = CLAIMS["branch_response"].measure(runs).effects[""]
-    assert deeper.mean < 0
+def test_claim4_responses_stay_near_batchnorm_start_at_this_scale(tmp_path):
+    # Claim 4 does not hold here (docs/results.md), and the file says why: after 200 steps at lr 1e-3 every
+    # group's response std is still within 0.1 of 1.0, where BatchNorm starts. This checks that reason.
+    runs = _sweep(tmp_path, "claim_branch_response", ["optimizer.lr=0.001"])
+    m = CLAIMS["branch_response"].measure(runs)
+    assert len(m.rows) == 4 and all(len(r.values) == 3 for r in m.rows)
+    assert all(abs(v - 1.0) < 0.1 for r in m.rows for v in r.values.values())
+    assert "moved the responses little" in m.note
 
 
 @pytest.mark.slow
 def test_claim5_long_only_unet_spreads_its_updates_more(tmp_path):
     # At this scale the effect only leans the claimed way (docs/results.md): its mean over the preset's seeds.
-    runs = _sweep(tmp_path, "claim_update_ratio", [])
+    runs = _sweep(tmp_path, "claim_update_ratio", ["optimizer.lr=0.001"])
     (spread,) = CLAIMS["update_ratio"].measure(runs).effects[""]
     assert spread.mean > 0
 
@@ -209,9 +212,11 @@ def test_per_lr_measures_each_learning_rate_and_the_weakest_verdict_wins():
         assert all(r.config["optimizer.lr"] == lr for r in rs)
         a = {r.config["seed"]: 0.1 * r.config["seed"] for r in rs if r.config["model.name"] == "a"}
         b = {s: v + gap[lr] + 0.01 * s for s, v in a.items()}
-        return Measured("q", [Row("a", a), Row("b", b)], {"": [effect("b − a", a, b, ">0")]}, "rule")
+        return Measured("q", [Row("a", a), Row("b", b)], {"": [effect("b − a", a, b, ">0")]}, "rule",
+                        note="b lags" if gap[lr] < 0 else "")
 
     m = measure(runs)
+    assert m.note == "At lr 0.003: b lags."  # a note is about the lr it was measured at
     assert [r.label for r in m.rows] == ["a, lr 0.001", "b, lr 0.001", "a, lr 0.003", "b, lr 0.003"]
     assert m.verdicts == {"lr 0.001": "holds", "lr 0.003": "does not hold"}
     assert m.verdict == "does not hold"

@@ -138,12 +138,6 @@ def test_param_groups_no_decay_on_norms_and_biases(name):
         "trainer.eval_every=0",
         "trainer.log_every=0",
         "trainer.grad_clip=0",
-        "model.width=0",
-        "model.depth=-1",
-        "model.depth=6",  # needs 64-pixel images, dataset.size is 32
-        "dataset.channels=2",
-        "dataset.train_size=4",  # smaller than a batch
-        "dataset.val_size=0",
         "optimizer.lr=0",
         "optimizer.weight_decay=-0.1",
         "task.sigma=-1",
@@ -156,6 +150,29 @@ def test_check_config_rejects_out_of_range(override):
     with pytest.raises(sbconfig.ConfigError) as info:
         sbconfig.check_config(cfg)
     assert str(info.value).startswith(key + "=")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.width=0", "model.width=0: must be an integer >= 1"),  # the model's own check
+        ("model.depth=-1", "model.depth=-1: must be an integer >= 0"),
+        ("model.depth=6", "model.depth=6: needs images of at least"),  # 64 px; dataset.size is 32
+        ("model.padding=0", "model.long_skip=concat: valid convs (padding=0) need long_skip none or crop_concat"),
+        ("dataset.channels=2", "shapes: channels=2 must be 1"),  # the loader's own check
+        ("dataset.train_size=4", "trainer.batch_size=8: larger than the training split (4 images)"),
+        ("dataset.val_size=0", "shapes: val_size=0 must be a positive integer"),
+    ],
+)
+def test_check_runnable_rejects_what_model_and_data_refuse(override, message):
+    """Once per run, before any folder: the rules the model, the loaders and the sampler own."""
+    from skipbench.train.prepare import check_runnable
+
+    small = [o for o in ("dataset.train_size=64", "dataset.val_size=8", "trainer.batch_size=8")
+             if o.split("=")[0] != override.split("=")[0]]
+    with pytest.raises(sbconfig.ConfigError) as info:
+        check_runnable(compose([*small, override]), None)
+    assert str(info.value).startswith(message), str(info.value)
 
 
 @pytest.mark.parametrize("override", ["optimizer.momentum=1.0", "optimizer.momentum=-0.1"])
@@ -179,3 +196,25 @@ def test_check_config_cuda_only_when_available():
     else:
         with pytest.raises(sbconfig.ConfigError, match="trainer.device"):
             sbconfig.check_config(cfg)
+
+
+def test_a_run_is_validated_once(tmp_path, monkeypatch, capsys):
+    """The CLI checks before Hydra makes the run folder and the task does not check again; ``train()``
+    called as an API checks by itself."""
+    from skipbench.train.loop import train
+
+    from conftest import run_main
+
+    calls = []
+    real = sbconfig.check_config
+    monkeypatch.setattr(sbconfig, "check_config", lambda cfg: calls.append(cfg) or real(cfg))
+    monkeypatch.chdir(tmp_path)
+    run = [*SMALL, "model.depth=1", "trainer.max_steps=1", "trainer.eval_every=1", "trainer.progress=false",
+           "diagnostics.images=false", "diagnostics.grad_flow=false"]
+    code, _, err = run_main(["train", *run], capsys)
+    assert code == 0, err
+    assert len(calls) == 1
+    calls.clear()
+    (tmp_path / "api_run").mkdir()
+    summary = train(compose(run), tmp_path / "api_run")
+    assert summary["status"] == "completed" and len(calls) == 1

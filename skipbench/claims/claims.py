@@ -148,8 +148,8 @@ def trained(run: Run):
 
 def per_lr(measure: Callable[[Sequence[Run]], Measured]) -> Callable[[Sequence[Run]], Measured]:
     """Measure a one-setting claim at each learning rate of its sweep's grid and merge the results: rows and
-    effects named by lr, one setting per lr (so the verdict is the weakest over the grid). Costs, profiles and
-    notes are the first lr's."""
+    effects named by lr, one setting per lr (so the verdict is the weakest over the grid); each lr's note is kept,
+    named by its lr. Costs and profiles are the first lr's."""
     @functools.wraps(measure)
     def at_each_lr(runs: Sequence[Run]) -> Measured:
         grid = lrs(runs)
@@ -160,7 +160,8 @@ def per_lr(measure: Callable[[Sequence[Run]], Measured]) -> Callable[[Sequence[R
         rows = [Row(f"{row.label}, lr {lr:g}", row.values) for lr, m in parts.items() for row in m.rows]
         effects = {f"lr {lr:g}": [replace(e, name=f"lr {lr:g}: {e.name}") for e in m.effects[""]]
                    for lr, m in parts.items()}
-        return replace(first, rows=rows, effects=effects, rule=f"{first.rule}; at each learning rate")
+        notes = " ".join(f"At lr {lr:g}: {m.note}." for lr, m in parts.items() if m.note)
+        return replace(first, rows=rows, effects=effects, rule=f"{first.rule}; at each learning rate", note=notes)
     return at_each_lr
 
 

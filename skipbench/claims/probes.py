@@ -150,11 +150,11 @@ def response_std(model: nn.Module, probe: torch.Tensor) -> dict[str, Any]:
 # ---------------------------------------------------------------- the Hydra task
 def probe_run(cfg, run_dir: Path) -> dict[str, Any]:
     """Build the run as ``skipbench train`` would, measure it at initialisation, write ``probe.json``."""
-    from ..config import check_config
     from ..train.checkpoint import write_json
     from ..train.loop import build
+    from ..train.prepare import check_runnable
 
-    check_config(cfg)
+    check_runnable(cfg, None)
     run = build(cfg)
     batch = run.data.train.take(torch.arange(cfg.trainer.batch_size))
     inputs, target = run.task.make_batch(batch, torch.Generator().manual_seed(cfg.seed))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 
 @dataclass
@@ -66,7 +67,8 @@ class EpochSampler:
 
     def __init__(self, n: int, batch_size: int, seed: int, device: torch.device | str | None = None) -> None:
         if batch_size > n:
-            raise ConfigError(f"trainer.batch_size={batch_size} is larger than the training split ({n} images)")
+            raise ConfigError(f"trainer.batch_size={batch_size}: larger than the training split ({n} images); "
+                              "lower it or use more training images")
         self.n, self.batch_size, self.seed, self.device = n, batch_size, seed, device
         self.per_epoch = n // batch_size  # drop the ragged tail: every batch has the same size
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
@@ -79,3 +81,20 @@ class EpochSampler:
             # data with a CPU index would copy it from pageable memory, a host sync, every step.
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).to(self.device)
         return self._perm[i * self.batch_size : (i + 1) * self.batch_size]
+
+
+# ---------------------------------------------------------------- argument checks the loaders share
+def check_positive(what: str, name: str, value: Any, note: str = "") -> None:
+    """``value`` must be an integer >= 1 (a bool is not); ``note`` says what else is allowed."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"{what}: {name}={value!r} must be a positive integer{note}")
+
+
+def check_fraction(what: str, name: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise DataError(f"{what}: {name}={value!r} must be between 0 and 1 (exclusive)")
+
+
+def check_channels(what: str, channels: int) -> None:
+    if channels not in (1, 3):
+        raise DataError(f"{what}: channels={channels!r} must be 1 (grey) or 3 (RGB)")

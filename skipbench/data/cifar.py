@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import ImageData, Split
+from .base import ImageData, Split, check_positive
 from .download import DataError, check_count, fetch, one_line
 from .stats import to_float_images
 
@@ -159,8 +159,8 @@ def cifar10(
     as needed). Labels are the ten classes of ``batches.meta``; there are no masks.
     """
     what = "cifar10"
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise DataError(f"{what}: size={size!r} must be a positive integer (or None for 32)")
+    if size is not None:
+        check_positive(what, "size", size, " (or None for 32)")
     check_count(what, "train_size", train_size)
     check_count(what, "val_size", val_size)
     d = _locate(Path(root).expanduser(), download)

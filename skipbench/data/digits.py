@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ImageData, Split
+from .base import ImageData, Split, check_fraction, check_positive
 from .download import DataError
 from .mnist import MNIST_CLASSES
 from .stats import threshold_masks, to_float_images
@@ -18,10 +18,8 @@ from .stats import threshold_masks, to_float_images
 
 def digits(size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> ImageData:
     """The ``digits`` data set: ``[N, 1, size, size]`` images, labels 0..9 and thresholded masks."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise DataError(f"digits: size={size!r} must be a positive integer")
-    if not 0.0 < val_fraction < 1.0:
-        raise DataError(f"digits: val_fraction={val_fraction!r} must be between 0 and 1 (exclusive)")
+    check_positive("digits", "size", size)
+    check_fraction("digits", "val_fraction", val_fraction)
     try:
         from sklearn.datasets import load_digits
     except ImportError:

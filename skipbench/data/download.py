@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DataError  # noqa: F401  (re-exported: skipbench.data.download.DataError)
+from .base import check_positive
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,6 @@ def check_count(what: str, name: str, value: int | None, available: int | None =
     """Validate a ``train_size``-style argument: None, or 1 <= value <= available."""
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DataError(f"{what}: {name}={value!r} must be a positive integer (or None for all)")
+    check_positive(what, name, value, " (or None for all)")
     if available is not None and value > available:
         raise DataError(f"{what}: {name}={value} but only {available} images are available")

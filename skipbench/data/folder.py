@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import ImageData, Split
+from .base import ImageData, Split, check_channels, check_fraction, check_positive
 from .download import DataError, one_line
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -120,6 +120,9 @@ def _upscale(x: torch.Tensor, m: torch.Tensor | None, crop: int) -> tuple[torch.
     return x, m
 
 
+Crop = tuple[torch.Tensor, "torch.Tensor | None", int]  # image [C, crop, crop], mask [crop, crop], label
+
+
 def folder(
     root: str,
     crop: int = 64,
@@ -131,91 +134,103 @@ def folder(
 ) -> ImageData:
     """Crops of the images under ``root`` (see the module docstring for layout and rules)."""
     what = "folder"
-    if isinstance(crop, bool) or not isinstance(crop, int) or crop < 1:
-        raise DataError(f"{what}: crop={crop!r} must be a positive integer (pixels)")
-    if isinstance(crops_per_image, bool) or not isinstance(crops_per_image, int) or crops_per_image < 1:
-        raise DataError(f"{what}: crops_per_image={crops_per_image!r} must be a positive integer")
-    if not 0.0 < val_fraction < 1.0:
-        raise DataError(f"{what}: val_fraction={val_fraction!r} must be between 0 and 1 (exclusive)")
-    if channels not in (1, 3):
-        raise DataError(f"{what}: channels={channels!r} must be 1 (grey) or 3 (RGB)")
+    check_positive(what, "crop", crop, " (pixels)")
+    check_positive(what, "crops_per_image", crops_per_image)
+    check_fraction(what, "val_fraction", val_fraction)
+    check_channels(what, channels)
     base = Path(root).expanduser()
     if not base.is_dir():
         raise DataError(f"{what}: root={root} is not a folder")
     base = base.resolve()
-
-    if masks is not None:
-        mask_dir: Path | None = Path(masks).expanduser().resolve()
-        if not mask_dir.is_dir():
-            raise DataError(f"{what}: masks={masks} is not a folder")
-    else:
-        mask_dir = base.parent / "masks"
-        if not mask_dir.is_dir() or mask_dir == base:
-            mask_dir = None
-
-    rels = _scan(base, mask_dir)
-    if not rels:
-        raise DataError(f"{what}: no images ({', '.join(EXTENSIONS)}, any case) found under {base}")
-    if len(rels) < 2:
-        raise DataError(f"{what}: only 1 image under {base}; need at least 2 (one for train, one for val)")
-
+    mask_dir = _mask_folder(base, masks)
+    rels = _image_paths(base, mask_dir)
     groups = sorted({r.parts[0] for r in rels if len(r.parts) > 1})
     classes = groups if len(groups) >= 2 and all(len(r.parts) > 1 for r in rels) else []
+    val_set = _val_images(rels, val_fraction)
 
-    if mask_dir is not None:
-        lacking = [mask_dir / r.with_suffix(".png") for r in rels if not (mask_dir / r.with_suffix(".png")).is_file()]
-        if lacking:
-            raise DataError(
-                f"{what}: {len(lacking)} of {len(rels)} images have no mask in {mask_dir} (first: {lacking[0]}); "
-                f"each image needs a PNG mask at the same relative path"
-            )
-
-    # Split by path hash; make sure neither side is empty.
-    order = sorted(rels, key=lambda r: _unit_hash(r.as_posix()))
-    n_val = sum(_unit_hash(r.as_posix()) < val_fraction for r in rels)
-    n_val = min(max(n_val, 1), len(rels) - 1)
-    val_set = set(order[:n_val])
-
-    train_parts: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []
-    val_parts: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []
+    parts: dict[bool, list[Crop]] = {True: [], False: []}  # is val -> crops
     max_id = 0
     for rel in rels:
-        path = base / rel
-        raw, white = _read_image(path, channels)
-        h, w = raw.shape[-2:]
-        mask = None
-        if mask_dir is not None:
-            mask = _read_mask(mask_dir / rel.with_suffix(".png"), path, (h, w))
-            max_id = max(max_id, int(mask.max()) if mask.numel() else 0)
+        raw, white, mask = _read_pair(base, rel, channels, mask_dir, crop)
+        max_id = max(max_id, int(mask.max()) if mask is not None and mask.numel() else 0)
         label = classes.index(rel.parts[0]) if classes else -1
-        if min(h, w) < crop:
-            x, mask = _upscale(raw.float() / white, mask, crop)
-            raw, white = x, 1.0
-            h, w = raw.shape[-2:]
-        if rel in val_set:
-            tops, lefts = [(h - crop) // 2], [(w - crop) // 2]
-        else:
-            g = torch.Generator().manual_seed(_seed_for(seed, rel))
-            tops = torch.randint(0, h - crop + 1, (crops_per_image,), generator=g).tolist()
-            lefts = torch.randint(0, w - crop + 1, (crops_per_image,), generator=g).tolist()
-        parts = val_parts if rel in val_set else train_parts
-        for top, left in zip(tops, lefts):
+        for top, left in _crop_corners(rel, raw.shape[-2:], crop, rel in val_set, seed, crops_per_image):
             x = (raw[:, top : top + crop, left : left + crop].float() / white).clamp_(0.0, 1.0)
             m = None if mask is None else mask[top : top + crop, left : left + crop].clone()
-            parts.append((x, m, label))
+            parts[rel in val_set].append((x, m, label))
 
-    def assemble(parts: list[tuple[torch.Tensor, torch.Tensor | None, int]]) -> Split:
+    def assemble(crops: list[Crop]) -> Split:
         return Split(
-            images=torch.stack([p[0] for p in parts]),
-            masks=torch.stack([p[1] for p in parts]) if mask_dir is not None else None,  # type: ignore[misc]
-            labels=torch.tensor([p[2] for p in parts], dtype=torch.long) if classes else None,
+            images=torch.stack([c[0] for c in crops]),
+            masks=torch.stack([c[1] for c in crops]) if mask_dir is not None else None,  # type: ignore[misc]
+            labels=torch.tensor([c[2] for c in crops], dtype=torch.long) if classes else None,
         )
 
     return ImageData(
         name=what,
-        train=assemble(train_parts),
-        val=assemble(val_parts),
+        train=assemble(parts[False]),
+        val=assemble(parts[True]),
         channels=channels,
         seg_classes=["background", *(str(i) for i in range(1, max_id + 1))] if mask_dir is not None else [],
         classes=list(classes),
     )
+
+
+def _mask_folder(base: Path, masks: str | None) -> Path | None:
+    """The masks folder: the one given, else ``masks`` next to root if there is one."""
+    if masks is not None:
+        mask_dir = Path(masks).expanduser().resolve()
+        if not mask_dir.is_dir():
+            raise DataError(f"folder: masks={masks} is not a folder")
+        return mask_dir
+    mask_dir = base.parent / "masks"
+    return mask_dir if mask_dir.is_dir() and mask_dir != base else None
+
+
+def _image_paths(base: Path, mask_dir: Path | None) -> list[Path]:
+    """The images under ``base`` (at least two), each with its mask when there is a masks folder."""
+    rels = _scan(base, mask_dir)
+    if not rels:
+        raise DataError(f"folder: no images ({', '.join(EXTENSIONS)}, any case) found under {base}")
+    if len(rels) < 2:
+        raise DataError(f"folder: only 1 image under {base}; need at least 2 (one for train, one for val)")
+    if mask_dir is not None:
+        lacking = [mask_dir / r.with_suffix(".png") for r in rels if not (mask_dir / r.with_suffix(".png")).is_file()]
+        if lacking:
+            raise DataError(
+                f"folder: {len(lacking)} of {len(rels)} images have no mask in {mask_dir} (first: {lacking[0]}); "
+                f"each image needs a PNG mask at the same relative path"
+            )
+    return rels
+
+
+def _val_images(rels: list[Path], val_fraction: float) -> set[Path]:
+    """Split by path hash, so an image keeps its side whatever else is added; neither side is empty."""
+    order = sorted(rels, key=lambda r: _unit_hash(r.as_posix()))
+    n_val = sum(_unit_hash(r.as_posix()) < val_fraction for r in rels)
+    n_val = min(max(n_val, 1), len(rels) - 1)
+    return set(order[:n_val])
+
+
+def _read_pair(base: Path, rel: Path, channels: int, mask_dir: Path | None, crop: int
+               ) -> tuple[torch.Tensor, float, torch.Tensor | None]:
+    """Image ``[C, H, W]``, the value of white, and mask ``[H, W]``; upscaled (to [0, 1], white 1)
+    when the short side is below ``crop``. Crops are made from the raw file's values: less memory."""
+    path = base / rel
+    raw, white = _read_image(path, channels)
+    mask = None if mask_dir is None else _read_mask(mask_dir / rel.with_suffix(".png"), path, tuple(raw.shape[-2:]))
+    if min(raw.shape[-2:]) < crop:
+        image, mask = _upscale(raw.float() / white, mask, crop)
+        return image, 1.0, mask
+    return raw, white, mask
+
+
+def _crop_corners(rel: Path, hw: torch.Size, crop: int, val: bool, seed: int, n: int) -> list[tuple[int, int]]:
+    """Top-left corners: the centre crop of a val image; ``n`` random crops (seeded by seed and path) of a train one."""
+    h, w = hw
+    if val:
+        return [((h - crop) // 2, (w - crop) // 2)]
+    g = torch.Generator().manual_seed(_seed_for(seed, rel))
+    tops = torch.randint(0, h - crop + 1, (n,), generator=g).tolist()
+    lefts = torch.randint(0, w - crop + 1, (n,), generator=g).tolist()
+    return list(zip(tops, lefts))

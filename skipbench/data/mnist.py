@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import ImageData, Split
+from .base import ImageData, Split, check_positive
 from .download import DataError, check_count, fetch, md5sum, one_line
 from .stats import threshold_masks, to_float_images
 
@@ -113,11 +113,36 @@ def _load_idx_set(
     val_size: int | None,
 ) -> ImageData:
     base = Path(root).expanduser()
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise DataError(f"{what}: size={size!r} must be a positive integer (or None for 28)")
+    if size is not None:
+        check_positive(what, "size", size, " (or None for 28)")
     check_count(what, "train_size", train_size)
     check_count(what, "val_size", val_size)
+    found = _locate_files(what, base, folder, mirrors, md5s, download)
+    other_name, other_md5 = other  # same file names: catch MNIST files given as Fashion-MNIST and back
+    for path in found.values():
+        if path.suffix == ".gz" and md5sum(path) == other_md5.get(path.name):
+            raise DataError(f"{what}: {path} is the official {other_name} file, not {what}'s; point root elsewhere")
 
+    def split(prefix: str, limit: int | None, limit_name: str) -> Split:
+        images, labels = _read_split(what, found[f"{prefix}-images-idx3-ubyte"], found[f"{prefix}-labels-idx1-ubyte"],
+                                     len(classes), limit, limit_name)
+        images = to_float_images(torch.from_numpy(images.copy()).unsqueeze(1), size)
+        y = torch.from_numpy(labels.astype(np.int64))
+        return Split(images=images, masks=threshold_masks(images, y), labels=y)
+
+    return ImageData(
+        name=what,
+        train=split("train", train_size, "train_size"),
+        val=split("t10k", val_size, "val_size"),
+        channels=1,
+        seg_classes=["background", *classes],
+        classes=list(classes),
+    )
+
+
+def _locate_files(what: str, base: Path, folder: str, mirrors: tuple[str, ...], md5s: dict[str, str],
+                  download: bool) -> dict[str, Path]:
+    """The four IDX files (:data:`FILES`) by name, fetched first with ``download``; one line naming the missing."""
     found = {name: _find(base, folder, name) for name in FILES}
     missing = [name for name, path in found.items() if path is None]
     if missing and download:
@@ -130,39 +155,25 @@ def _load_idx_set(
             f"{what}: {', '.join(f'{n}[.gz]' for n in missing)} not found in {looked}; "
             f"get them from {mirrors[0]} or set download=true"
         )
+    return {name: path for name, path in found.items() if path is not None}
 
-    other_name, other_md5 = other  # same file names: catch MNIST files given as Fashion-MNIST and back
-    for path in found.values():
-        if path is not None and path.suffix == ".gz" and md5sum(path) == other_md5.get(path.name):
-            raise DataError(f"{what}: {path} is the official {other_name} file, not {what}'s; point root elsewhere")
 
-    def split(prefix: str, limit: int | None, limit_name: str) -> Split:
-        images_path, labels_path = found[f"{prefix}-images-idx3-ubyte"], found[f"{prefix}-labels-idx1-ubyte"]
-        assert images_path is not None and labels_path is not None
-        raw = read_idx(images_path, IMAGES_MAGIC)
-        labels = read_idx(labels_path, LABELS_MAGIC)
-        if raw.shape[0] != labels.shape[0]:
-            raise DataError(
-                f"{what}: {images_path} holds {raw.shape[0]} images but {labels_path} holds {labels.shape[0]} labels"
-            )
-        if labels.size and labels.max() >= len(classes):
-            raise DataError(f"{labels_path}: label {int(labels.max())} out of range 0..{len(classes) - 1}")
-        check_count(what, limit_name, limit, raw.shape[0])
-        n = raw.shape[0] if limit is None else limit
-        if n == 0:
-            raise DataError(f"{images_path}: holds no images")
-        images = to_float_images(torch.from_numpy(raw[:n].copy()).unsqueeze(1), size)
-        y = torch.from_numpy(labels[:n].astype(np.int64))
-        return Split(images=images, masks=threshold_masks(images, y), labels=y)
-
-    return ImageData(
-        name=what,
-        train=split("train", train_size, "train_size"),
-        val=split("t10k", val_size, "val_size"),
-        channels=1,
-        seg_classes=["background", *classes],
-        classes=list(classes),
-    )
+def _read_split(what: str, images_path: Path, labels_path: Path, n_classes: int, limit: int | None,
+                limit_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``limit`` (default all) images ``[N, 28, 28]`` and labels ``[N]`` of one split, checked."""
+    raw = read_idx(images_path, IMAGES_MAGIC)
+    labels = read_idx(labels_path, LABELS_MAGIC)
+    if raw.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{what}: {images_path} holds {raw.shape[0]} images but {labels_path} holds {labels.shape[0]} labels"
+        )
+    if labels.size and labels.max() >= n_classes:
+        raise DataError(f"{labels_path}: label {int(labels.max())} out of range 0..{n_classes - 1}")
+    check_count(what, limit_name, limit, raw.shape[0])
+    n = raw.shape[0] if limit is None else limit
+    if n == 0:
+        raise DataError(f"{images_path}: holds no images")
+    return raw[:n], labels[:n]
 
 
 def mnist(

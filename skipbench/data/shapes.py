@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from .base import ImageData, Split
+from .base import ImageData, Split, check_channels, check_positive
 
 CLASSES = ("background", "disc", "square", "triangle", "line")
 
@@ -83,6 +83,10 @@ def shapes(
     seed: int = 0,
 ) -> ImageData:
     """The ``shapes`` data set: train and val splits, each from its own seeded stream."""
+    for name, value in (("size", size), ("train_size", train_size), ("val_size", val_size), ("max_shapes", max_shapes)):
+        check_positive("shapes", name, value)
+    check_channels("shapes", channels)
+
     def split(stream: int, n: int) -> Split:
         g = torch.Generator().manual_seed(seed * 1000 + stream)
         return generate_shapes(n, size, channels, max_shapes, g)

@@ -11,14 +11,43 @@ have the same depth and widths; only what happens around the convolutions differ
   block of ``2 * blocks_per_level`` layers, so deeper stages mean longer dense connectivity.)
 * ``highway``  -- gated skip ``y = T(x) * H(x) + (1 - T(x)) * x``; the gate bias starts negative so a
   fresh block mostly carries its input (Srivastava et al., 2015).
+
+A new short skip is one class here (a :class:`Block` subclass; override :meth:`Block.stage` if it
+takes a knob of :class:`BlockOptions`) plus one line in :data:`BLOCKS`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError
+
+BlockFactory = Callable[[int, int], nn.Module]
+
+
+@dataclass(frozen=True)
+class BlockOptions:
+    """The skeleton's block knobs; each block takes the ones it uses (:meth:`Block.stage`)."""
+
+    padding: int = 1  # 1 = padded 3x3 convs, 0 = valid convs
+    blocks_per_level: int = 1
+    zero_init_residual: bool = False
+    highway_gate_bias: float = -2.0
+    dense_growth: int | None = None
+
+
+class Block(nn.Module):
+    """A block ``[B, in_ch, H, W] -> [B, out_ch, H', W']``; says how the skeleton builds a stage of it."""
+
+    @classmethod
+    def stage(cls, o: BlockOptions) -> tuple[BlockFactory, int]:
+        """``(make_block(in_ch, out_ch), blocks in a stage)``: by default ``blocks_per_level`` blocks."""
+        return partial(cls, padding=o.padding), o.blocks_per_level
 
 
 def conv3x3(in_ch: int, out_ch: int, padding: int = 1) -> nn.Conv2d:
@@ -41,7 +70,7 @@ def projection(in_ch: int, out_ch: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
 
 
-class PlainBlock(nn.Module):
+class PlainBlock(Block):
     """Two conv-BN-ReLU layers, nothing around them."""
 
     def __init__(self, in_ch: int, out_ch: int, padding: int = 1) -> None:
@@ -57,7 +86,7 @@ class PlainBlock(nn.Module):
         return self.relu(self.bn2(self.conv2(x)))
 
 
-class ResidualBlock(nn.Module):
+class ResidualBlock(Block):
     """ResNet basic block: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
 
     ``zero_init_residual`` starts ``bn2.weight`` at 0 so the block begins as the identity
@@ -73,6 +102,10 @@ class ResidualBlock(nn.Module):
         self.shortcut = projection(in_ch, out_ch)
         self.relu = nn.ReLU(inplace=True)
         self.zero_init_residual = zero_init_residual
+
+    @classmethod
+    def stage(cls, o: BlockOptions) -> tuple[BlockFactory, int]:
+        return partial(cls, padding=o.padding, zero_init_residual=o.zero_init_residual), o.blocks_per_level
 
     def reset_skip_init(self) -> None:
         if self.zero_init_residual:
@@ -97,7 +130,7 @@ class DenseLayer(nn.Module):
         return self.conv(torch.relu(self.bn(x)))
 
 
-class DenseBlock(nn.Module):
+class DenseBlock(Block):
     """DenseNet block of ``n_layers`` layers (default 2, matching the other blocks' depth).
 
     ``growth`` defaults to ``max(4, out_ch // n_layers)``, so the layers add about ``out_ch`` new
@@ -116,6 +149,12 @@ class DenseBlock(nn.Module):
             nn.BatchNorm2d(total), nn.ReLU(inplace=True), nn.Conv2d(total, out_ch, 1, bias=False)
         )
 
+    @classmethod
+    def stage(cls, o: BlockOptions) -> tuple[BlockFactory, int]:
+        # DenseNet grows depth inside one block (every layer sees all earlier ones), not by stacking
+        # blocks: a stage is one dense block with the same conv count as the others' stages.
+        return partial(cls, padding=o.padding, growth=o.dense_growth, n_layers=2 * o.blocks_per_level), 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]
         for layer in self.layers:
@@ -124,7 +163,7 @@ class DenseBlock(nn.Module):
         return self.transition(torch.cat(features, dim=1))
 
 
-class HighwayBlock(nn.Module):
+class HighwayBlock(Block):
     """Gated short skip ``y = T * H(x) + (1 - T) * x`` with ``T = sigmoid(conv1x1(x) + b)``.
 
     ``H`` is the plain block's two convolutions. When ``in_ch != out_ch`` the carried ``x`` is first
@@ -139,6 +178,10 @@ class HighwayBlock(nn.Module):
         self.gate = nn.Conv2d(out_ch, out_ch, 1, bias=True)
         self.gate_bias = gate_bias
 
+    @classmethod
+    def stage(cls, o: BlockOptions) -> tuple[BlockFactory, int]:
+        return partial(cls, padding=o.padding, gate_bias=o.highway_gate_bias), o.blocks_per_level
+
     def reset_skip_init(self) -> None:
         nn.init.constant_(self.gate.bias, self.gate_bias)
 
@@ -150,14 +193,20 @@ class HighwayBlock(nn.Module):
         return t * h + (1 - t) * x
 
 
-BlockFactory = Callable[[int, int], nn.Module]
-
-BLOCKS: dict[str, type[nn.Module]] = {
+# The one place a block kind is named (``model.block``).
+BLOCKS: dict[str, type[Block]] = {
     "plain": PlainBlock,
     "residual": ResidualBlock,
     "dense": DenseBlock,
     "highway": HighwayBlock,
 }
+
+
+def block_class(name: str) -> type[Block]:
+    """The block called ``name``; a one-line error naming the known ones if there is none."""
+    if name not in BLOCKS:
+        raise ConfigError(f"block={name}: unknown block {name!r}; known: {', '.join(BLOCKS)}")
+    return BLOCKS[name]
 
 
 class Stage(nn.Sequential):

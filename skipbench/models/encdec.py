@@ -33,13 +33,12 @@ block applies its own skip init (``zero_init_residual``, the highway gate bias).
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from torch import nn
 
-from .blocks import BLOCKS, Stage
-from .merges import MERGES, match_size
+from ..errors import ConfigError
+from .blocks import BlockOptions, Stage, block_class
+from .merges import match_size, merge_class
 
 
 class DecoderLevel(nn.Module):
@@ -52,7 +51,7 @@ class DecoderLevel(nn.Module):
     def __init__(self, block, in_ch: int, skip_ch: int, out_ch: int, n_blocks: int, merge: str, resize: bool = True) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(in_ch, out_ch, kernel_size=2, stride=2)
-        self.merge = MERGES[merge](out_ch, skip_ch)
+        self.merge = merge_class(merge)(out_ch, skip_ch)
         self.stage = Stage(block, self.merge.out_ch, out_ch, n_blocks)
         self.resize = resize
 
@@ -113,6 +112,22 @@ def check_valid_size(size: int, depth: int, blocks_per_level: int) -> str | None
             f"and drop a row, misaligning the crops above it; use {nearest} px")
 
 
+def check_arguments(**args) -> None:
+    """The skeleton's own ranges, each named as its argument (``width=0: must be an integer >= 1``)."""
+    rules = {
+        "depth": (lambda v: v >= 0, "must be an integer >= 0"),
+        "width": (lambda v: v >= 1, "must be an integer >= 1"),
+        "blocks_per_level": (lambda v: v >= 1, "must be an integer >= 1"),
+        "padding": (lambda v: v in (0, 1), "must be 1 (padded convs) or 0 (valid convs)"),
+        "head": (lambda v: v in ("pixels", "classes"), "unknown head; known: pixels, classes"),
+        "dense_growth": (lambda v: v is None or v >= 1, "must be >= 1 or null"),
+    }
+    for name, value in args.items():
+        ok, rule = rules[name]
+        if not ok(value):
+            raise ConfigError(f"{name}={value}: {rule}")
+
+
 class EncoderDecoder(nn.Module):
     """One encoder-decoder skeleton; skips chosen by ``long_skip`` and ``block``.
 
@@ -123,8 +138,8 @@ class EncoderDecoder(nn.Module):
         width: channels of the first level; level ``i`` has ``width * 2**i``.
         blocks_per_level: blocks in every stage (each block is two 3x3 convs deep); for ``dense``
             a stage is one dense block of ``2 * blocks_per_level`` layers (same conv count).
-        long_skip: ``none | concat | add | crop_concat``.
-        block: ``plain | residual | dense | highway``.
+        long_skip: a name in :data:`~skipbench.models.merges.MERGES` (the long skip).
+        block: a name in :data:`~skipbench.models.blocks.BLOCKS` (the short skip).
         head: ``pixels`` (dense output) or ``classes`` (pooled linear classifier, no decoder).
         padding: 1 = padded 3x3 convs (output size = input size); 0 = valid convs as in the original
             U-Net (output smaller, see :func:`valid_output_size`; long skips must crop: ``crop_concat``).
@@ -149,28 +164,13 @@ class EncoderDecoder(nn.Module):
         padding: int = 1,
     ) -> None:
         super().__init__()
-        if long_skip not in MERGES:
-            raise ValueError(f"unknown long_skip {long_skip!r}; known: {', '.join(MERGES)}")
-        if block not in BLOCKS:
-            raise ValueError(f"unknown block {block!r}; known: {', '.join(BLOCKS)}")
-        if head not in ("pixels", "classes"):
-            raise ValueError(f"unknown head {head!r}; known: pixels, classes")
-        if padding not in (0, 1):
-            raise ValueError(f"padding={padding}: must be 1 (same) or 0 (valid)")
-        if padding == 0 and long_skip in ("concat", "add"):
-            raise ValueError(f"long_skip={long_skip} needs padded convs; with padding=0 use crop_concat or none")
-        block_kwargs = {
-            "residual": {"zero_init_residual": zero_init_residual},
-            "highway": {"gate_bias": highway_gate_bias},
-            # DenseNet grows depth inside one block (every layer sees all earlier ones), not by
-            # stacking blocks: a stage is one dense block with the same conv count as the others.
-            "dense": {"growth": dense_growth, "n_layers": 2 * blocks_per_level},
-        }.get(block, {})
-        make_block = partial(BLOCKS[block], padding=padding, **block_kwargs)
+        check_arguments(depth=depth, width=width, blocks_per_level=blocks_per_level, padding=padding, head=head,
+                        dense_growth=dense_growth)
+        merge_class(long_skip, padding)  # a known merge that works with this padding
         # Valid convs: each stage loses 4 px per block (a dense stage as many, over 2x the layers).
         self.valid_blocks = blocks_per_level if padding == 0 else 0
-        if block == "dense":
-            blocks_per_level = 1
+        options = BlockOptions(padding, blocks_per_level, zero_init_residual, highway_gate_bias, dense_growth)
+        make_block, blocks_per_level = block_class(block).stage(options)  # blocks per stage
         self.depth, self.head_kind = depth, head
         ch = [width * 2**i for i in range(depth + 1)]
 

@@ -4,6 +4,10 @@ Every merge is called as ``merge(up, skip)`` with ``up: [B, C_up, H, W]`` (alrea
 encoder level's size) and ``skip: [B, C_skip, H', W']``; ``out_channels(C_up, C_skip)`` tells the
 decoder stage how many channels it receives. The skip is optional at call time (MONAI's ``UpCat``):
 ``none`` simply ignores it.
+
+A new long skip is one class here (``__init__(up_ch, skip_ch)`` setting ``out_ch``; ``crops = True``
+if it works with valid convs, whose skips are larger than the upsampled map) plus one line in
+:data:`MERGES`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..errors import ConfigError
 
 
 def match_size(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -32,6 +38,8 @@ def _before(d: int) -> int:
 
 class NoMerge(nn.Module):
     """No long skip: everything must pass the bottleneck (plain autoencoder)."""
+
+    crops = True  # nothing to align: works with valid convs
 
     def __init__(self, up_ch: int, skip_ch: int) -> None:
         super().__init__()
@@ -55,6 +63,8 @@ class ConcatMerge(nn.Module):
 class CropConcatMerge(ConcatMerge):
     """Original U-Net: centre-crop the (larger) encoder features to the decoder's size, then concat."""
 
+    crops = True
+
     def forward(self, up: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         if skip is None:
             return up
@@ -73,9 +83,21 @@ class AddMerge(nn.Module):
         return up if skip is None else up + self.proj(skip)
 
 
+# The one place a long-skip kind is named (``model.long_skip``).
 MERGES: dict[str, type[nn.Module]] = {
     "none": NoMerge,
     "concat": ConcatMerge,
     "add": AddMerge,
     "crop_concat": CropConcatMerge,
 }
+
+
+def merge_class(name: str, padding: int = 1) -> type[nn.Module]:
+    """The merge called ``name``; a one-line error naming the known ones (or, with valid convs,
+    ``padding=0``, the ones that crop) if it cannot be used."""
+    if name not in MERGES:
+        raise ConfigError(f"long_skip={name}: unknown long skip {name!r}; known: {', '.join(MERGES)}")
+    if padding == 0 and not getattr(MERGES[name], "crops", False):
+        cropping = " or ".join(k for k, m in MERGES.items() if getattr(m, "crops", False))
+        raise ConfigError(f"long_skip={name}: valid convs (padding=0) need long_skip {cropping}")
+    return MERGES[name]

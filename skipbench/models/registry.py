@@ -1,22 +1,34 @@
-"""Model names -> which skips they use. The one place a variant name is defined in code.
+"""The model variants: the one place a variant is defined.
 
-``configs/model/<name>.yaml`` must exist for every name here and state the same ``long_skip`` and
-``block`` (``tests/test_registry.py`` checks both directions).
+A variant is a name, its long skip (a name in :data:`~skipbench.models.merges.MERGES`), its block (a
+name in :data:`~skipbench.models.blocks.BLOCKS`) and its padding. Hydra's ``model=<name>`` options are
+made from this table (:func:`skipbench.config.register_configs` stores each as
+``schema/model/<name>``), so ``configs/model/<name>.yaml`` only names it; ``model.long_skip``,
+``model.block`` and ``model.padding`` start at the variant's values and stay user overrides.
+
+Add a variant: one line in :data:`MODELS` and a two-line ``configs/model/<name>.yaml``::
+
+    # <name>: defined in skipbench/models/registry.py
+    defaults: [/schema/model/<name>@_here_]
+
+This module imports no torch: the config schema reads the table before anything is trained.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UnknownModelError
-from .encdec import EncoderDecoder
+
+if TYPE_CHECKING:
+    from .encdec import EncoderDecoder
 
 
 @dataclass(frozen=True)
 class Variant:
-    long_skip: str  # encoder -> decoder merge: none | concat | add | crop_concat
-    block: str  # short skip inside each block: plain | residual | dense | highway
+    long_skip: str  # encoder -> decoder merge, a name in merges.MERGES
+    block: str  # short skip inside each block, a name in blocks.BLOCKS
     summary: str
     padding: int = 1  # 1 = padded convs; 0 = valid convs (original U-Net)
 
@@ -52,6 +64,8 @@ def build_model(
 
     ``kwargs`` go to :class:`EncoderDecoder` (``in_channels``, ``out_channels``, ``depth``, ...).
     """
+    from .encdec import EncoderDecoder
+
     variant = get_variant(name)
     return EncoderDecoder(
         long_skip=str(long_skip or variant.long_skip),

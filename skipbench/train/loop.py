@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..config import ConfigError, check_config, check_image_size
+from ..config import ConfigError
 from ..data import EpochSampler, ImageData, Split
 from ..errors import CheckpointError
 from ..run_folder import COMPLETED, DIVERGED, INTERRUPTED, METRICS, loss_tag, run_info_name
@@ -33,6 +32,7 @@ from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint, write_json
 from .diagnostics import Diagnostics, count_flops
 from .memory import peak_mb, reset_peak, saved_activations_mb
+from .prepare import check_runnable, load_data
 from .tb import TBLogger, flatten, task_layout
 
 log = logging.getLogger("skipbench")
@@ -143,17 +143,6 @@ class TrainState:
         self.train_time, self.data_time = state["train_time"], state.get("data_time", 0.0)
 
 
-def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
-    """``instantiate``, but a user mistake found inside the target (a missing data file, say) stays
-    one :class:`ConfigError` line instead of Hydra's "Error in call to target" wrapper."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as ex:
-        if isinstance(ex.__cause__, ConfigError):
-            raise ex.__cause__ from None
-        raise
-
-
 def default_threads() -> int | None:
     """Torch CPU threads for a job of a parallel sweep: the cores shared out, so jobs do not
     oversubscribe them (2 jobs x 2 threads on 2 cores run at half the speed of 2 x 1)."""
@@ -173,24 +162,6 @@ def default_threads() -> int | None:
     return None
 
 
-_LOADED: dict[str, tuple[ImageData, torch.Tensor]] = {}  # kept by the CLI's pre-run check for the run
-
-
-def load_data(cfg: DictConfig, keep: bool = False) -> ImageData:
-    """The data set, seeded as :func:`build` seeds it; ``keep=True`` keeps it (and the RNG state after
-    loading) for the next call with the same config, so checking a run before it starts loads nothing twice."""
-    key = OmegaConf.to_yaml(cfg.dataset) + f"seed={cfg.seed}"
-    if key in _LOADED:
-        data, rng = _LOADED[key] if keep else _LOADED.pop(key)
-        torch.set_rng_state(rng)
-        return data
-    torch.manual_seed(cfg.seed)
-    data = _instantiate(cfg.dataset)
-    if keep:
-        _LOADED[key] = data, torch.get_rng_state()
-    return data
-
-
 def build(cfg: DictConfig, resume: str | None = None) -> TrainState:
     """Data, task, model, optimizer and schedule from the config (and the checkpoint ``resume`` names)."""
     t = cfg.trainer
@@ -199,7 +170,6 @@ def build(cfg: DictConfig, resume: str | None = None) -> TrainState:
     if threads:
         torch.set_num_threads(threads)
     data = load_data(cfg)
-    check_image_size(cfg, min(data.image_size))
     task: Task = instantiate(cfg.task)
     task.setup(data)
     if task.head == "classes" and str(cfg.model.long_skip) != "none":
@@ -232,15 +202,20 @@ def build(cfg: DictConfig, resume: str | None = None) -> TrainState:
     return run
 
 
-def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = None,
+          checked: bool = False) -> dict[str, Any]:
     """Train one run into ``run_dir``; returns the summary also written to ``metrics.json``.
 
     ``on_ready`` is called once everything is built (checkpoint loaded), before anything is written.
+    ``checked``: the caller has run :func:`~skipbench.train.prepare.check_runnable` on this config
+    (the CLI does, before the run folder exists); else it runs here, once.
     """
     wall_start = time.perf_counter()
-    check_config(cfg)
     run_dir, t = Path(run_dir), cfg.trainer
-    run = build(cfg, resolve_resume(cfg.resume, run_dir))
+    resume = resolve_resume(cfg.resume, run_dir)
+    if not checked:
+        check_runnable(cfg, resume)
+    run = build(cfg, resume)
     if on_ready:
         on_ready()
     reset_peak(run.device)

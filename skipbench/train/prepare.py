@@ -1,8 +1,10 @@
 """What a single run checks before its run folder exists, and the run folder's own protection.
 
-``check_runnable`` finds every user mistake that can be found before training (data files, image
-size, batch vs split, task x data set, a checkpoint that does not fit) while nothing has been
-written; the data it loads is kept for the run, so nothing is loaded twice. ``RunFolder`` holds an
+``check_runnable`` finds every user mistake that can be found before training (config ranges, data
+files, image size, batch vs split, task x data set, model arguments, a checkpoint that does not fit)
+while nothing has been written; it is the one validation of a run (the CLI runs it before Hydra makes
+the run folder, :func:`~skipbench.train.loop.train` when called without it). The data it loads is
+kept for the run, so nothing is loaded twice. ``RunFolder`` holds an
 exclusive lock on the folder for the process's lifetime (released by the kernel if the process dies,
 so kill -9 leaves no stale lock) and removes the folder again if a failure leaves it empty.
 """
@@ -12,14 +14,20 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import CheckpointError, ConfigError, RunFolderError
 from ..run_folder import CHECKPOINT, HYDRA_DIR, HYDRA_LOG, METRICS
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..data import ImageData
 
 # Checkpoint and config must agree on these (architecture, task, data shape); the rest (length,
 # learning rate, logging) may change on resume.
@@ -27,37 +35,105 @@ MUST_MATCH = ("model.", "task._target_", "dataset._target_", "dataset.size", "da
               "optimizer._target_", "scheduler._target_")
 
 
-def check_runnable(cfg: DictConfig) -> dict[str, Any] | None:
+def instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:
+    """``instantiate``, but a user mistake found inside the target (a missing data file, say) stays
+    one :class:`ConfigError` line instead of Hydra's "Error in call to target" wrapper."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as ex:
+        if isinstance(ex.__cause__, ConfigError):
+            raise ex.__cause__ from None
+        raise
+
+
+_LOADED: dict[str, tuple[ImageData, torch.Tensor]] = {}  # kept by check_runnable for the run it checks
+
+
+def load_data(cfg: DictConfig, keep: bool = False) -> ImageData:
+    """The data set, seeded as the run seeds it; ``keep=True`` keeps it (and the RNG state after
+    loading) for the next call with the same config, so checking a run before it starts loads nothing twice."""
+    import torch
+
+    key = OmegaConf.to_yaml(cfg.dataset) + f"seed={cfg.seed}"
+    if key in _LOADED:
+        data, rng = _LOADED[key] if keep else _LOADED.pop(key)
+        torch.set_rng_state(rng)
+        return data
+    torch.manual_seed(cfg.seed)
+    data = instantiate_checked(cfg.dataset)
+    if keep:
+        _LOADED[key] = data, torch.get_rng_state()
+    return data
+
+
+def forget_loaded() -> None:
+    """Drop data kept for a run that did not start."""
+    _LOADED.clear()
+
+
+def check_runnable(cfg: DictConfig, resume: str | None) -> dict[str, Any] | None:
     """Raise a one-line :class:`~skipbench.errors.SkipbenchError` for any mistake found without training.
 
-    Returns the checkpoint's state on resume (``None`` otherwise).
+    The one validation of a run: the config's own rules (:func:`~skipbench.config.check_config`), then
+    the loader, the task, the model (built on the meta device: no memory, no weights) and the sampler
+    each check their own arguments, then model and images must fit. ``resume`` (``cfg.resume`` resolved:
+    a run folder or checkpoint, or None) is checked too; returns the checkpoint's state (``None`` without).
     """
     from hydra.utils import instantiate
 
     from ..config import check_config, check_image_size
+    from ..data import EpochSampler
     from ..models import get_variant
-    from .loop import load_data
+    from ..models.blocks import block_class
+    from ..models.merges import merge_class
 
     check_config(cfg)
     get_variant(cfg.model.name)  # "unknown model 'x'; known: ..."
-    data = load_data(cfg, keep=True)
-    check_image_size(cfg, min(data.image_size))
-    if len(data.train) < cfg.trainer.batch_size:
-        raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size}: larger than the training split "
-                          f"({len(data.train)} images of {data.name}); lower it or use more training images")
-    task = instantiate(cfg.task)
-    task.setup(data)  # task x data set: e.g. segment needs masks, classify needs labels
-    return check_resume(cfg, data, task) if cfg.resume else None
+    with model_keys_named(cfg):  # skip names before any data is read (a real data set takes seconds)
+        block_class(cfg.model.block)
+        merge_class(cfg.model.long_skip, cfg.model.padding)
+    data = load_data(cfg, keep=True)  # kept for the run, so nothing is loaded twice
+    try:
+        EpochSampler(len(data.train), cfg.trainer.batch_size, cfg.seed)  # refuses a batch larger than the split
+        task = instantiate(cfg.task)
+        task.setup(data)  # task x data set: e.g. segment needs masks, classify needs labels
+        model = check_model(cfg, data, task)
+        check_image_size(cfg, min(data.image_size))
+        return check_resume(cfg, resume, model) if resume else None
+    except BaseException:
+        load_data(cfg)  # a refused run never uses the kept data: let it go
+        raise
 
 
-def check_resume(cfg: DictConfig, data, task) -> dict[str, Any]:
-    """The checkpoint must be whole, ours, and fit this config's model; says what differs if not."""
+def check_model(cfg: DictConfig, data: ImageData, task: Any) -> torch.nn.Module:
+    """The model built as the run builds it, on the meta device; its own argument checks name the key
+    (``model.width=0: must be an integer >= 1``)."""
     import torch
-    from hydra.utils import instantiate
 
+    with model_keys_named(cfg), torch.random.fork_rng(devices=[]), torch.device("meta"):  # no memory, no RNG draws
+        return instantiate_checked(cfg.model, in_channels=data.channels, out_channels=task.out_channels,
+                                   head=task.head)
+
+
+@contextmanager
+def model_keys_named(cfg: DictConfig) -> Iterator[None]:
+    """A model part's error names its argument (``block=x: ...``); give it the config key (``model.block=x``)."""
+    try:
+        yield
+    except ConfigError as ex:
+        if str(ex).split("=", 1)[0] in cfg.model:
+            raise ConfigError(f"model.{ex}") from None
+        raise
+
+
+def check_resume(cfg: DictConfig, resume: str, model: torch.nn.Module) -> dict[str, Any]:
+    """The checkpoint must be whole, ours, and fit this config's ``model``; says what differs if not."""
     from .checkpoint import find_checkpoint, load_checkpoint
 
-    path = find_checkpoint(cfg.resume)
+    path = find_checkpoint(resume)
     state = load_checkpoint(path)
     lacking = [k for k in ("optimizer", "scheduler") if not isinstance(state.get(k), dict)]
     if lacking:
@@ -68,13 +144,11 @@ def check_resume(cfg: DictConfig, data, task) -> dict[str, Any]:
         theirs = _flat(saved)
         for key in sorted(set(mine) | set(theirs)):
             if key.startswith(MUST_MATCH) and mine.get(key) != theirs.get(key):
-                raise CheckpointError(f"resume={cfg.resume}: the checkpoint has {key}={theirs.get(key)}, this config "
+                raise CheckpointError(f"resume={resume}: the checkpoint has {key}={theirs.get(key)}, this config "
                                       f"{mine.get(key)}; a resume cannot change the architecture, task or data shape")
-    with torch.random.fork_rng(devices=[]):  # building a model draws from the global RNG: leave it as it was
-        model = instantiate(cfg.model, in_channels=data.channels, out_channels=task.out_channels, head=task.head)
     problem = state_dict_mismatch(state["model"], model.state_dict())
     if problem:
-        raise CheckpointError(f"resume={cfg.resume}: the checkpoint does not fit model {cfg.model.name}: {problem}")
+        raise CheckpointError(f"resume={resume}: the checkpoint does not fit model {cfg.model.name}: {problem}")
     return state
 
 
