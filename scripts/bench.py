@@ -216,6 +216,8 @@ def share(counts: list[int], device: torch.device, model: str, width: int, batch
     import json
     import subprocess
 
+    from skipbench.run_folder import METRICS
+
     cores = os.cpu_count() or 1
     rates: dict[int, list[float]] = {n: [] for n in counts}
     for _ in range(rounds):
@@ -229,7 +231,7 @@ def share(counts: list[int], device: torch.device, model: str, width: int, batch
                                           stderr=subprocess.DEVNULL) for i in range(n)]
                 if any(p.wait() for p in procs):
                     sys.exit(f"bench.py --share: a run failed: {' '.join(cmd)}")
-                rates[n].append(sum(json.loads(Path(d, str(i), "metrics.json").read_text())["steps_per_s"]
+                rates[n].append(sum(json.loads(Path(d, str(i), METRICS).read_text())["steps_per_s"]
                                     for i in range(n)) * batch)
     base = statistics.median(rates[counts[0]])
     lines = [f"Jobs side by side ({model}, width {width}, batch {batch}, {steps} steps each, {rounds} rounds):", "",

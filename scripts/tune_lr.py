@@ -21,6 +21,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from skipbench.run_folder import CONFIG, METRICS
+
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ["autoencoder", "unet_concat", "unet_add", "resnet", "densenet"]
 HEADER = """# @package _global_
@@ -33,9 +35,9 @@ HEADER = """# @package _global_
 def trials(sweep_dir: Path) -> list[tuple[float, float | None, str]]:
     """``(lr, final headline metric or None, status)`` of every trial below a sweep folder."""
     out = []
-    for metrics in sorted(sweep_dir.glob("*/metrics.json")):
+    for metrics in sorted(sweep_dir.glob(f"*/{METRICS}")):
         m = json.loads(metrics.read_text())
-        cfg = OmegaConf.load(metrics.parent / ".hydra" / "config.yaml")
+        cfg = OmegaConf.load(metrics.parent / CONFIG)
         key = next((k for k in m if k.startswith("best_val_")), None)
         value = m.get(f"final_val_{key[len('best_val_'):]}") if key else None
         out.append((float(cfg.optimizer.lr), value, m.get("status", "?")))

@@ -27,7 +27,7 @@ def _exit_on_signal(signum: int, frame) -> None:
     """
     prepare = sys.modules.get("skipbench.train.prepare")
     for folder in prepare.held_folders() if prepare else []:
-        folder.abandon("interrupted", f"{signal.Signals(signum).name} before the run started")
+        folder.abandon(INTERRUPTED, f"{signal.Signals(signum).name} before the run started")
     os.write(2, f"{_COMMAND[0]}: interrupted ({signal.Signals(signum).name})\n".encode())
     os._exit(128 + signum)
 
@@ -59,6 +59,8 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from .config import ConfigError, config_dir, register_configs  # noqa: E402
 from .cli_help import train_help, wants_help  # noqa: E402
 from .errors import RunFolderError, SkipbenchError  # noqa: E402
+from .run_folder import (COMPLETED, CONFIG, DIVERGED, FAILED, HYDRA_CONFIG, HYDRA_DIR, INTERRUPTED,  # noqa: E402
+                         METRICS, OVERRIDES)
 
 for _sig, _handler in _OLD_HANDLERS.items():
     signal.signal(_sig, _handler)
@@ -89,7 +91,7 @@ def objective(summary: dict | None, sweeper_target: str = "") -> float | None:
     diverged run returns what the sweeper counts as a failed trial: ``None`` for Optuna (trial state
     FAIL, the study goes on; a NaN would abort it), NaN for the others (Nevergrad scores NaN as its
     worst loss; a ``None`` would raise a TypeError)."""
-    if summary and summary.get("status") == "completed":
+    if summary and summary.get("status") == COMPLETED:
         # The summary names the headline metric in its one "best_val_<metric>" key.
         metric = next(k for k in summary if k.startswith("best_val_"))[len("best_val_"):]
         value = summary.get(f"final_val_{metric}")
@@ -133,17 +135,17 @@ def _train_task(cfg) -> float | None:
                   file=sys.stderr)
         else:
             logging.getLogger("skipbench").exception("job %s crashed; the sweep goes on", hc.job.num)
-        write_json(run_dir / "metrics.json", {"status": "failed", "error": f"{type(ex).__name__}: {ex}"
-                                              if not isinstance(ex, SkipbenchError) else str(ex)})
+        write_json(run_dir / METRICS, {"status": FAILED, "error": f"{type(ex).__name__}: {ex}"
+                                       if not isinstance(ex, SkipbenchError) else str(ex)})
     else:
-        if summary["status"] == "interrupted":
+        if summary["status"] == INTERRUPTED:
             print(f"skipbench train: interrupted ({summary.get('signal')}) at step {summary['steps']}, checkpoint saved; "
                   f"continue with: skipbench train resume={run_dir}", file=sys.stderr)
             # Ctrl-C stops the whole sweep too, not just this job; SIGTERM (a scheduler's stop) says so.
             raise SystemExit(143 if summary.get("signal") == "SIGTERM" else 130)
-        if summary["status"] == "diverged":
+        if summary["status"] == DIVERGED:
             print(f"skipbench train: {'job ' + str(hc.job.num) + ': ' if sweep else ''}the run diverged "
-                  f"({summary.get('error')}); see {run_dir / 'metrics.json'}", file=sys.stderr)
+                  f"({summary.get('error')}); see {run_dir / METRICS}", file=sys.stderr)
             if not sweep:
                 raise SystemExit(3)  # a sweep goes on: its other jobs are what it is for
     finally:
@@ -159,11 +161,10 @@ def _save_hydra_files(cfg, hc, run_dir: Path) -> None:
 
     if hc.output_subdir is not None or not cfg.resume:
         return
-    out = run_dir / ".hydra"
-    out.mkdir(exist_ok=True)
-    OmegaConf.save(cfg, out / "config.yaml")
-    OmegaConf.save(OmegaConf.create({"hydra": OmegaConf.to_container(hc)}), out / "hydra.yaml")
-    OmegaConf.save(hc.overrides.task, out / "overrides.yaml")
+    (run_dir / HYDRA_DIR).mkdir(exist_ok=True)
+    OmegaConf.save(cfg, run_dir / CONFIG)
+    OmegaConf.save(OmegaConf.create({"hydra": OmegaConf.to_container(hc)}), run_dir / HYDRA_CONFIG)
+    OmegaConf.save(hc.overrides.task, run_dir / OVERRIDES)
 
 
 def precheck(config_name: str, args: list[str]) -> list[str] | None:
@@ -336,7 +337,7 @@ def _fail(command: str, ex: BaseException) -> int:
     msg, code = found
     prepare = sys.modules.get("skipbench.train.prepare")
     for folder in prepare.held_folders() if prepare else []:
-        folder.abandon("interrupted" if code == 130 else "failed", msg)
+        folder.abandon(INTERRUPTED if code == 130 else FAILED, msg)
     prefix = f"skipbench {command}: " if code == 130 else f"skipbench {command}: error: "
     print(prefix + one_line(msg), file=sys.stderr)
     return code
@@ -391,9 +392,9 @@ def with_resume(args: list[str]) -> list[str]:
         return args
     path = Path(value).expanduser().resolve()
     run_dir = path if path.is_dir() else path.parent
-    saved = run_dir / ".hydra" / "overrides.yaml"
+    saved = run_dir / OVERRIDES
     if not saved.is_file():
-        raise ConfigError(f"resume={value}: not a skipbench run folder (no .hydra/overrides.yaml there)")
+        raise ConfigError(f"resume={value}: not a skipbench run folder (no {OVERRIDES} there)")
     from .train.checkpoint import find_checkpoint
 
     find_checkpoint(str(path))  # fail here, in one line, before Hydra touches the folder

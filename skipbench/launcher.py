@@ -32,6 +32,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
 from .config import ConfigError
+from .run_folder import CANCELLED, COMPLETED, FAILED, METRICS
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def describe_sbatch_error(text: str) -> str:
 
 # ---------------------------------------------------------------- the launchers
 def _state_to_status(state: str) -> str:
-    return "cancelled" if state.startswith(("CANCELLED", "PREEMPTED")) else "failed"
+    return CANCELLED if state.startswith(("CANCELLED", "PREEMPTED")) else FAILED
 
 
 def _last_error_line(text: str) -> str:
@@ -163,12 +164,12 @@ def record_unfinished(job_dir: Path, status: str, error: str) -> None:
     """Mark ``job_dir/metrics.json`` with ``status`` (keeping what the job wrote, if anything)."""
     from .train.checkpoint import write_json
 
-    path = job_dir / "metrics.json"
+    path = job_dir / METRICS
     try:
         metrics = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
         metrics = {}
-    if metrics.get("status") == "completed":
+    if metrics.get("status") == COMPLETED:
         return  # finished its work; only submitit's bookkeeping was lost
     job_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, {**metrics, "status": status, "error": error})
@@ -322,7 +323,7 @@ class Accounting:
             state = ended_as or job.state or "UNKNOWN"
             failed_in_job = isinstance(ex, submitit.core.utils.FailedJobError)
             err = _last_error_line(job.stderr() or "") if failed_in_job or not state.startswith("CANCELLED") else ""
-            status = "failed" if failed_in_job else _state_to_status(state)
+            status = FAILED if failed_in_job else _state_to_status(state)
             error = f"SLURM state {state}" + (f": {err}" if err else "") + f" (log: {job.paths.stderr})"
             job_dir = self._job_dir(overrides, num)
             record_unfinished(job_dir, status, error)

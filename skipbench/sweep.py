@@ -19,7 +19,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-ORDER = ("completed", "failed", "diverged", "interrupted", "cancelled", "lost")
+from .run_folder import COMPLETED, HYDRA_LOG, LOST, METRICS, OVERRIDES, STATUSES
+
+ORDER = STATUSES  # the order the summary line counts them in
 
 
 @dataclass
@@ -30,7 +32,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return set(self.counts) <= {"completed"}
+        return set(self.counts) <= {COMPLETED}
 
     def line(self) -> str:
         n = sum(self.counts.values())
@@ -47,8 +49,8 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     that never got that far (a SLURM job that failed before Python started)."""
     if not sweep_dir.is_dir():
         return []
-    return sorted((d for d in sweep_dir.iterdir() if (d / ".hydra" / "overrides.yaml").is_file()
-                   or (d / "metrics.json").is_file()), key=lambda d: (len(d.name), d.name))
+    return sorted((d for d in sweep_dir.iterdir() if (d / OVERRIDES).is_file()
+                   or (d / METRICS).is_file()), key=lambda d: (len(d.name), d.name))
 
 
 def summarize(sweep_dir: Path) -> Outcome:
@@ -58,14 +60,14 @@ def summarize(sweep_dir: Path) -> Outcome:
     out = Outcome(Path(sweep_dir))
     for d in job_dirs(out.sweep_dir):
         try:
-            metrics: dict[str, Any] = json.loads((d / "metrics.json").read_text())
+            metrics: dict[str, Any] = json.loads((d / METRICS).read_text())
         except (OSError, ValueError):
-            metrics = {"status": "lost", "error": "no metrics.json when the sweep ended: the job was killed "
-                                                  "before it could write one (see train.log and .submitit/)"}
-            write_json(d / "metrics.json", metrics)
-        status = str(metrics.get("status", "lost"))
+            metrics = {"status": LOST, "error": f"no {METRICS} when the sweep ended: the job was killed "
+                                                f"before it could write one (see {HYDRA_LOG} and .submitit/)"}
+            write_json(d / METRICS, metrics)
+        status = str(metrics.get("status", LOST))
         out.counts[status] += 1
-        if status != "completed":
+        if status != COMPLETED:
             why = metrics.get("error") or (f"stopped at step {metrics['steps']}/{metrics['max_steps']}"
                                            if "steps" in metrics else "")
             out.problems.append(f"{d.name}: {status}" + (f": {why}" if why else ""))

@@ -312,7 +312,7 @@ class Classify(Task):
     def figures(self):
         if self._confusion is None:
             return {}
-        from .train.figures import confusion_matrix
+        from .figures import confusion_matrix
 
         fig = confusion_matrix(self._confusion.cpu().tolist(), self.classes)
         self._confusion = None

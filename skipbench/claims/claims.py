@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
 from ..report.runs import Run
+from ..run_folder import COMPLETED, PROBE, UPDATE_RATIO, layer_of
 from .verdict import Effect, effect, verdict, weakest
 
 MARGIN_DB = 0.5  # "similar quality": the PSNR difference's 95 % CI must lie within +-0.5 dB
@@ -80,7 +81,7 @@ def by(runs: Sequence[Run], value: Callable[[Run], float | None], **where: Any) 
     keys = {"model": "model.name", "blocks": "model.blocks_per_level", "lr": "optimizer.lr"}
     out = {}
     for run in runs:
-        if run.status != "completed":
+        if run.status != COMPLETED:
             continue
         if all(_cfg(run, keys.get(k, k)) == v for k, v in where.items()):
             v = value(run)
@@ -92,7 +93,7 @@ def by(runs: Sequence[Run], value: Callable[[Run], float | None], **where: Any) 
 def by_list(runs: Sequence[Run], value: Callable[[Run], Any], **where: Any) -> list[Any]:
     """Like :func:`by` for values that are not numbers (a per-layer list): the values, in seed order."""
     keys = {"model": "model.name", "blocks": "model.blocks_per_level", "lr": "optimizer.lr"}
-    return [value(r) for r in sorted(runs, key=_seed) if r.status == "completed"
+    return [value(r) for r in sorted(runs, key=_seed) if r.status == COMPLETED
             and all(_cfg(r, keys.get(k, k)) == v for k, v in where.items()) and value(r) is not None]
 
 
@@ -123,7 +124,7 @@ def probe_value(*path: str) -> Callable[[Run], float | None]:
     import json
 
     def get(run: Run) -> float | None:
-        f = run.path / "probe.json"
+        f = run.path / PROBE
         if not f.is_file():
             return None
         d = json.loads(f.read_text())
@@ -254,8 +255,8 @@ def measure_update_ratio(runs: Sequence[Run]) -> Measured:
     from .probes import main_path
 
     def spread(run: Run) -> float | None:
-        tags = sorted(t for t in run.scalars() if t.startswith("update_ratio/"))
-        names = [t[len("update_ratio/"):] for t in tags]
+        tags = sorted(t for t in run.scalars() if layer_of(t, UPDATE_RATIO))
+        names = [layer_of(t, UPDATE_RATIO) for t in tags]
         means = [statistics.mean(v for _, v in run.curve(tags[i])) for i in main_path(names)]
         logs = [math.log10(max(m, 1e-30)) for m in means]
         return max(logs) - min(logs) if logs else None

@@ -16,16 +16,16 @@ import torch
 from torch import nn
 
 from ..train.diagnostics import GradNorms, count_flops
+from ..run_folder import COMPLETED, CHECKPOINT, CONFIG, METRICS, PROBE, is_main_conv
 from ..train.memory import saved_tensor_bytes
 
-PROBE = "probe.json"
 LINE_POINTS = 64  # inputs along the 1-d line for the gradient autocorrelation
 LINE_SPAN = 0.5  # the line's length in units of the input's norm (shattering shows at this scale)
 
 
 def main_path(names: list[str]) -> list[int]:
     """Indices of main-path convs (``03_enc1/conv2``), not extras (``.shortcut``), up-convs or the head."""
-    return [i for i, n in enumerate(names) if "." not in n and "/conv" in n and not n.endswith("_up")]
+    return [i for i, n in enumerate(names) if is_main_conv(n)]
 
 
 def grad_profile(model: nn.Module, task, inputs: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
@@ -159,15 +159,15 @@ def probe_run(cfg, run_dir: Path) -> dict[str, Any]:
     batch = run.data.train.take(torch.arange(cfg.trainer.batch_size))
     inputs, target = run.task.make_batch(batch, torch.Generator().manual_seed(cfg.seed))
     result = {
-        "status": "completed", "model": cfg.model.name, "seed": cfg.seed, "params": run.n_params,
+        "status": COMPLETED, "model": cfg.model.name, "seed": cfg.seed, "params": run.n_params,
         "flops_per_sample": run.flops,
         "grad": grad_profile(run.model, run.task, inputs, target),
         "shattered": gradient_autocorrelation(run.model, inputs[0], seed=cfg.seed, calibration=inputs),
         "memory": training_memory(run.model, run.task, inputs, target),
     }
     write_json(Path(run_dir) / PROBE, result)
-    write_json(Path(run_dir) / "metrics.json", {"status": "completed", "model": cfg.model.name, "seed": cfg.seed,
-                                                "params": run.n_params, "flops_per_sample": run.flops, "probe": PROBE})
+    write_json(Path(run_dir) / METRICS, {"status": COMPLETED, "model": cfg.model.name, "seed": cfg.seed,
+                                         "params": run.n_params, "flops_per_sample": run.flops, "probe": PROBE})
     return result
 
 
@@ -178,9 +178,9 @@ def load_trained(run_dir: Path):
     from ..train.checkpoint import load_checkpoint
     from ..train.loop import build
 
-    cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
+    cfg = OmegaConf.load(Path(run_dir) / CONFIG)
     run = build(cfg)
-    run.model.load_state_dict(load_checkpoint(Path(run_dir) / "checkpoint.pt", torch.device("cpu"))["model"])
+    run.model.load_state_dict(load_checkpoint(Path(run_dir) / CHECKPOINT, torch.device("cpu"))["model"])
     run.model.eval()
     return run
 

@@ -24,6 +24,7 @@ from typing import Sequence
 
 from ..config import config_dir
 from ..errors import ConfigError
+from ..run_folder import HYDRA_DIR, METRICS
 from .claims import CLAIMS, Claim, Measured, known_claims, select_claims
 
 DONE = ".done"
@@ -57,8 +58,8 @@ def run_sweep(claim: Claim, folder: Path) -> float:
     wall = time.perf_counter() - start
     # Exit 1 with every job finished: some jobs failed or diverged, which the sweep records (and the
     # claim's table counts); anything else is a sweep that did not finish.
-    jobs = [p for p in folder.iterdir() if (p / ".hydra").is_dir()] if folder.is_dir() else []
-    if code != 0 and not (code == 1 and jobs and all((p / "metrics.json").is_file() for p in jobs)):
+    jobs = [p for p in folder.iterdir() if (p / HYDRA_DIR).is_dir()] if folder.is_dir() else []
+    if code != 0 and not (code == 1 and jobs and all((p / METRICS).is_file() for p in jobs)):
         raise ConfigError(f"claim {claim.name}: '{claim.shell}' exited with {code}; see {log}")
     load = [round(x, 1) for x in os.getloadavg()[::2]]  # 1- and 15-minute: how shared the cores were
     (folder / DONE).write_text(json.dumps({"wall_s": round(wall, 1), "command": claim.shell, "exit": code, "load": load,
@@ -79,11 +80,11 @@ def adopt(folder: Path) -> bool:
     expected = 1
     for value in params.values():
         expected *= len(str(value).split(","))
-    jobs = [p for p in folder.iterdir() if (p / ".hydra").is_dir()]
-    done = [p / "metrics.json" for p in jobs if (p / "metrics.json").is_file()]
+    jobs = [p for p in folder.iterdir() if (p / HYDRA_DIR).is_dir()]
+    done = [p / METRICS for p in jobs if (p / METRICS).is_file()]
     if len(jobs) != expected or len(done) != expected:
         return False
-    start = min((p / ".hydra").stat().st_mtime for p in jobs)
+    start = min((p / HYDRA_DIR).stat().st_mtime for p in jobs)
     wall = max(f.stat().st_mtime for f in done) - start
     (folder / DONE).write_text(json.dumps({"wall_s": round(wall, 1), "adopted": True,
                                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}))

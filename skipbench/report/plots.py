@@ -1,7 +1,4 @@
-"""The report's figures, drawn headless: matplotlib ``Figure`` objects on the Agg canvas.
-
-No pyplot: nothing global is touched (no backend switch, no open-figure registry), so this works
-without a display and inside other programs.
+"""The report's figures, drawn with :mod:`skipbench.figures` (matplotlib's object API, no pyplot):
 
 * ``curves.png``: validation metric and training loss against step, one line per group (mean over
   its seeds) with a min-max band;
@@ -21,10 +18,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .aggregate import Group, Report, grad_norm_table, mean_curve, metric_tag
+from ..figures import grad_colorbar, grad_image, new_figure
+from ..run_folder import EVENTS_PREFIX, level_label, metric_tag
+from .aggregate import Group, Report
+from .curves import grad_norm_table, mean_curve
 
 DPI = 110
 
@@ -37,9 +36,7 @@ def _colors(n: int) -> list:
 
 
 def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    return new_figure(width, height, DPI, layout="constrained")
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -164,7 +161,7 @@ def plot_grad_norm_depth(report: Report, path: Path) -> Path | None:
                 ax.fill_between(x, lo, hi, color=color_of[id(g)], alpha=0.18, lw=0)
             if ax is axes[0]:
                 handles.append(line)
-        ax.set_xticks(x, [n.split("_", 1)[-1] for n in levels], rotation=60, ha="right", fontsize=8)
+        ax.set_xticks(x, [level_label(n) for n in levels], rotation=60, ha="right", fontsize=8)
         ax.set_title(f"{phase}: step {step}", fontsize=10)
         ax.set_xlabel("level (input → output)")
         ax.grid(True, alpha=0.3)
@@ -191,8 +188,6 @@ def plot_grad_flow(report: Report, path: Path) -> Path | None:
     """Heat maps of log10 per-layer gradient norm (layers x logged steps), one per group, side by
     side on the fixed colour range every run uses; rows are the union of the groups' layers, so a
     layer only some variants have (a shortcut, a gate) is a white row in the others."""
-    from ..train.scales import GRAD_LOG10_RANGE, grad_cmap, grad_colorbar
-
     names = _union(report, levels=False)
     tables = [(g, *grad_norm_table(g.completed, names)[1:]) for g in report.groups]
     tables = [t for t in tables if t[1].size]
@@ -203,8 +198,7 @@ def plot_grad_flow(report: Report, path: Path) -> Path | None:
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharey=True)).ravel()
     image = None
     for ax, (g, steps, table) in zip(axes, tables):
-        image = ax.imshow(table, aspect="auto", interpolation="nearest", cmap=grad_cmap(), vmin=GRAD_LOG10_RANGE[0],
-                          vmax=GRAD_LOG10_RANGE[1], origin="upper")
+        image = grad_image(ax, table, origin="upper")
         xt = _tick_positions(len(steps), 6)
         ax.set_xticks(xt, [str(int(steps[i])) for i in xt], fontsize=7)
         yt = _tick_positions(len(names), 60)
@@ -235,7 +229,7 @@ def write_tensorboard(out_dir: Path, images: Sequence[Path], summary: str) -> Pa
 
     run = Path(out_dir) / "_report"
     run.mkdir(parents=True, exist_ok=True)
-    for old in run.glob("events.out.tfevents.*"):  # a report run again replaces its pictures
+    for old in run.glob(f"{EVENTS_PREFIX}.*"):  # a report run again replaces its pictures
         old.unlink()
     writer = SummaryWriter(log_dir=str(run))
     try:

@@ -17,23 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import ReportError  # noqa: F401  (re-exported: skipbench.report.runs.ReportError)
-
-CONFIG = Path(".hydra") / "config.yaml"
-OVERRIDES = Path(".hydra") / "overrides.yaml"
-METRICS = "metrics.json"
-EVENTS_PREFIX = "events.out.tfevents"
-
-# Statuses written by the training loop (metrics.json), plus ours for a folder without one.
-COMPLETED, INTERRUPTED, DIVERGED, FAILED = "completed", "interrupted", "diverged", "failed"
-INCOMPLETE = "incomplete"
-FAILURES = (DIVERGED, FAILED)
-
-# Per-layer and per-level gradient tags (skipbench.train.diagnostics): "grad_norm/03_enc1/conv2",
-# "grad_level/03_enc1". Names sort by depth; the same layer has the same name in every variant.
-_GRAD_TAG = re.compile(r"^grad_norm/(\d+_[^/]+/.+)$")
-_LEVEL_TAG = re.compile(r"^grad_level/(\d+_[^/]+)$")
-_LOSS_TAG = re.compile(r"^loss/[^/]+/(train|val)$")  # loss/mse/train: the loss named in the tag
-
+from ..run_folder import (COMPLETED, CONFIG, EVENTS_PREFIX, FAILURES, GRAD_LEVEL, GRAD_NORM, INCOMPLETE, METRICS,
+                          OVERRIDES, flat_items, layer_of, level_of, parse_loss_tag)
 
 Curve = list[tuple[int, float]]  # (step, value), sorted by step, one value per step
 
@@ -78,16 +63,16 @@ class Run:
 
     def grad_norm_layers(self) -> list[tuple[str, str]]:
         """``(layer name, tag)`` of every per-layer gradient-norm tag, by depth (= by name)."""
-        return sorted((m.group(1), tag) for tag in self.scalars() if (m := _GRAD_TAG.match(tag)))
+        return sorted((name, tag) for tag in self.scalars() if (name := layer_of(tag, GRAD_NORM)))
 
     def grad_levels(self) -> list[tuple[str, str]]:
         """``(level name, tag)`` of every per-level log10 gradient-norm tag, by depth (= by name)."""
-        return sorted((m.group(1), tag) for tag in self.scalars() if (m := _LEVEL_TAG.match(tag)))
+        return sorted((name, tag) for tag in self.scalars() if (name := level_of(tag, GRAD_LEVEL)))
 
     @property
     def loss_name(self) -> str | None:
         """The loss the run's tags name (``mse``, ``ce``), None for none."""
-        return next((tag.split("/")[1] for tag in self.scalars() if _LOSS_TAG.match(tag)), None)
+        return next((parsed[0] for tag in self.scalars() if (parsed := parse_loss_tag(tag))), None)
 
 
 # ---------------------------------------------------------------- discovery
@@ -110,22 +95,6 @@ def discover_runs(root: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------- loading
-def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> ``{"model.depth": 3, ...}``; ``_target_``-style keys are left out."""
-    out: dict[str, Any] = {}
-    for key, value in cfg.items():
-        if str(key).startswith("_"):
-            continue
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            out[name] = tuple(value)  # hashable, so it can be a group key
-        else:
-            out[name] = value
-    return out
-
-
 def _target_name(node: Mapping[str, Any]) -> str | None:
     target = node.get("_target_")
     return str(target).rsplit(".", 1)[-1].lower() if target else None
@@ -138,7 +107,8 @@ def flat_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     (the last part of each ``_target_``), so runs on different tasks or optimizers group apart even
     when those have no other differing key. ``model`` is left out: ``model.name`` says it.
     """
-    flat = flatten(cfg)
+    # lists become tuples: hashable, so a list-valued key can define a group
+    flat = {key: tuple(v) if isinstance(v, (list, tuple)) else v for key, v in flat_items(cfg)}
     for group, node in cfg.items():
         if group != "model" and isinstance(node, Mapping):
             name = _target_name(node)
@@ -235,6 +205,6 @@ def read_scalars(run_dir: Path) -> dict[str, Curve]:
         curves[tag] = sorted(by_step.items())
     # "loss/train" / "loss/val" stand for the run's loss whatever its name (loss/mse/train ...).
     for tag in list(curves):
-        if m := _LOSS_TAG.match(tag):
-            curves.setdefault(f"loss/{m.group(1)}", curves[tag])
+        if parsed := parse_loss_tag(tag):
+            curves.setdefault(f"loss/{parsed[1]}", curves[tag])
     return curves

@@ -19,8 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError
-
-CHECKPOINT = "checkpoint.pt"
+from ..run_folder import CHECKPOINT
 STATE_KEYS = ("step", "model")  # what any skipbench checkpoint holds (optimizer, scheduler: checked on load)
 
 

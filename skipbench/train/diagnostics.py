@@ -20,6 +20,9 @@ import re
 import torch
 from torch import nn
 
+from ..run_folder import (ACT_MEAN, ACT_STD, GRAD_LEVEL, GRAD_NORM, GRAD_RATIO, GRAD_TOTAL, UPDATE_RATIO, WEIGHT_NORM,
+                          conv_name, layer_tags, level_name, section, section_pattern, up_conv_name)
+
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
 # Layers off the main path, by the attribute that holds them -> how the tag calls them.
 EXTRAS = {"shortcut": "shortcut", "carry": "carry", "gate": "gate", "transition": "transition", "proj": "skip_proj"}
@@ -40,7 +43,7 @@ def skeleton_levels(model: nn.Module) -> dict[str, str]:
     """
     children = [n for n, m in model.named_children() if any(isinstance(x, WEIGHT_LAYERS) for x in m.modules())]
     if "bottleneck" not in children:
-        return {n: f"{i:02d}_{n}" for i, n in enumerate(children)}
+        return {n: level_name(i, n) for i, n in enumerate(children)}
     d = sum(bool(re.fullmatch(r"enc\d+", n)) for n in children)
 
     def index(name: str) -> int:
@@ -49,7 +52,7 @@ def skeleton_levels(model: nn.Module) -> dict[str, str]:
             return int(m[2]) if m[1] == "enc" else 2 * d - int(m[2])
         return {"bottleneck": d, "head": 2 * d + 1}.get(name, 2 * d + 2)
 
-    return {n: f"{index(n):02d}_{n}" for n in children}
+    return {n: level_name(index(n), n) for n in children}
 
 
 def _extra(parts: list[str]) -> str | None:
@@ -98,29 +101,24 @@ def skeleton_layers(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], dict
             b = owner(path)
             if b is None:
                 if rel == "up":
-                    named.append((f"{level}/conv{0:0{width}d}_up", m))
+                    named.append((up_conv_name(level, width), m))
                 elif isinstance(m, nn.Linear) and child == "head":
                     named.append((f"{level}/linear", m))
                 else:
                     extra = _extra(rel.split(".")) or rel.replace(".", "_")
-                    named.append((f"{level}/conv{count:0{width}d}.{extra}", m))
+                    named.append((conv_name(level, count, width, extra), m))
                 continue
             if b not in done:
                 done[b] = count
                 count += last_main.get(b, 0)
-                block_names[b] = f"{level}/conv{count:0{width}d}"
+                block_names[b] = conv_name(level, count, width)
             extra = _extra(path[len(b) + 1:].split("."))
             if extra is None:
                 done[b] += 1
-                named.append((f"{level}/conv{done[b]:0{width}d}", m))
+                named.append((conv_name(level, done[b], width), m))
             else:
-                named.append((f"{level}/conv{count:0{width}d}.{extra}", m))
+                named.append((conv_name(level, count, width, extra), m))
     return sorted(named, key=lambda x: x[0]), block_names
-
-
-def layer_tags(names: list[str], prefix: str) -> list[str]:
-    """``prefix/03_enc1/conv2`` for stable names from :func:`skeleton_layers`."""
-    return [f"{prefix}/{name}" for name in names]
 
 
 class GradNorms:
@@ -138,8 +136,7 @@ class GradNorms:
         levels = skeleton_levels(model)
         self.names = [n for n, _ in layers]
         self.level_names = sorted(levels.values())
-        self.tags = (layer_tags(self.names, "grad_norm") + ["grad_norm/total"]
-                     + layer_tags(self.level_names, "grad_level"))
+        self.tags = layer_tags(self.names, GRAD_NORM) + [GRAD_TOTAL] + layer_tags(self.level_names, GRAD_LEVEL)
         self.params = [p for p in model.parameters() if p.requires_grad]
         position = {id(p): i for i, p in enumerate(self.params)}
         self.layer_index = torch.tensor([position[id(m.weight)] for _, m in layers], dtype=torch.long)
@@ -173,11 +170,6 @@ def count_flops(model: nn.Module, sample: torch.Tensor) -> int:
         model(sample)
     model.train(was_training)
     return int(counter.get_total_flops())
-
-
-def _section(name: str) -> str:
-    """``03_enc1/conv2`` -> ``enc``; ``02_bottleneck/conv1`` -> ``bottleneck``: the part of the network."""
-    return name.split("/")[0].split("_", 1)[-1].rstrip("0123456789")
 
 
 class Diagnostics:
@@ -227,13 +219,13 @@ class Diagnostics:
             g = self._grads
             n = len(self.names)
             parts += [g, (g[0] / g[n - 1].clamp_min(1e-30)).unsqueeze(0)]
-            keys += self.grad_norms.tags + ["grad_ratio/first_over_last"]
+            keys += self.grad_norms.tags + [GRAD_RATIO]
         if self.cfg.weight_norms:
             parts.append(torch.stack(torch._foreach_norm([w.detach() for w in self.weights])).float())
-            keys += layer_tags(self.names, "weight_norm")
+            keys += layer_tags(self.names, WEIGHT_NORM)
         if self._ratios is not None:
             parts.append(self._ratios)
-            keys += layer_tags(self.names, "update_ratio")
+            keys += layer_tags(self.names, UPDATE_RATIO)
         if not parts:
             return {}
         values = torch.cat([p.to(parts[0].device) for p in parts]).cpu().tolist()
@@ -264,14 +256,14 @@ class Diagnostics:
             return {}
         values = torch.stack(stats).cpu()
         names = [n for n, _ in blocks]
-        return {**dict(zip(layer_tags(names, "act_mean"), values[:, 0].tolist())),
-                **dict(zip(layer_tags(names, "act_std"), values[:, 1].tolist()))}
+        return {**dict(zip(layer_tags(names, ACT_MEAN), values[:, 0].tolist())),
+                **dict(zip(layer_tags(names, ACT_STD), values[:, 1].tolist()))}
 
     def figures(self) -> dict[str, "object"]:
         """``grad_flow/heatmap`` (log10 grad norm, layers x logged steps) and ``grad_flow/by_depth``."""
         if not (self.cfg.grad_flow and self.flow):
             return {}
-        from .figures import grad_flow_heatmap, grad_norm_by_depth
+        from ..figures import grad_flow_heatmap, grad_norm_by_depth
 
         steps = [s for s, _ in self.flow]
         norms = [v for _, v in self.flow]
@@ -284,22 +276,20 @@ class Diagnostics:
         Every chart's regex matches a tag of every variant that has the section (``dec`` charts only
         where there is a decoder); one chart never mixes kinds of quantity.
         """
-        sections = list(dict.fromkeys(_section(n) for n in self.names))
-        by_section = lambda prefix: {  # noqa: E731
-            sec: ["Multiline", [rf"^{prefix}/\d+_{sec}\d*/"]] for sec in sections
-        }
+        sections = list(dict.fromkeys(section(n) for n in self.names))
+        by_section = lambda kind: {sec: ["Multiline", [section_pattern(kind, sec)]] for sec in sections}  # noqa: E731
         layout: dict = {}
         if self.cfg.grad_norms:
             layout["gradient norm by level (log10)"] = {
-                f"{sec} levels": ["Multiline", [rf"^grad_level/\d+_{sec}\d*$"]] for sec in sections}
+                f"{sec} levels": ["Multiline", [section_pattern(GRAD_LEVEL, sec, level=True)]] for sec in sections}
             layout["vanishing gradients"] = {
-                "first / last layer grad norm": ["Multiline", ["^grad_ratio/first_over_last$"]],
-                "total grad norm": ["Multiline", ["^grad_norm/total$"]]}
-            layout["gradient norm by section"] = by_section("grad_norm")
+                "first / last layer grad norm": ["Multiline", [f"^{GRAD_RATIO}$"]],
+                "total grad norm": ["Multiline", [f"^{GRAD_TOTAL}$"]]}
+            layout["gradient norm by section"] = by_section(GRAD_NORM)
         if self.cfg.weight_norms:
-            layout["weight norm by section"] = by_section("weight_norm")
+            layout["weight norm by section"] = by_section(WEIGHT_NORM)
         if self.cfg.update_ratios:
-            layout["update ratio by section"] = by_section("update_ratio")
+            layout["update ratio by section"] = by_section(UPDATE_RATIO)
         if self.cfg.activations and self.blocks:
-            layout["activations by block"] = {"std": ["Multiline", [r"^act_std/"]], "mean": ["Multiline", [r"^act_mean/"]]}
+            layout["activations by block"] = {"std": ["Multiline", [f"^{ACT_STD}/"]], "mean": ["Multiline", [f"^{ACT_MEAN}/"]]}
         return layout

@@ -27,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..config import ConfigError
 from ..data import EpochSampler, ImageData, Split
 from ..errors import CheckpointError
+from ..run_folder import COMPLETED, DIVERGED, INTERRUPTED, METRICS, loss_tag, run_info_name
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint, write_json
 from .diagnostics import Diagnostics, count_flops
@@ -107,7 +108,7 @@ class StopFlag:
 
 
 @dataclass
-class Run:
+class TrainState:
     """Everything built from the config, and the counters a checkpoint must carry."""
 
     cfg: DictConfig
@@ -161,7 +162,7 @@ def default_threads() -> int | None:
     return None
 
 
-def build(cfg: DictConfig, resume: str | None = None) -> Run:
+def build(cfg: DictConfig, resume: str | None = None) -> TrainState:
     """Data, task, model, optimizer and schedule from the config (and the checkpoint ``resume`` names)."""
     t = cfg.trainer
     device = resolve_device(t.device)
@@ -185,12 +186,12 @@ def build(cfg: DictConfig, resume: str | None = None) -> Run:
     except ValueError as ex:  # torch's own argument checks, e.g. "Invalid beta parameter at index 0: 2.0"
         raise ConfigError(f"optimizer: {ex}") from None
     use_amp = t.amp and device.type in ("cuda", "cpu")
-    run = Run(cfg=cfg, device=device, data=data, task=task, model=model,
-              forward=torch.compile(model, mode=str(t.compile_mode)) if t.compile else model, optimizer=optimizer,
-              scheduler=instantiate(cfg.scheduler)(optimizer, total_steps=t.max_steps),
-              autocast=(lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else nullcontext,
-              n_params=sum(p.numel() for p in model.parameters()), channels_last=channels_last,
-              flops=count_flops(model, task.make_batch(data.val.take(slice(0, 1)), None)[0].to(device)))
+    run = TrainState(cfg=cfg, device=device, data=data, task=task, model=model, optimizer=optimizer,
+                     forward=torch.compile(model, mode=str(t.compile_mode)) if t.compile else model,
+                     scheduler=instantiate(cfg.scheduler)(optimizer, total_steps=t.max_steps),
+                     autocast=(lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else nullcontext,
+                     n_params=sum(p.numel() for p in model.parameters()), channels_last=channels_last,
+                     flops=count_flops(model, task.make_batch(data.val.take(slice(0, 1)), None)[0].to(device)))
     if resume:
         try:
             run.load_state_dict(load_checkpoint(find_checkpoint(resume), device))
@@ -222,16 +223,16 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
     train_split, val_split = run.data.train.to(run.device), run.data.val.to(run.device)
     sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed, run.device), torch.Generator(run.device)
     graphs = cuda_graphs(t, run.device)
-    write_json(run_dir / ("run_info.json" if run.step == 0 else f"run_info.resume{run.step}.json"), run_info(run))
+    write_json(run_dir / run_info_name(run.step), run_info(run))
     diag, tb = Diagnostics(model, cfg.diagnostics), start_tensorboard(run, run_dir)
-    loss_tag = f"loss/{task.loss_name}"  # names the loss: a CE run and an MSE run never share a chart
+    train_loss_tag = loss_tag(task.loss_name, "train")  # names the loss: a CE run and an MSE run never share a chart
     last: dict[str, float] = {}
     if run.step == 0:  # a fresh run: every curve starts at the untrained model (a resumed one has it)
         last.update(eval_and_log(run, tb, diag, val_split, None))
         metrics = [k[len("val_"):] for k in last if k != "val_loss"]
         tb.layout({**task_layout(task.name, task.loss_name, metrics), **diag.layout()})  # once per run
 
-    loss_sum, status = torch.zeros((), device=run.device), "completed"
+    loss_sum, status = torch.zeros((), device=run.device), COMPLETED
     # A log window: `window_steps` steps since `window_start`, of which `paused` seconds were eval.
     window_start, window_steps, paused, start = time.perf_counter(), 0, 0.0, run.step
     # Off a terminal (sweeps, cluster logs) refresh rarely, so log files do not fill with bars.
@@ -275,13 +276,13 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
                 elapsed = now - window_start - paused
                 run.train_time += elapsed
                 last["train_loss"] = loss_sum.item() / window_steps
-                tb.scalars({f"{loss_tag}/train": last["train_loss"], "lr": lr, "perf/steps_per_s": window_steps / elapsed,
+                tb.scalars({train_loss_tag: last["train_loss"], "lr": lr, "perf/steps_per_s": window_steps / elapsed,
                             "perf/images_per_s": window_steps * t.batch_size / elapsed, **diag.scalars(step)}, step)
                 bar.set_postfix(loss=f"{last['train_loss']:.4g}", refresh=False)
                 loss_sum.zero_()
                 window_start, window_steps, paused = now, 0, 0.0
                 if not math.isfinite(last["train_loss"]):
-                    status, last["error"] = "diverged", f"training loss is {last['train_loss']} at step {step}"
+                    status, last["error"] = DIVERGED, f"training loss is {last['train_loss']} at step {step}"
                     log.error("%s: stopping this run as diverged", last["error"])
                     break
             # ---- eval and checkpoint
@@ -292,7 +293,7 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
                 save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
                 paused += time.perf_counter() - eval_start
             if stop.reason:
-                status, last["signal"] = "interrupted", stop.reason
+                status, last["signal"] = INTERRUPTED, stop.reason
                 if not evaluated:  # an eval step has just saved this very state
                     save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
                 break
@@ -300,7 +301,7 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
     return finish(run, tb, run_dir, status, last, time.perf_counter() - wall_start)
 
 
-def run_info(run: Run) -> dict[str, Any]:
+def run_info(run: TrainState) -> dict[str, Any]:
     """What it takes to reproduce the run, beside Hydra's ``.hydra/`` (config and overrides)."""
     import platform
     import subprocess
@@ -325,7 +326,7 @@ def run_info(run: Run) -> dict[str, Any]:
     }
 
 
-def start_tensorboard(run: Run, run_dir: Path) -> TBLogger:
+def start_tensorboard(run: TrainState, run_dir: Path) -> TBLogger:
     """Open the run's event file; HParams and the model's size go in first."""
     cfg = run.cfg
     # purge_step: on resume, TensorBoard drops the earlier file's events past the checkpoint.
@@ -342,7 +343,7 @@ def start_tensorboard(run: Run, run_dir: Path) -> TBLogger:
     return tb
 
 
-def eval_and_log(run: Run, tb: TBLogger, diag: Diagnostics, val: Split, train_loss: float | None) -> dict[str, float]:
+def eval_and_log(run: TrainState, tb: TBLogger, diag: Diagnostics, val: Split, train_loss: float | None) -> dict[str, float]:
     """Validation metrics, activation stats, pictures; returns ``{"val_<metric>": value}``."""
     cfg, task, step = run.cfg, run.task, run.step
     # Under CUDA graphs a replay overwrites the last outputs, which eval keeps for its pictures: eval eagerly.
@@ -350,7 +351,7 @@ def eval_and_log(run: Run, tb: TBLogger, diag: Diagnostics, val: Split, train_lo
     vals, sample = evaluate(run.model if graphs else run.forward, task, val, cfg.trainer.batch_size, run.autocast)
     if vals[task.metric] > run.best:
         run.best, run.best_step = vals[task.metric], step
-    tb.scalars({f"loss/{task.loss_name}/val": vals["loss"], f"metric/best_val_{task.metric}": run.best,
+    tb.scalars({loss_tag(task.loss_name, "val"): vals["loss"], f"metric/best_val_{task.metric}": run.best,
                 **{f"metric/val_{k}": v for k, v in vals.items() if k != "loss"},
                 "hparams/score": vals[task.metric], "hparams/best_score": run.best}, step)
     tb.scalars(diag.activations(sample[0]), step)
@@ -367,7 +368,7 @@ def eval_and_log(run: Run, tb: TBLogger, diag: Diagnostics, val: Split, train_lo
     return {f"val_{k}": v for k, v in vals.items()}
 
 
-def finish(run: Run, tb: TBLogger, run_dir: Path, status: str, last: dict, wall_time: float) -> dict[str, Any]:
+def finish(run: TrainState, tb: TBLogger, run_dir: Path, status: str, last: dict, wall_time: float) -> dict[str, Any]:
     """Write ``metrics.json`` (atomically) and close TensorBoard; print the summary."""
     m = run.task.metric
     summary = {
@@ -384,16 +385,16 @@ def finish(run: Run, tb: TBLogger, run_dir: Path, status: str, last: dict, wall_
         "activations_mb": activations_mb(run),
         **{k: last[k] for k in ("error", "signal") if k in last},  # why it diverged / which signal stopped it
     }
-    write_json(run_dir / "metrics.json", summary)
-    tb.close(finished=status == "completed")
-    if status == "interrupted":
+    write_json(run_dir / METRICS, summary)
+    tb.close(finished=status == COMPLETED)
+    if status == INTERRUPTED:
         log.warning("interrupted at step %d; checkpoint saved. Resume with:\n  skipbench train resume=%s", run.step, run_dir)
     else:
         log.info("done: %s", ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
     return summary
 
 
-def activations_mb(run: Run) -> float:
+def activations_mb(run: TrainState) -> float:
     """What autograd keeps for backward in one training batch (train/memory.py)."""
     t = run.cfg.trainer
     inputs, _ = run.task.make_batch(run.data.train.take(slice(0, t.batch_size)).to(run.device), None)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import CheckpointError, ConfigError, RunFolderError
+from ..run_folder import CHECKPOINT, HYDRA_DIR, HYDRA_LOG, METRICS
 
 if TYPE_CHECKING:
     import torch
@@ -181,7 +182,7 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the run folder
-HYDRA_ONLY = {".hydra", "train.log"}  # what Hydra writes before our task runs
+HYDRA_ONLY = {HYDRA_DIR, HYDRA_LOG}  # what Hydra writes before our task runs
 
 
 @dataclass
@@ -227,10 +228,10 @@ class RunFolder:
                 shutil.rmtree(self.path)
                 for parent in self.created[1:]:
                     parent.rmdir()  # only folders this run made, and only while empty
-            elif not (self.path / "metrics.json").exists():
+            elif not (self.path / METRICS).exists():
                 from .checkpoint import write_json
 
-                write_json(self.path / "metrics.json", {"status": status, "error": error})
+                write_json(self.path / METRICS, {"status": status, "error": error})
         except OSError:
             pass  # a full or read-only disk: nothing more to do, the error line has been printed
 
@@ -255,7 +256,7 @@ def _claim(run_dir: Path, resume: bool) -> RunFolder:
             raise RunFolderError(f"{run_dir}: the run folder is read-only; a resume must write into it "
                                  "(copy it somewhere writable and resume the copy)")
     else:
-        if run_dir.is_dir() and any((run_dir / name).exists() for name in ("checkpoint.pt", "metrics.json")):
+        if run_dir.is_dir() and any((run_dir / name).exists() for name in (CHECKPOINT, METRICS)):
             raise RunFolderError(f"hydra.run.dir={run_dir}: already holds a run; continue it with resume={run_dir} "
                                  "or choose another folder")
         existing = next(p for p in [run_dir, *run_dir.parents] if p.exists())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -10,6 +11,8 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+from ..run_folder import EVENTS_PREFIX, event_file_second, flat_items
 
 
 def _uint8(images: torch.Tensor) -> "np.ndarray":
@@ -60,20 +63,11 @@ def captioned_grid(rows: list[tuple[str, torch.Tensor]], labels: list[str] | Non
     return np.asarray(canvas)
 
 
-def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
-    """Nested config -> ``{"model.depth": 3, ...}`` with only the value types HParams accepts."""
-    out: dict[str, bool | int | float | str] = {}
-    for key, value in cfg.items():
-        if str(key).startswith("_"):  # _target_, _partial_, _convert_: how to build, not what
-            continue
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        elif isinstance(value, (bool, int, float, str)):
-            out[name] = value
-        elif value is not None:
-            out[name] = str(value)
-    return out
+def flatten(cfg: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
+    """Nested config -> ``{"model.depth": 3, ...}`` with only the value types HParams accepts
+    (``None`` left out, anything else as its text)."""
+    return {key: value if isinstance(value, (bool, int, float, str)) else str(value)
+            for key, value in flat_items(cfg) if value is not None}
 
 
 # The HParams metrics of every run (tag, column name, description). ``hparams/score`` is the run's
@@ -105,12 +99,28 @@ def task_layout(task: str, loss: str, metrics: Iterable[str]) -> dict:
     return {f"{task}: loss and metrics": charts}
 
 
+def _after_earlier_event_files(run_dir: Path) -> None:
+    """Wait, if need be, until a new event file's name sorts after the folder's earlier ones.
+
+    TensorBoard reads a folder's event files in name order, ``<prefix>.<second>.<host>.<pid>.<n>``: a
+    resumed writer opened in the same second as an earlier one can sort before it (``.10`` before ``.9``)
+    and its events be read first. Only a resume within the second its run started waits (under a second):
+    in one process, as tests do; a resume from the command line starts seconds later.
+    """
+    seconds = [event_file_second(p.name) for p in run_dir.glob(f"{EVENTS_PREFIX}.*")]
+    newest = max((s for s in seconds if s is not None), default=None)
+    if newest is not None and newest >= int(time.time()):
+        time.sleep(newest + 1 - time.time())
+
+
 class TBLogger:
     """Thin wrapper over one ``SummaryWriter`` writing into ``run_dir`` itself."""
 
     def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
         # purge_step: on resume, TensorBoard drops events at or after this step from earlier files,
         # so the curve continues without a doubled tail.
+        if purge_step is not None:
+            _after_earlier_event_files(Path(run_dir))
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
@@ -126,8 +136,14 @@ class TBLogger:
         self.writer.add_image(tag, captioned_grid(rows, labels, legend), step, dataformats="HWC")
 
     def figures(self, figures: Mapping[str, Any], step: int) -> None:
+        """Matplotlib figures as images. Drawn here on their own Agg canvas: ``add_figure`` would import
+        pyplot (and close each figure through its registry)."""
+        if not figures:
+            return  # most evals draw nothing: matplotlib is not even imported then
+        from ..figures import to_rgb
+
         for tag, fig in figures.items():
-            self.writer.add_figure(tag, fig, step, close=True)
+            self.writer.add_image(tag, to_rgb(fig), step, dataformats="HWC")
 
     def layout(self, layout: dict) -> None:
         self.writer.add_custom_scalars(layout)

@@ -1,0 +1,163 @@
+"""The run-folder contract: what ``skipbench train`` writes into a run folder and what reads it back.
+
+One place for the names both sides must agree on -- the training loop, the CLI, the launchers and the
+sweep summary write them; ``skipbench report`` and the claims read them:
+
+* the statuses a run's ``metrics.json`` can hold;
+* the files of a run folder (``metrics.json``, ``checkpoint.pt``, ``.hydra/...``, event files, ...);
+* the TensorBoard tag format of the per-layer diagnostics, each formatter next to its parser::
+
+      grad_norm/03_enc1/conv2      kind / level / layer: level 3 of the skeleton, main-path conv 2
+      grad_level/03_enc1           kind / level (log10 of the level's gradient norm)
+      loss/mse/train               the loss named in the tag, so an MSE and a CE run never share a chart
+
+* the config keys that never define a group of runs.
+
+Imports nothing heavy (no torch, no matplotlib, no Hydra): the CLI and the report load it at start-up.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+# ---------------------------------------------------------------- statuses (metrics.json "status")
+COMPLETED, INTERRUPTED, DIVERGED, FAILED = "completed", "interrupted", "diverged", "failed"
+CANCELLED = "cancelled"  # a scheduler cancelled or preempted the job (skipbench.launcher)
+LOST = "lost"  # the job left no metrics.json when its sweep ended (skipbench.sweep)
+INCOMPLETE = "incomplete"  # no metrics.json yet: still running or killed (the report's word, never written)
+FAILURES = (DIVERGED, FAILED)  # ended for good without completing
+STATUSES = (COMPLETED, FAILED, DIVERGED, INTERRUPTED, CANCELLED, LOST)  # in the order a sweep counts them
+
+# ---------------------------------------------------------------- files
+METRICS = "metrics.json"  # the run's summary, written atomically when it ends (status and final values)
+CHECKPOINT = "checkpoint.pt"
+PROBE = "probe.json"  # what `skipbench probe` measured, instead of training
+HYDRA_DIR = ".hydra"
+CONFIG = Path(HYDRA_DIR) / "config.yaml"
+HYDRA_CONFIG = Path(HYDRA_DIR) / "hydra.yaml"
+OVERRIDES = Path(HYDRA_DIR) / "overrides.yaml"
+HYDRA_LOG = "train.log"  # Hydra's job log (hydra.job.name is "train")
+EVENTS_PREFIX = "events.out.tfevents"  # TensorBoard event files: <prefix>.<second>.<host>.<pid>.<n>
+
+
+def event_file_second(name: str) -> int | None:
+    """The second an event file was opened (``events.out.tfevents.1700000000.host.12.0`` -> 1700000000)."""
+    parts = name.split(".")
+    return int(parts[3]) if name.startswith(EVENTS_PREFIX + ".") and len(parts) > 3 and parts[3].isdigit() else None
+
+
+def run_info_name(step: int) -> str:
+    """``run_info.json`` of a fresh run; ``run_info.resume<step>.json`` of each session resumed at ``step``."""
+    return "run_info.json" if step == 0 else f"run_info.resume{step}.json"
+
+
+# ---------------------------------------------------------------- layer and level names
+def level_name(index: int, level: str) -> str:
+    """``03_enc1``: a skeleton level numbered by depth, so names sort by depth."""
+    return f"{index:02d}_{level}"
+
+
+def level_label(name: str) -> str:
+    """``03_enc1`` -> ``enc1``: the level without its depth number."""
+    return name.split("_", 1)[-1]
+
+
+def conv_name(level: str, k: int, width: int, extra: str | None = None) -> str:
+    """``03_enc1/conv2`` (main-path conv ``k`` of a level, zero-padded to ``width`` digits), or a layer
+    off the main path named after the conv where it joins, ``03_enc1/conv2.shortcut``."""
+    return f"{level}/conv{k:0{width}d}" + (f".{extra}" if extra else "")
+
+
+def up_conv_name(level: str, width: int) -> str:
+    """``05_dec1/conv0_up``: a decoder level's upsampling conv."""
+    return f"{conv_name(level, 0, width)}_up"
+
+
+def is_main_conv(name: str) -> bool:
+    """A main-path conv (``03_enc1/conv2``), not a layer off it (``.shortcut``), an up-conv or a linear head."""
+    return "." not in name and "/conv" in name and not name.endswith("_up")
+
+
+def section(name: str) -> str:
+    """``03_enc1/conv2`` -> ``enc``; ``02_bottleneck/conv1`` -> ``bottleneck``: the part of the network."""
+    return level_label(name.split("/")[0]).rstrip("0123456789")
+
+
+# ---------------------------------------------------------------- TensorBoard tags
+GRAD_NORM = "grad_norm"  # per layer: grad_norm/<layer>; and grad_norm/total
+GRAD_LEVEL = "grad_level"  # per level: log10 of the level's gradient norm
+WEIGHT_NORM = "weight_norm"
+UPDATE_RATIO = "update_ratio"
+ACT_MEAN, ACT_STD = "act_mean", "act_std"  # per block, named after its last main-path conv
+GRAD_TOTAL = f"{GRAD_NORM}/total"
+GRAD_RATIO = "grad_ratio/first_over_last"
+
+_LAYER_TAG = re.compile(r"^([a-z_]+)/(\d+_[^/]+/.+)$")
+_LEVEL_TAG = re.compile(r"^([a-z_]+)/(\d+_[^/]+)$")
+_LOSS_TAG = re.compile(r"^loss/([^/]+)/(train|val)$")
+
+
+def layer_tags(names: list[str], kind: str) -> list[str]:
+    """``kind/03_enc1/conv2`` for layer names (or ``kind/03_enc1`` for level names)."""
+    return [f"{kind}/{name}" for name in names]
+
+
+def layer_of(tag: str, kind: str) -> str | None:
+    """The layer a per-layer tag of ``kind`` names (``grad_norm/03_enc1/conv2`` -> ``03_enc1/conv2``);
+    None for any other tag (``grad_norm/total`` included)."""
+    m = _LAYER_TAG.match(tag)
+    return m.group(2) if m and m.group(1) == kind else None
+
+
+def level_of(tag: str, kind: str = GRAD_LEVEL) -> str | None:
+    """The level a per-level tag names (``grad_level/03_enc1`` -> ``03_enc1``); None for any other tag."""
+    m = _LEVEL_TAG.match(tag)
+    return m.group(2) if m and m.group(1) == kind else None
+
+
+def section_pattern(kind: str, sec: str, level: bool = False) -> str:
+    """Regex (TensorBoard custom scalars) of every ``kind`` tag in section ``sec`` of any variant:
+    its layers (``^grad_norm/\\d+_enc\\d*/``), or with ``level`` its levels (``^grad_level/\\d+_enc\\d*$``)."""
+    return rf"^{kind}/\d+_{sec}\d*" + ("$" if level else "/")
+
+
+def loss_tag(loss: str, split: str) -> str:
+    """``loss/mse/train``: the loss is named in the tag."""
+    return f"loss/{loss}/{split}"
+
+
+def parse_loss_tag(tag: str) -> tuple[str, str] | None:
+    """``loss/mse/train`` -> ``("mse", "train")``; None for any other tag."""
+    m = _LOSS_TAG.match(tag)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def metric_tag(metric: str) -> str:
+    """TensorBoard tag of a metric name as in metrics.json (``val_psnr`` -> ``metric/val_psnr``);
+    ``val_loss`` / ``train_loss`` -> ``loss/val`` / ``loss/train``, which a reader adds for the run's
+    loss whatever its name."""
+    if metric == "val_loss":
+        return "loss/val"
+    if metric == "train_loss":
+        return "loss/train"
+    return f"metric/{metric}"
+
+
+# ---------------------------------------------------------------- config keys
+# Keys that never define a group: the training seed, and settings that do not change the result.
+EXCLUDED_KEYS = ("seed", "resume", "trainer.progress", "trainer.device", "trainer.num_threads")
+
+
+def flat_items(cfg: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Nested config -> ``("model.depth", 3), ...`` in config order; ``_target_``-style keys (how to
+    build, not what) are left out. Leaves are yielded as they are (lists stay lists)."""
+    for key, value in cfg.items():
+        if str(key).startswith("_"):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from flat_items(value, f"{name}.")
+        else:
+            yield name, value
