@@ -254,8 +254,8 @@ def test_one_host_transfer_per_log_step(monkeypatch):
 
 
 def test_heatmap_uses_the_fixed_colour_range():
-    from skipbench.train.figures import grad_flow_heatmap
-    from skipbench.train.scales import GRAD_LOG10_RANGE
+    from skipbench.figures import grad_flow_heatmap
+    from skipbench.figures import GRAD_LOG10_RANGE
 
     fig = grad_flow_heatmap(["a", "b"], [1, 2], [[1e-9, 1e3], [1e-2, 1e-3]])
     image = fig.axes[0].images[0]
