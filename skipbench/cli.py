@@ -104,7 +104,7 @@ def _train_task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .train.checkpoint import write_json
+    from .run_folder import write_json
     from .train.loop import train
     from .train.prepare import claim_run_folder
 

@@ -162,7 +162,7 @@ def _last_error_line(text: str) -> str:
 
 def record_unfinished(job_dir: Path, status: str, error: str) -> None:
     """Mark ``job_dir/metrics.json`` with ``status`` (keeping what the job wrote, if anything)."""
-    from .train.checkpoint import write_json
+    from .run_folder import write_json
 
     path = job_dir / METRICS
     try:

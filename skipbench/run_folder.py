@@ -13,12 +13,18 @@ sweep summary write them; ``skipbench report`` and the claims read them:
 
 * the config keys that never define a group of runs.
 
+Also how its files are written: atomically (a temporary file, fsync, rename), as strict JSON.
+
 Imports nothing heavy (no torch, no matplotlib, no Hydra): the CLI and the report load it at start-up.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -150,14 +156,57 @@ def metric_tag(metric: str) -> str:
 EXCLUDED_KEYS = ("seed", "resume", "trainer.progress", "trainer.device", "trainer.num_threads")
 
 
-def flat_items(cfg: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+def flat_items(cfg: Mapping[str, Any], prefix: str = "", builders: bool = False) -> Iterator[tuple[str, Any]]:
     """Nested config -> ``("model.depth", 3), ...`` in config order; ``_target_``-style keys (how to
-    build, not what) are left out. Leaves are yielded as they are (lists stay lists)."""
+    build, not what) are left out unless ``builders``. Leaves are yielded as they are (lists stay lists)."""
     for key, value in cfg.items():
-        if str(key).startswith("_"):
+        if str(key).startswith("_") and not builders:
             continue
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            yield from flat_items(value, f"{name}.")
+            yield from flat_items(value, f"{name}.", builders)
         else:
             yield name, value
+
+
+# ---------------------------------------------------------------- writing files of a run folder
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)``, fsync, then rename onto ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None``: strict JSON readers reject NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(strict_json(data), f, indent=2, allow_nan=False)
+            f.write("\n")
+
+    atomic_write(path, write)

@@ -55,7 +55,7 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 def summarize(sweep_dir: Path) -> Outcome:
     """Count the jobs' statuses; a job folder without a readable ``metrics.json`` is recorded as lost."""
-    from .train.checkpoint import write_json
+    from .run_folder import write_json
 
     out = Outcome(Path(sweep_dir))
     for d in job_dirs(out.sweep_dir):

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from skipbench.models import MODELS
-from skipbench.train.checkpoint import (
-    CHECKPOINT, atomic_write, find_checkpoint, load_checkpoint, save_checkpoint, write_json,
-)
+from skipbench.run_folder import atomic_write, write_json
+from skipbench.train.checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, save_checkpoint
 from skipbench.train.diagnostics import GradNorms, layer_tags, skeleton_layers
 from skipbench.train.loop import train
 from skipbench.train.schedule import constant, warmup_cosine

@@ -150,7 +150,7 @@ def response_std(model: nn.Module, probe: torch.Tensor) -> dict[str, Any]:
 # ---------------------------------------------------------------- the Hydra task
 def probe_run(cfg, run_dir: Path) -> dict[str, Any]:
     """Build the run as ``skipbench train`` would, measure it at initialisation, write ``probe.json``."""
-    from ..train.checkpoint import write_json
+    from ..run_folder import write_json
     from ..train.loop import build
     from ..train.prepare import check_runnable
 

@@ -8,10 +8,6 @@ file is removed) and leaves the previous one as it was.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,50 +15,9 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..run_folder import CHECKPOINT
+from ..run_folder import CHECKPOINT, atomic_write
+
 STATE_KEYS = ("step", "model")  # what any skipbench checkpoint holds (optimizer, scheduler: checked on load)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, fsync, then rename onto ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by ``None``: strict JSON readers reject NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(strict_json(data), f, indent=2, allow_nan=False)
-            f.write("\n")
-
-    atomic_write(path, write)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

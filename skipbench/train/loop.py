@@ -27,9 +27,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..config import ConfigError
 from ..data import EpochSampler, ImageData, Split
 from ..errors import CheckpointError
-from ..run_folder import COMPLETED, DIVERGED, INTERRUPTED, METRICS, loss_tag, run_info_name
+from ..run_folder import COMPLETED, DIVERGED, INTERRUPTED, METRICS, loss_tag, run_info_name, write_json
 from ..tasks import Task
-from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint, write_json
+from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint
 from .diagnostics import Diagnostics, count_flops
 from .memory import peak_mb, reset_peak, saved_activations_mb
 from .prepare import check_runnable, load_data

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import CheckpointError, ConfigError, RunFolderError
-from ..run_folder import CHECKPOINT, HYDRA_DIR, HYDRA_LOG, METRICS
+from ..run_folder import CHECKPOINT, HYDRA_DIR, HYDRA_LOG, METRICS, flat_items
 
 if TYPE_CHECKING:
     import torch
@@ -140,8 +140,8 @@ def check_resume(cfg: DictConfig, resume: str, model: torch.nn.Module) -> dict[s
         raise CheckpointError(f"{path}: not a training checkpoint of skipbench (no {', '.join(lacking)} state in it)")
     saved = state.get("config")
     if isinstance(saved, dict):
-        mine = _flat(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-        theirs = _flat(saved)
+        mine = dict(flat_items(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), builders=True))
+        theirs = dict(flat_items(saved, builders=True))
         for key in sorted(set(mine) | set(theirs)):
             if key.startswith(MUST_MATCH) and mine.get(key) != theirs.get(key):
                 raise CheckpointError(f"resume={resume}: the checkpoint has {key}={theirs.get(key)}, this config "
@@ -170,15 +170,6 @@ def state_dict_mismatch(theirs: Any, mine: dict[str, Any]) -> str | None:
     if extra:
         parts.append(f"{len(extra)} tensor(s) this model does not have (first: {extra[0]})")
     return "; ".join(parts) or None
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix[:-1]: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 # ---------------------------------------------------------------- the run folder
@@ -229,7 +220,7 @@ class RunFolder:
                 for parent in self.created[1:]:
                     parent.rmdir()  # only folders this run made, and only while empty
             elif not (self.path / METRICS).exists():
-                from .checkpoint import write_json
+                from ..run_folder import write_json
 
                 write_json(self.path / METRICS, {"status": status, "error": error})
         except OSError:
