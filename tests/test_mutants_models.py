@@ -1,0 +1,1 @@
+"""Tests written from mutmut survivors: see docs/testing.md (mutation testing)."""
