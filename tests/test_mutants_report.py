@@ -173,6 +173,13 @@ def test_build_report_orders_by_the_metric_and_reports_statuses():
         build_report(runs[5:])
 
 
+def test_steps_to_target_skips_runs_without_a_curve():
+    runs = [run("no_curve", {"model.name": "a", "seed": 0}, {"final_val_loss": 0.4}),
+            run("curve", {"model.name": "a", "seed": 1}, {"final_val_loss": 0.3}, {"loss/val": [(10, 0.6), (20, 0.3)]})]
+    (group,) = build_report(runs, metric="val_loss", target=0.5).groups
+    assert group.steps_to_target == [20] and group.seconds_to_target == [None]  # no timing data: unknown
+
+
 # ---------------------------------------------------------------- curves for the plots
 def test_mean_curve_over_seeds():
     steps, mean, lo, hi = mean_curve([[(10, 1.0), (20, 3.0)], [(10, 3.0), (30, math.nan)], [(20, 5.0), (30, math.inf)]])
