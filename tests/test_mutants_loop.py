@@ -118,6 +118,40 @@ def test_finish_writes_the_summary(tmp_path):
     assert fresh["signal"] == "SIGINT" and fresh["final_train_loss"] is None
 
 
+def test_finish_ends_the_hparams_session_only_for_a_completed_run(tmp_path):
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    run = tiny_run()
+    assert run.flops > 0  # counted on one validation image
+    for status in ("completed", "diverged"):
+        tb = TBLogger(tmp_path / status)
+        tb.hparams({"x": 1})
+        finish(run, tb, tmp_path / status, status, {}, 1.0)
+        (events,) = (tmp_path / status).glob("events.out.tfevents*")
+        kinds = [HParamsPluginData.FromString(v.metadata.plugin_data.content).WhichOneof("data")
+                 for e in LegacyEventFileLoader(str(events)).Load() if e.HasField("summary") for v in e.summary.value
+                 if v.metadata.plugin_data.plugin_name == "hparams"]
+        assert ("session_end_info" in kinds) == (status == "completed"), status
+
+
+def test_amp_autocasts_to_bfloat16():
+    run = tiny_run("trainer.amp=true")
+    x = run.task.make_batch(run.data.val, None)[0][:1]
+    with run.autocast():
+        assert run.model(x).dtype == torch.bfloat16
+
+
+def test_a_diverging_run_stops_and_says_so(tmp_path):
+    from skipbench.train.loop import train
+
+    cfg = compose([*TINY, "model.depth=1", "optimizer.lr=1e12", "trainer.max_steps=30", "trainer.log_every=1",
+                   "trainer.eval_every=30", "diagnostics.images=false", "diagnostics.grad_flow=false"])
+    summary = train(cfg, tmp_path)
+    assert summary["status"] == "diverged" and summary["steps"] < 30, summary
+    assert summary["error"].startswith("training loss is ") and f"at step {summary['steps']}" in summary["error"]
+
+
 # ---------------------------------------------------------------- run info, threads, stop flag
 def test_run_info_says_how_to_reproduce_the_run():
     run = SimpleNamespace(device=torch.device("cpu"), cfg=OmegaConf.create({"seed": 7}), step=3)

@@ -86,6 +86,10 @@ def test_captioned_grid_enlarges_small_images_to_min_size():
     assert pic.shape[0] == 3 + 15 + 3
     ys, xs = np.nonzero((pic == [0, 255, 0]).all(axis=2))
     assert len(ys) == 2 * 15 * 15 and (ys.min(), ys.max()) == (3, 17)
+    assert pic[0, 0].tolist() == [255, 255, 255]  # on white
+    labelled = captioned_grid([("x", green)], labels=["a", "b"], pad=3, min_size=12)
+    below = labelled[3 + 15 + 3:]  # the strip under the images holds the column labels
+    assert below.shape[0] > 5 and (below < 128).any()
     big = captioned_grid([("x", green.repeat(1, 1, 3, 3))], pad=3, min_size=12)  # 15 px: not enlarged
     assert big.shape[0] == 3 + 15 + 3 and (big == [0, 255, 0]).all(axis=2).sum() == 2 * 15 * 15
 
