@@ -152,12 +152,12 @@ def test_segment_legend_names_each_class_with_its_colour():
 def test_segment_sample_rows_show_the_image_and_both_masks_in_class_colours():
     task = Segment()
     task.setup(data(mean=[0.5], std=[0.25]))
-    image = torch.tensor([[[[0.0, 0.25], [0.75, 1.0]]]])
-    truth = torch.tensor([[[0, 1], [2, 2]]])
-    logits = torch.nn.functional.one_hot(torch.tensor([[[1, 1], [2, 0]]]), 3).permute(0, 3, 1, 2).float()
+    image = torch.tensor([[[[0.0, 0.25], [0.75, 1.0]]], [[[0.5, 0.5], [0.5, 0.5]]]])
+    truth = torch.tensor([[[0, 1], [2, 2]], [[0, 0], [0, 0]]])
+    logits = torch.nn.functional.one_hot(torch.tensor([[[1, 1], [2, 0]], [[0, 0], [0, 0]]]), 3).permute(0, 3, 1, 2).float()
     rows = task.sample_rows(task.prepare(image), logits, truth)
     assert [caption for caption, _ in rows] == ["input", "predicted", "true mask"]
-    torch.testing.assert_close(rows[0][1], image.expand(1, 3, 2, 2))  # unnormalised, grey as RGB
+    torch.testing.assert_close(rows[0][1], image.expand(2, 3, 2, 2))  # unnormalised, grey as RGB
     black, cyan, red = [0.0, 0.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 0.0]
     assert rows[1][1][0].permute(1, 2, 0).tolist() == [[cyan, cyan], [red, black]]
     assert rows[2][1][0].permute(1, 2, 0).tolist() == [[black, cyan], [red, red]]
@@ -180,17 +180,17 @@ def test_pixel_sample_rows_are_clamped_and_cropped_to_the_output():
 def test_classify_sample_rows_frame_right_green_and_wrong_red():
     task = Classify()
     task.setup(data(mean=[0.5], std=[0.25]))
-    image = torch.full((2, 1, 3, 3), 0.75)
-    logits = torch.tensor([[2.0, 0.0], [2.0, 0.0]])  # both predicted "x"
-    target = torch.tensor([0, 1])  # the first is right, the second wrong
+    image = torch.full((2, 1, 4, 5), 0.75)  # non-square: height and width must not be swapped
+    logits = torch.tensor([[0.0, 1.0], [3.0, 0.0]])  # predicted y, x
+    target = torch.tensor([1, 1])  # the first is right, the second wrong
     (caption, framed), = task.sample_rows(task.prepare(image), logits, target)
-    assert caption == "input" and framed.shape == (2, 3, 7, 7)  # a 2-pixel frame around 3x3
-    torch.testing.assert_close(framed[:, :, 2:-2, 2:-2], torch.full((2, 3, 3, 3), 0.75))
-    frame = torch.ones(7, 7, dtype=torch.bool)
+    assert caption == "input" and framed.shape == (2, 3, 8, 9)  # a 2-pixel frame around 4x5
+    torch.testing.assert_close(framed[:, :, 2:-2, 2:-2], torch.full((2, 3, 4, 5), 0.75))
+    frame = torch.ones(8, 9, dtype=torch.bool)
     frame[2:-2, 2:-2] = False
     for i, rgb in enumerate(([0.0, 1.0, 0.0], [1.0, 0.0, 0.0])):
         assert framed[i].permute(1, 2, 0)[frame].unique(dim=0).tolist() == [rgb]
-    assert task.sample_labels(logits, target) == ["pred x\ntrue x", "pred x\ntrue y"]
+    assert task.sample_labels(logits, target) == ["pred y\ntrue y", "pred x\ntrue y"]
 
 
 def test_classify_confusion_figure_once_per_eval():
