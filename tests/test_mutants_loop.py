@@ -96,6 +96,18 @@ def test_eval_and_log_writes_metrics_best_and_pictures(tmp_path):
     assert 68 + 40 < images[0].width < 2 * 68 + 40
 
 
+def test_eval_and_log_pictures_carry_the_task_s_labels_and_legend(tmp_path):
+    class Recording(TBLogger):
+        def images(self, tag, rows, step, labels=None, legend=None):
+            calls.append((tag, [c for c, _ in rows], labels, legend))
+
+    calls = []
+    run = tiny_run("task=segment", "diagnostics.num_images=1")
+    eval_and_log(run, Recording(tmp_path), Diagnostics(run.model, run.cfg.diagnostics), run.data.val, None)
+    assert calls == [("samples/val", ["input", "predicted", "true mask"], None, run.task.legend())]
+    assert calls[0][3] and len(calls[0][3]) == len(run.task.classes)
+
+
 def test_finish_writes_the_summary(tmp_path):
     run = tiny_run("task=segment")
     tb = TBLogger(tmp_path)
