@@ -129,7 +129,7 @@ def test_scalars_images_figures_and_session_end_read_back(tmp_path):
     tb.hparams({"model.name": "unet", "lr": 0.1})
     tb.scalars({"a": 1.0, "b": torch.tensor(2.5)}, 3)
     tb.scalars({}, 4)  # nothing to write: no event
-    tb.images("samples", [("x", torch.zeros(1, 1, 4, 4))], 3)
+    tb.images("samples", [("x", torch.zeros(1, 1, 4, 4))], 3, legend=[("disc", (1.0, 0.0, 0.0))])
     fig = plt.figure()
     tb.figures({"fig": fig}, 3)
     assert not plt.fignum_exists(fig.number)  # closed once written
@@ -139,6 +139,12 @@ def test_scalars_images_figures_and_session_end_read_back(tmp_path):
     ea.Reload()
     assert [(e.step, e.value) for e in ea.Scalars("a")] == [(3, 1.0)] and ea.Scalars("b")[0].value == 2.5
     assert sorted(ea.Tags()["images"]) == ["fig", "samples"]
+    import io
+
+    from PIL import Image
+
+    picture = np.asarray(Image.open(io.BytesIO(ea.Images("samples")[0].encoded_image_string)).convert("RGB"))
+    assert (picture == [255, 0, 0]).all(axis=2).any()  # the legend's red swatch was drawn
     summaries = [v for e in events(tmp_path) if e.HasField("summary") for v in e.summary.value]
     steps_with_scalars = [e.step for e in events(tmp_path) if e.HasField("summary")
                           and any(v.HasField("simple_value") for v in e.summary.value)]
