@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skipbench.report.aggregate import (
-    Group, Summary, _betainc, available_metrics, best_value, build_report, choose_metric, differing_keys,
-    final_value, format_value, grad_norm_table, label_keys, mean_curve, metric_tag, resolve_key, steps_to_target,
-    t_cdf, t_quantile, train_seconds_at,
+from skipbench.report.aggregate import Group, build_report
+from skipbench.report.curves import grad_norm_table, mean_curve
+from skipbench.report.grouping import differing_keys, format_value, label_keys, resolve_key
+from skipbench.report.stats import Summary, _betainc, t_cdf, t_quantile
+from skipbench.report.values import (
+    available_metrics, best_value, choose_metric, final_value, steps_to_target, train_seconds_at,
 )
+from skipbench.run_folder import metric_tag
 from skipbench.report.runs import ReportError, Run
 
 
