@@ -146,3 +146,22 @@ def test_concat_saves_more_activations_than_add(tmp_path):
     concat = _train(tmp_path, "concat", ["model=unet_concat", "trainer.max_steps=1", "trainer.eval_every=1"])
     plain = _train(tmp_path, "plain", ["model=autoencoder", "trainer.max_steps=1", "trainer.eval_every=1"])
     assert concat["activations_mb"] > add["activations_mb"] >= plain["activations_mb"] > 0
+
+
+@pytest.mark.parametrize("overrides, fused, channels_last", [
+    ([], True, True),  # the CPU defaults: fused optimizer kernel, channels_last convs
+    (["optimizer.fused=false", "trainer.channels_last=false"], False, False),
+    (["optimizer=sgd", "optimizer.momentum=0.9"], True, True),
+])
+def test_speed_defaults_are_applied_on_cpu(overrides, fused, channels_last):
+    """The speed defaults the README promises reach the optimizer and the model (a dropped one is silent:
+    the same numbers, only slower)."""
+    from conftest import TINY, compose
+    from skipbench.train.loop import build
+
+    run = build(compose([*TINY, "trainer.device=cpu", *overrides]))
+    assert bool(run.optimizer.defaults.get("fused")) is fused
+    convs = [m.weight for m in run.model.modules()  # one input channel: both layouts have the same strides
+             if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) and m.in_channels > 1]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) is channels_last for w in convs)
+    assert run.channels_last is channels_last
