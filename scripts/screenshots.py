@@ -48,6 +48,9 @@ SHOTS = {
     # the report's cross-variant figure, as a TensorBoard run of the sweep folder
     "tb_report": ("/#images&tagFilter=report%2Fgrad_norm_depth&regexInput=_report", ACTUAL_READY, ACTUAL_SIZE,
                   (2000, 820), None),
+    # one run's gradient-flow heat map (log10 norm, layers x logged steps) on the fixed colour scale
+    "tb_grad_flow": ("/#images&tagFilter=%5Egrad_flow%2Fheatmap&regexInput=unet_concat", ACTUAL_READY, ACTUAL_SIZE,
+                     (1400, 900), None),
     # captioned sample grids: a denoise run and a classify run
     "tb_samples": ("/#images&tagFilter=%5Esamples%2F&regexInput=(1_denoise%7Cclassify)", ACTUAL_READY, ACTUAL_SIZE,
                    (1400, 900), None),
