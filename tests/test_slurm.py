@@ -111,9 +111,17 @@ def test_two_jobs_run_in_parallel_and_complete(slurm_cluster, tmp_path):
     # In parallel: SLURM's own record of the two array tasks overlaps in time.
     tasks = _array_tasks(sweep)
     assert sorted(tasks) == [0, 1], tasks
-    acct = _sh("sacct", "--noheader", "--allocations", "--parsable2", "--format=JobID,Start,End,State",
-               "--jobs", ",".join(tasks.values())).stdout.split()
-    rows = {line.split("|")[0]: line.split("|")[1:] for line in acct}
+    # submitit returns once each job's result is written; the job's step may still be ending, and the
+    # accounting database hears of it a moment later: wait (up to 30 s) until both records are final.
+    deadline = time.monotonic() + 30
+    while True:
+        acct = _sh("sacct", "--noheader", "--allocations", "--parsable2", "--format=JobID,Start,End,State",
+                   "--jobs", ",".join(tasks.values())).stdout.split()
+        rows = {line.split("|")[0]: line.split("|")[1:] for line in acct}
+        if all(rows.get(t, ["", "", "PENDING"])[2] not in ("PENDING", "RUNNING", "COMPLETING") for t in tasks.values()) \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     (s0, e0, st0), (s1, e1, st1) = rows[tasks[0]], rows[tasks[1]]
     assert st0 == st1 == "COMPLETED", rows
     assert max(s0, s1) < min(e0, e1), f"the jobs ran one after the other: {rows}"  # ISO times sort as text
