@@ -165,3 +165,15 @@ def test_speed_defaults_are_applied_on_cpu(overrides, fused, channels_last):
              if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) and m.in_channels > 1]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) is channels_last for w in convs)
     assert run.channels_last is channels_last
+
+
+def test_freed_memory_is_kept_on_glibc():
+    """The loop asks glibc to keep freed activation buffers (speed measured by scripts, not here): the call
+    must apply on glibc and be safe to repeat (every run of a sweep's process makes it)."""
+    import platform
+
+    from skipbench.train.memory import keep_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory() is True and keep_freed_memory() is True

@@ -31,7 +31,7 @@ from ..run_folder import COMPLETED, DIVERGED, INTERRUPTED, METRICS, loss_tag, ru
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint
 from .diagnostics import Diagnostics, count_flops
-from .memory import peak_mb, reset_peak, saved_activations_mb
+from .memory import keep_freed_memory, peak_mb, reset_peak, saved_activations_mb
 from .prepare import check_runnable, load_data
 from .tb import TBLogger, flatten, task_layout
 
@@ -218,6 +218,7 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
     run = build(cfg, resume)
     if on_ready:
         on_ready()
+    keep_freed_memory()  # CPU: no page faults for re-allocated activations every step
     reset_peak(run.device)
     task, model, optimizer = run.task, run.model, run.optimizer
     train_split, val_split = run.data.train.to(run.device), run.data.val.to(run.device)
