@@ -54,14 +54,16 @@ def test_peak_reset_forgets_freed_memory():
     from skipbench.train.memory import peak_mb, reset_peak
 
     cpu = torch.device("cpu")
-    x = torch.ones(50_000_000)  # 200 MB: mmapped by malloc, so returned to the system when freed
+    # 400 MB: above the mmap threshold even once keep_freed_memory() has fixed it at 256 MB, so malloc
+    # maps it on its own and returns it to the system when freed
+    x = torch.ones(100_000_000)
     before, kind = peak_mb(cpu)
     del x
     reset_peak(cpu)
     after, _ = peak_mb(cpu)
     if kind != "cpu_peak_rss":
         pytest.skip("no per-process peak reset here (not Linux): the peak is the process's, monotone")
-    assert after < before - 150, (before, after)
+    assert after < before - 300, (before, after)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
