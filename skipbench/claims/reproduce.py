@@ -203,10 +203,10 @@ def previous_verdicts(out: Path) -> dict[int, str]:
 def verdict_changes(out: Path, results: list[tuple[Claim, Measured | None]]) -> list[str]:
     """Lines naming each verdict that differs from the results file being replaced."""
     before = previous_verdicts(out)
-    changed = [f"claim {c.number} ({c.name}): {before[c.number]} → {m.verdict}" for c, m in results
-               if m is not None and c.number in before and before[c.number] != m.verdict]
     if not before:
         return []
+    changed = [f"claim {c.number} ({c.name}): {before[c.number]} → {m.verdict}" for c, m in results
+               if m is not None and c.number in before and before[c.number] != m.verdict]
     return [("Verdicts changed since the previous `docs/results.md`: " + "; ".join(changed) + "."
              if changed else "No verdict changed since the previous `docs/results.md`."), ""]
 
