@@ -207,9 +207,13 @@ def test_a_requeued_job_resumes_in_its_folder_and_matches_an_uninterrupted_run(s
         job = _array_tasks(requeued)[0]
         res = _sh(*stop, job)
         assert res.returncode == 0, res.stderr
-        # SLURM holds a requeued job back for a while (2 min here): let it start as soon as it can
+        # SLURM holds a requeued job back for a while (2 min here): let it start as soon as it can -- but
+        # not in the second the kill revoked its credential: slurmd compares whole seconds, and a start in
+        # that same second fails ("Killing non-startable batch JobId=1: Job credential revoked")
         _wait_for(lambda: _sh("squeue", "--noheader", "--format=%T", "--jobs", job).stdout.strip() == "PENDING",
                   120, proc, "the requeued job to pend")
+        pending_at = int(time.time())
+        _wait_for(lambda: time.time() >= pending_at + 2, 10, proc, "a later second than the credential's revoke")
         _sh("scontrol", "update", f"JobId={job}", "StartTime=now")
         res, ref_res = finish(proc, timeout=400), finish(ref, timeout=400)
     finally:
