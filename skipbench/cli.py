@@ -559,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare = sys.modules.get("skipbench.train.prepare")
         for folder in prepare.held_folders() if prepare else []:
             folder.release()
-        if prepare:  # data a refused run checked but never used
+        if prepare:  # the data set kept for the runs of this command
             prepare.forget_loaded()
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)

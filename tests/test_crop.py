@@ -16,7 +16,7 @@ from skipbench.models import build_model
 from skipbench.models.blocks import crop_to
 from skipbench.models.encdec import check_valid_size, valid_output_size
 from skipbench.models.merges import match_size
-from skipbench.train.prepare import check_runnable, load_data
+from skipbench.train.prepare import check_runnable, forget_loaded
 
 from conftest import compose
 
@@ -92,7 +92,7 @@ def test_config_refuses_with_the_nearest_sizes():
     for accepted in (["dataset.size=65"], ["dataset.size=66", "task=classify"]):
         cfg = compose([*small, *accepted])
         check_runnable(cfg, None)
-        load_data(cfg)  # the data it keeps for the run: let it go
+        forget_loaded()  # the data it keeps for the run: let it go
 
 
 def test_odd_first_pool_is_exact_in_the_model():

@@ -258,6 +258,54 @@ def test_reproducible_with_same_seed_and_different_with_other(tmp_path):
     assert c["final_train_loss"] != a["final_train_loss"]
 
 
+def test_jobs_sharing_a_data_set_load_it_once_and_leave_it_as_drawn(tmp_path):
+    """An in-process sweep's jobs reuse the last data set loaded (same config and seed): the run must not
+    write into it, and the torch RNG must be left as a fresh load leaves it (the run seeds from there)."""
+    from skipbench.train import prepare
+
+    common = ["trainer.max_steps=2", "trainer.eval_every=2", "model.depth=2"]
+    prepare.forget_loaded()
+    _train(tmp_path, common, "first")
+    cfg = compose([*TINY, *common])
+    kept = prepare.load_data(cfg)
+    rng_kept = torch.get_rng_state()
+    prepare.forget_loaded()
+    fresh = prepare.load_data(cfg)
+    assert fresh is not kept and torch.equal(torch.get_rng_state(), rng_kept)
+    for split in ("train", "val"):
+        for field in ("images", "masks", "labels"):
+            assert torch.equal(getattr(getattr(kept, split), field), getattr(getattr(fresh, split), field)), (split, field)
+    assert prepare.load_data(cfg) is fresh  # the second job of the sweep: nothing drawn again
+    # another run seed: the same data (they depend on dataset.seed), and the RNG seeded by the run seed
+    assert prepare.load_data(compose([*TINY, *common, "seed=1"])) is fresh
+    assert torch.equal(torch.get_rng_state(), torch.manual_seed(1).get_state())
+    other = prepare.load_data(compose([*TINY, *common, "dataset.seed=1"]))
+    assert other is not fresh and not torch.equal(other.train.images, fresh.train.images)
+    assert len(prepare._LOADED) == 1  # one data set at a time
+    prepare.forget_loaded()
+
+
+def test_a_data_set_that_draws_from_the_rng_is_reused_only_at_its_seed(monkeypatch):
+    """A loader that draws from torch's RNG (a random split, say) leaves it elsewhere: a run with another
+    seed must load again, and the same seed must find the RNG where a fresh load left it."""
+    from skipbench.train import prepare
+
+    calls = []
+
+    def drawing_loader(node, **kwargs):
+        calls.append(torch.rand(3))
+        return f"data {len(calls)}"
+
+    monkeypatch.setattr(prepare, "instantiate_checked", drawing_loader)
+    prepare.forget_loaded()
+    cfg0, cfg1 = compose([*TINY, "seed=0"]), compose([*TINY, "seed=1"])
+    first = prepare.load_data(cfg0)
+    after_first = torch.get_rng_state()
+    assert prepare.load_data(cfg0) == first and torch.equal(torch.get_rng_state(), after_first)
+    assert prepare.load_data(cfg1) == "data 2" and len(calls) == 2  # loaded again at the other seed
+    prepare.forget_loaded()
+
+
 def test_resume_in_process_matches_straight_run(tmp_path):
     """Stopped at step 5 (between log and eval boundaries) and resumed: the same as never stopping."""
     common = ["trainer.eval_every=3", "trainer.log_every=2", "model.depth=2", "optimizer=sgd",
