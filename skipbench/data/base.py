@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .. import seeds
 from ..errors import ConfigError, DataError
 
 
@@ -76,7 +77,7 @@ class EpochSampler:
     def indices(self, step: int) -> torch.Tensor:
         epoch, i = divmod(step, self.per_epoch)
         if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = seeds.generator(self.seed, "shuffle", epoch)
             # Drawn on the CPU (the same batches on every device), kept on the data's device: indexing CUDA
             # data with a CPU index would copy it from pageable memory, a host sync, every step.
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).to(self.device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import seeds
 from .base import ImageData, Split, check_fraction, check_positive
 from .download import DataError
 from .mnist import MNIST_CLASSES
@@ -33,7 +34,7 @@ def digits(size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> ImageDat
 
     n = images.shape[0]
     n_val = min(max(round(n * val_fraction), 1), n - 1)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(n, generator=seeds.generator(seed, "data_split"))
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     full = Split(images=images, masks=masks, labels=labels)
     return ImageData(

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import seeds
 from .base import ImageData, Split, check_channels, check_fraction, check_positive
 from .download import DataError, one_line
 
@@ -64,8 +65,9 @@ def _unit_hash(text: str) -> float:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0**64
 
 
-def _seed_for(seed: int, rel: Path) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}:{rel.as_posix()}".encode()).digest()[:8], "big") >> 1
+def _path_key(rel: Path) -> int:
+    """A file's stream index for its crops: the same on every machine, whatever else the folder holds."""
+    return int.from_bytes(hashlib.sha256(rel.as_posix().encode()).digest()[:8], "big") >> 1
 
 
 def _read_image(path: Path, channels: int) -> tuple[torch.Tensor, float]:
@@ -230,7 +232,7 @@ def _crop_corners(rel: Path, hw: torch.Size, crop: int, val: bool, seed: int, n:
     h, w = hw
     if val:
         return [((h - crop) // 2, (w - crop) // 2)]
-    g = torch.Generator().manual_seed(_seed_for(seed, rel))
+    g = seeds.generator(seed, "data_crop", _path_key(rel))
     tops = torch.randint(0, h - crop + 1, (n,), generator=g).tolist()
     lefts = torch.randint(0, w - crop + 1, (n,), generator=g).tolist()
     return list(zip(tops, lefts))

@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from .. import seeds
 from .base import ImageData, Split, check_channels, check_positive
 
 CLASSES = ("background", "disc", "square", "triangle", "line")
@@ -88,7 +89,7 @@ def shapes(
     check_channels("shapes", channels)
 
     def split(stream: int, n: int) -> Split:
-        g = torch.Generator().manual_seed(seed * 1000 + stream)
+        g = seeds.generator(seed, "data", stream)
         return generate_shapes(n, size, channels, max_shapes, g)
 
     return ImageData(
