@@ -6,7 +6,7 @@ Hydra then rejects a wrong type, an unknown key or an unknown enum value while c
 anything is built. The model options (``schema/model/<name>``) are made from the variant table,
 :data:`skipbench.models.registry.MODELS`. Ranges that types cannot express are checked by
 :func:`check_config` (the rules no constructor or loader owns) and, once per run, by
-:func:`skipbench.train.prepare.check_runnable`.
+:func:`skipbench.train.validate.check_runnable`.
 """
 
 from __future__ import annotations
@@ -272,6 +272,20 @@ def safe_dirname(name: str) -> str:
 OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
 
 
+def instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:
+    """``instantiate``, but a user mistake found inside the target (a missing data file, say) stays
+    one :class:`ConfigError` line instead of Hydra's "Error in call to target" wrapper."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as ex:
+        if isinstance(ex.__cause__, ConfigError):
+            raise ex.__cause__ from None
+        raise
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
@@ -300,7 +314,7 @@ def check_config(cfg: DictConfig) -> None:
 
     The model checks its own arguments (:class:`~skipbench.models.EncoderDecoder`), each data set
     loader its own (``skipbench/data/``), and :func:`check_image_size` that model and data fit;
-    :func:`skipbench.train.prepare.check_runnable` runs them all once per run, before the run folder exists.
+    :func:`skipbench.train.validate.check_runnable` runs them all once per run, before the run folder exists.
     """
     _check_trainer(cfg.trainer, cfg)
     _check_optimizer(cfg)

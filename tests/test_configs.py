@@ -166,7 +166,7 @@ def test_check_config_rejects_out_of_range(override):
 )
 def test_check_runnable_rejects_what_model_and_data_refuse(override, message):
     """Once per run, before any folder: the rules the model, the loaders and the sampler own."""
-    from skipbench.train.prepare import check_runnable
+    from skipbench.train.validate import check_runnable
 
     small = [o for o in ("dataset.train_size=64", "dataset.val_size=8", "trainer.batch_size=8")
              if o.split("=")[0] != override.split("=")[0]]

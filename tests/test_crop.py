@@ -16,7 +16,8 @@ from skipbench.models import build_model
 from skipbench.models.blocks import crop_to
 from skipbench.models.encdec import check_valid_size, valid_output_size
 from skipbench.models.merges import match_size
-from skipbench.train.prepare import check_runnable, forget_loaded
+from skipbench.train.data_cache import forget_loaded
+from skipbench.train.validate import check_runnable
 
 from conftest import compose
 

@@ -19,8 +19,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
+from skipbench import seeds
 from skipbench.train.diagnostics import Diagnostics
-from skipbench.train.loop import StopFlag, build, default_threads, eval_and_log, evaluate, finish, run_info
+from skipbench.commands.job import launcher_threads
+from skipbench.train.context import RunContext
+from skipbench.train.loop import StopFlag, build, eval_and_log, evaluate, finish, run_info
 from skipbench.train.tb import TBLogger
 
 from conftest import TINY, compose, load_events
@@ -47,7 +50,7 @@ def test_evaluate_averages_over_the_split_whatever_the_batch_size():
     # an MSE over the whole split at once, by hand
     with torch.no_grad():
         run.model.eval()
-        inputs, target = run.task.make_batch(run.data.val, torch.Generator().manual_seed(12345))
+        inputs, target = run.task.make_batch(run.data.val, seeds.generator(seeds.VAL_NOISE_SEED, "val_noise"))
         direct = ((run.model(inputs) - target) ** 2).mean().item()
     assert by5["loss"] == pytest.approx(direct, rel=1e-5)
 
@@ -166,8 +169,9 @@ def test_a_diverging_run_stops_and_says_so(tmp_path):
 
 # ---------------------------------------------------------------- run info, threads, stop flag
 def test_run_info_says_how_to_reproduce_the_run():
-    run = SimpleNamespace(device=torch.device("cpu"), cfg=OmegaConf.create({"seed": 7}), step=3)
-    info = run_info(run)
+    cfg = OmegaConf.create({"seed": 7, "trainer": {"device": "cpu"}})
+    run = SimpleNamespace(device=torch.device("cpu"), cfg=cfg, step=3)
+    info = run_info(run, RunContext.local(cfg))
     here = Path(__file__).resolve().parent
     head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert info["git_commit"] == (head or None) and isinstance(info["git_dirty"], bool) == bool(head)
@@ -175,53 +179,47 @@ def test_run_info_says_how_to_reproduce_the_run():
     assert info["torch"] == torch.__version__ and info["torch_threads"] == torch.get_num_threads()
     assert info["argv"] == sys.argv and info["python"] == ".".join(map(str, sys.version_info[:3]))
     assert info["started"][:4].isdigit() and info["started"][10] == "T"
+    # what the caller knows goes in as given: the loop runs no git itself
+    assert run_info(run, RunContext(torch.device("cpu"), info={"git_commit": "abc"}))["git_commit"] == "abc"
 
 
-@pytest.fixture
-def hydra_launcher():
-    """Set Hydra's global run config with a given launcher node, as in a job of a sweep."""
-    from hydra.core.hydra_config import HydraConfig
-
-    def set_launcher(node: dict) -> None:
-        cfg = compose_with_hydra()
-        with open_dict(cfg):
-            cfg.hydra.launcher = node
-        HydraConfig.instance().set_config(cfg)
-
-    yield set_launcher
-    HydraConfig.instance().cfg = None
+def test_launcher_threads_share_the_cores_among_parallel_jobs():
+    node = OmegaConf.create
+    assert launcher_threads(node({"_target_": "BasicLauncher"}), cores=8) is None  # torch's default
+    assert launcher_threads(node({"n_jobs": 2}), cores=8) == 4
+    assert launcher_threads(node({"n_jobs": -1}), cores=8) == 1  # joblib: -1 = as many jobs as cores
+    assert launcher_threads(node({"n_jobs": -2}), cores=8) == 1  # all cores but one: 7 jobs on 8 cores
+    assert launcher_threads(node({"n_jobs": -6}), cores=8) == 2  # 3 jobs
+    assert launcher_threads(node({"n_jobs": None}), cores=8) == 8
+    assert launcher_threads(node({"n_jobs": 3}), cores=2) == 1
+    assert launcher_threads(node({"cpus_per_task": 3}), cores=8) == 3  # submitit: the cores a job was given
+    assert launcher_threads(node({"cpus_per_task": None}), cores=8) is None
 
 
-def compose_with_hydra():
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+def test_the_callers_thread_share_reaches_torch():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        build(compose([*TINY, "model.depth=1"]), context=RunContext(torch.device("cpu"), threads=1))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)  # trainer.num_threads wins over the caller's share
+        build(compose([*TINY, "model.depth=1", "trainer.num_threads=2"]), context=RunContext(torch.device("cpu"), threads=1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
-    import skipbench.config as sbconfig
 
-    sbconfig.register_configs()
-    with initialize_config_dir(config_dir=str(sbconfig.config_dir()), version_base="1.3"):
-        return hydra_compose("train", return_hydra_config=True)
+def test_the_loop_knows_nothing_of_hydra_launchers_or_git():
+    import ast
 
+    import skipbench.train.loop as loop
 
-def test_default_threads_share_the_cores_among_parallel_jobs(hydra_launcher):
-    cores = os.cpu_count() or 1
-    assert default_threads() is None  # no Hydra job: torch's default
-    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
-    hydra_launcher({"_target_": joblib, "n_jobs": 2})
-    assert default_threads() == max(1, cores // 2)
-    hydra_launcher({"_target_": joblib, "n_jobs": -1})  # joblib: -1 = as many jobs as cores
-    assert default_threads() == 1
-    hydra_launcher({"_target_": joblib, "n_jobs": -2})  # all cores but one
-    assert default_threads() == max(1, cores // max(1, cores - 1))
-    hydra_launcher({"_target_": joblib, "n_jobs": None})
-    assert default_threads() == cores
-    submitit = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
-    hydra_launcher({"_target_": submitit, "cpus_per_task": 3})
-    assert default_threads() == 3
-    hydra_launcher({"_target_": submitit, "cpus_per_task": None})
-    assert default_threads() is None
-    hydra_launcher({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"})
-    assert default_threads() is None
+    tree = ast.parse(Path(loop.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in imported if m.split(".")[0] in ("hydra", "subprocess", "os")}, imported
+    source = Path(loop.__file__).read_text()
+    assert "HydraConfig" not in source and '"joblib"' not in source and "rev-parse" not in source
 
 
 def test_stop_flag_first_signal_asks_second_aborts_handlers_restored():

@@ -259,36 +259,36 @@ def test_reproducible_with_same_seed_and_different_with_other(tmp_path):
 
 
 def test_jobs_sharing_a_data_set_load_it_once_and_leave_it_as_drawn(tmp_path):
-    """An in-process sweep's jobs reuse the last data set loaded (same config and seed): the run must not
-    write into it, and the torch RNG must be left as a fresh load leaves it (the run seeds from there)."""
-    from skipbench.train import prepare
+    """An in-process sweep's jobs reuse the last data set loaded (same dataset config): the run must not
+    write into it, and loading must leave torch's global RNG as it was (no stream hangs on it)."""
+    from skipbench.train import data_cache
 
     common = ["trainer.max_steps=2", "trainer.eval_every=2", "model.depth=2"]
-    prepare.forget_loaded()
+    data_cache.forget_loaded()
     _train(tmp_path, common, "first")
     cfg = compose([*TINY, *common])
-    kept = prepare.load_data(cfg)
-    rng_kept = torch.get_rng_state()
-    prepare.forget_loaded()
-    fresh = prepare.load_data(cfg)
-    assert fresh is not kept and torch.equal(torch.get_rng_state(), rng_kept)
+    kept = data_cache.load_data(cfg)
+    data_cache.forget_loaded()
+    torch.manual_seed(1234)
+    rng_before = torch.get_rng_state()
+    fresh = data_cache.load_data(cfg)
+    assert fresh is not kept and torch.equal(torch.get_rng_state(), rng_before)  # the global RNG untouched
     for split in ("train", "val"):
         for field in ("images", "masks", "labels"):
             assert torch.equal(getattr(getattr(kept, split), field), getattr(getattr(fresh, split), field)), (split, field)
-    assert prepare.load_data(cfg) is fresh  # the second job of the sweep: nothing drawn again
-    # another run seed: the same data (they depend on dataset.seed), and the RNG seeded by the run seed
-    assert prepare.load_data(compose([*TINY, *common, "seed=1"])) is fresh
-    assert torch.equal(torch.get_rng_state(), torch.manual_seed(1).get_state())
-    other = prepare.load_data(compose([*TINY, *common, "dataset.seed=1"]))
+    assert data_cache.load_data(cfg) is fresh  # the second job of the sweep: nothing drawn again
+    # another run seed: the same data (they depend on dataset.seed only)
+    assert data_cache.load_data(compose([*TINY, *common, "seed=1"])) is fresh
+    other = data_cache.load_data(compose([*TINY, *common, "dataset.seed=1"]))
     assert other is not fresh and not torch.equal(other.train.images, fresh.train.images)
-    assert len(prepare._LOADED) == 1  # one data set at a time
-    prepare.forget_loaded()
+    assert data_cache.loaded() == 1  # one data set at a time
+    data_cache.forget_loaded()
 
 
-def test_a_data_set_that_draws_from_the_rng_is_reused_only_at_its_seed(monkeypatch):
-    """A loader that draws from torch's RNG (a random split, say) leaves it elsewhere: a run with another
-    seed must load again, and the same seed must find the RNG where a fresh load left it."""
-    from skipbench.train import prepare
+def test_a_data_set_that_draws_from_the_rng_draws_its_own_stream(monkeypatch):
+    """A loader that draws from torch's global RNG (a random split, say) draws the same numbers whatever
+    ran before it and leaves the global RNG as it found it, so nothing downstream depends on the cache."""
+    from skipbench.train import data_cache
 
     calls = []
 
@@ -296,14 +296,41 @@ def test_a_data_set_that_draws_from_the_rng_is_reused_only_at_its_seed(monkeypat
         calls.append(torch.rand(3))
         return f"data {len(calls)}"
 
-    monkeypatch.setattr(prepare, "instantiate_checked", drawing_loader)
-    prepare.forget_loaded()
+    monkeypatch.setattr(data_cache, "instantiate_checked", drawing_loader)
+    data_cache.forget_loaded()
     cfg0, cfg1 = compose([*TINY, "seed=0"]), compose([*TINY, "seed=1"])
-    first = prepare.load_data(cfg0)
-    after_first = torch.get_rng_state()
-    assert prepare.load_data(cfg0) == first and torch.equal(torch.get_rng_state(), after_first)
-    assert prepare.load_data(cfg1) == "data 2" and len(calls) == 2  # loaded again at the other seed
-    prepare.forget_loaded()
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    first = data_cache.load_data(cfg0)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert data_cache.load_data(cfg1) is first and len(calls) == 1  # the run seed does not reload it
+    data_cache.forget_loaded()
+    torch.manual_seed(6)  # another global state before loading: the loader draws the same numbers
+    data_cache.load_data(cfg0)
+    assert torch.equal(calls[0], calls[1])
+    data_cache.forget_loaded()
+
+
+def test_the_initial_weights_do_not_depend_on_what_ran_before():
+    """The model is seeded where it is built (stream "init"): a kept data set, another data set loaded
+    first, or any draw from the global RNG before build must not change the initial weights."""
+    from skipbench.train import data_cache
+    from skipbench.train.loop import build
+
+    cfg = compose([*TINY, "model.depth=2"])
+    data_cache.forget_loaded()
+    torch.manual_seed(1)
+    a = build(cfg).model.state_dict()
+    torch.rand(100)  # the global RNG elsewhere; the data set kept from the first build
+    b = build(cfg).model.state_dict()
+    data_cache.forget_loaded()
+    torch.manual_seed(2)
+    c = build(cfg).model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]), k
+    other_seed = build(compose([*TINY, "model.depth=2", "seed=1"])).model.state_dict()
+    assert any(not torch.equal(a[k], other_seed[k]) for k in a if a[k].is_floating_point())
+    data_cache.forget_loaded()
 
 
 def test_resume_in_process_matches_straight_run(tmp_path):

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import seeds
+from ..run_folder import CHECKPOINT, COMPLETED, CONFIG, METRICS, MODEL_STATE, PROBE, is_main_conv
 from ..train.diagnostics import GradNorms, count_flops
-from ..run_folder import COMPLETED, CHECKPOINT, CONFIG, METRICS, PROBE, is_main_conv
 from ..train.memory import saved_tensor_bytes
 
 LINE_POINTS = 64  # inputs along the 1-d line for the gradient autocorrelation
@@ -85,7 +86,7 @@ def gradient_autocorrelation(model: nn.Module, x0: torch.Tensor, seed: int = 0,
     """
     if calibration is not None:
         calibrate_batchnorm(model, calibration)
-    g = torch.Generator().manual_seed(seed)
+    g = seeds.generator(seed, "probe_direction")
     v = torch.randn(x0.shape, generator=g)
     v = v / v.norm()
     t = torch.linspace(-0.5, 0.5, LINE_POINTS).view(-1, 1, 1, 1)
@@ -152,12 +153,12 @@ def probe_run(cfg, run_dir: Path) -> dict[str, Any]:
     """Build the run as ``skipbench train`` would, measure it at initialisation, write ``probe.json``."""
     from ..run_folder import write_json
     from ..train.loop import build
-    from ..train.prepare import check_runnable
+    from ..train.validate import check_runnable
 
     check_runnable(cfg, None)
     run = build(cfg)
     batch = run.data.train.take(torch.arange(cfg.trainer.batch_size))
-    inputs, target = run.task.make_batch(batch, torch.Generator().manual_seed(cfg.seed))
+    inputs, target = run.task.make_batch(batch, seeds.generator(cfg.seed, "probe_batch"))
     result = {
         "status": COMPLETED, "model": cfg.model.name, "seed": cfg.seed, "params": run.n_params,
         "flops_per_sample": run.flops,
@@ -180,7 +181,7 @@ def load_trained(run_dir: Path):
 
     cfg = OmegaConf.load(Path(run_dir) / CONFIG)
     run = build(cfg)
-    run.model.load_state_dict(load_checkpoint(Path(run_dir) / CHECKPOINT, torch.device("cpu"))["model"])
+    run.model.load_state_dict(load_checkpoint(Path(run_dir) / CHECKPOINT, torch.device("cpu"))[MODEL_STATE])
     run.model.eval()
     return run
 
@@ -190,10 +191,9 @@ def val_psnr_on(run, size: int, batch_size: int = 64) -> float:
     validation noise every eval uses -- so a padded and a valid-conv model are scored on the same area."""
     from ..models.blocks import crop_to
     from ..tasks import psnr
-    from ..train.loop import VAL_NOISE_SEED
 
     val = run.data.val
-    g = torch.Generator().manual_seed(VAL_NOISE_SEED)
+    g = seeds.generator(seeds.VAL_NOISE_SEED, "val_noise")
     ref = torch.empty(1, 1, size, size)
     total, n = 0.0, 0
     with torch.no_grad():

@@ -15,9 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..run_folder import CHECKPOINT, atomic_write
-
-STATE_KEYS = ("step", "model")  # what any skipbench checkpoint holds (optimizer, scheduler: checked on load)
+from ..run_folder import CHECKPOINT, REQUIRED_STATE, atomic_write
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -71,7 +69,7 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
         why = why[:160] + "..." if len(why) > 160 else why
         raise CheckpointError(f"{path}: not a readable skipbench checkpoint (corrupt, truncated or foreign: "
                               f"{type(ex).__name__}: {why})") from None
-    missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
+    missing = [k for k in REQUIRED_STATE if k not in state] if isinstance(state, dict) else list(REQUIRED_STATE)
     if missing:
         raise CheckpointError(f"{path}: not a skipbench checkpoint (no {', '.join(missing)} in it)")
     return state

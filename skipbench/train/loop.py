@@ -1,15 +1,17 @@
 """The training loop: one for every variant and task.
 
-``train(cfg, run_dir)`` builds everything from the config, then runs the phases
-data -> forward -> backward -> diagnostics -> step -> log -> eval -> checkpoint. Batches and noise
-are pure functions of ``(seed, step)``, so a resumed run continues exactly where it stopped.
+``build(cfg, resume, context)`` makes everything from the config, ``fit(run, run_dir, context)`` runs the
+phases data -> forward -> backward -> diagnostics -> step -> log -> eval -> checkpoint, and
+``train(cfg, run_dir)`` does both after the run's validation. Batches and noise are pure functions of
+``(seed, step)`` (:mod:`skipbench.seeds`), so a resumed run continues exactly where it stopped. What the
+caller knows about where the run executes (device, threads, provenance, config choices) arrives as a
+:class:`~skipbench.train.context.RunContext`: the loop knows nothing of Hydra, launchers or git.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -19,31 +21,28 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..config import ConfigError
+from .. import seeds
+from ..config import instantiate_checked
 from ..data import EpochSampler, ImageData, Split
-from ..errors import CheckpointError
-from ..run_folder import COMPLETED, DIVERGED, INTERRUPTED, METRICS, loss_tag, run_info_name, write_json
+from ..errors import CheckpointError, ConfigError
+from ..run_folder import (BEST_SCORE, COMPLETED, COUNTERS, DIVERGED, FINAL_TRAIN_LOSS, IMAGES_PER_S, INTERRUPTED, LR,
+                          METRICS, MODEL_FLOPS, MODEL_PARAMS, MODEL_STATE, OPTIMIZER_STATE, SAVED_CONFIG,
+                          SCHEDULER_STATE, SCORE, STEP, STEPS_PER_S, best_key, final_key, loss_tag, metric_tag,
+                          run_info_name, write_json)
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint
+from .context import RunContext
+from .data_cache import load_data
 from .diagnostics import Diagnostics, count_flops
 from .memory import keep_freed_memory, peak_mb, reset_peak, saved_activations_mb
-from .prepare import check_runnable, load_data
 from .tb import TBLogger, flatten, task_layout
+from .validate import check_runnable
 
 log = logging.getLogger("skipbench")
-VAL_NOISE_SEED = 12345  # every eval of every run scores the same noisy validation inputs
-
-
-def resolve_device(name: str) -> torch.device:
-    name = str(name)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def cuda_graphs(trainer: DictConfig, device: torch.device) -> bool:
@@ -64,7 +63,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 def evaluate(model, task: Task, val: Split, batch_size: int, autocast) -> tuple[dict[str, float], tuple]:
     """Mean loss and metrics over the whole split; also returns the first batch for the pictures."""
     model.eval()
-    g = torch.Generator(val.images.device).manual_seed(VAL_NOISE_SEED)
+    g = seeds.generator(seeds.VAL_NOISE_SEED, "val_noise", device=val.images.device)  # the same for every run
     sums: dict[str, torch.Tensor] = {}
     first = None
     for start in range(0, len(val), batch_size):
@@ -130,65 +129,49 @@ class TrainState:
     data_time: float = 0.0  # seconds of that spent making batches
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "best": self.best, "best_step": self.best_step, "train_time": self.train_time,
-                "data_time": self.data_time, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "config": OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True)}
+        """The checkpoint (its keys: :mod:`skipbench.run_folder`)."""
+        return {STEP: self.step, **{k: getattr(self, k) for k in COUNTERS}, MODEL_STATE: self.model.state_dict(),
+                OPTIMIZER_STATE: self.optimizer.state_dict(), SCHEDULER_STATE: self.scheduler.state_dict(),
+                SAVED_CONFIG: OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step, self.best, self.best_step = state["step"], state["best"], state["best_step"]
-        self.train_time, self.data_time = state["train_time"], state.get("data_time", 0.0)
+        self.model.load_state_dict(state[MODEL_STATE])
+        self.optimizer.load_state_dict(state[OPTIMIZER_STATE])
+        self.scheduler.load_state_dict(state[SCHEDULER_STATE])
+        self.step = state[STEP]
+        for k in COUNTERS:  # data_time came later: older checkpoints lack it
+            setattr(self, k, state[k] if k in state or k != "data_time" else 0.0)
 
 
-def default_threads() -> int | None:
-    """Torch CPU threads for a job of a parallel sweep: the cores shared out, so jobs do not
-    oversubscribe them (2 jobs x 2 threads on 2 cores run at half the speed of 2 x 1)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    launcher = HydraConfig.get().launcher
-    target = str(launcher.get("_target_", ""))
-    cores = os.cpu_count() or 1
-    if "joblib" in target:
-        n_jobs = launcher.get("n_jobs") or 1
-        n_jobs = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores
-        return max(1, cores // max(1, n_jobs))
-    if "submitit" in target and launcher.get("cpus_per_task"):
-        return int(launcher.cpus_per_task)
-    return None
-
-
-def build(cfg: DictConfig, resume: str | None = None) -> TrainState:
+def build(cfg: DictConfig, resume: str | None = None, context: RunContext | None = None) -> TrainState:
     """Data, task, model, optimizer and schedule from the config (and the checkpoint ``resume`` names)."""
     t = cfg.trainer
-    device = resolve_device(t.device)
-    threads = t.num_threads or default_threads()
+    context = context or RunContext.local(cfg, info={})
+    device = context.device
+    threads = t.num_threads or context.threads
     if threads:
         torch.set_num_threads(threads)
     data = load_data(cfg)
-    task: Task = instantiate(cfg.task)
+    task: Task = instantiate_checked(cfg.task)
     task.setup(data)
     if task.head == "classes" and str(cfg.model.long_skip) != "none":
         log.warning("note: model %s differs from plain only in its long skips (%s), and task=%s has no decoder "
                     "for them to connect: this run trains the same network as model=plain", cfg.model.name,
                     cfg.model.long_skip, task.name)
-    model = instantiate(cfg.model, in_channels=data.channels, out_channels=task.out_channels, head=task.head)
+    with seeds.seeded(cfg.seed, "init"):  # the initial weights: their own stream, whatever ran before
+        model = instantiate_checked(cfg.model, in_channels=data.channels, out_channels=task.out_channels, head=task.head)
     channels_last = device.type == "cpu" if t.channels_last is None else t.channels_last
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     try:
         # fused=null: torch's fused kernel where it has one; its default is a Python loop over tensors on CPU
         fused = {"fused": True} if cfg.optimizer.get("fused", False) is None and device.type in ("cpu", "cuda") else {}
-        optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay), **fused)
+        optimizer = instantiate_checked(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay), **fused)
     except ValueError as ex:  # torch's own argument checks, e.g. "Invalid beta parameter at index 0: 2.0"
         raise ConfigError(f"optimizer: {ex}") from None
     use_amp = t.amp and device.type in ("cuda", "cpu")
     run = TrainState(cfg=cfg, device=device, data=data, task=task, model=model, optimizer=optimizer,
                      forward=torch.compile(model, mode=str(t.compile_mode)) if t.compile else model,
-                     scheduler=instantiate(cfg.scheduler)(optimizer, total_steps=t.max_steps),
+                     scheduler=instantiate_checked(cfg.scheduler)(optimizer, total_steps=t.max_steps),
                      autocast=(lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else nullcontext,
                      n_params=sum(p.numel() for p in model.parameters()), channels_last=channels_last,
                      flops=count_flops(model, task.make_batch(data.val.take(slice(0, 1)), None)[0].to(device)))
@@ -202,30 +185,31 @@ def build(cfg: DictConfig, resume: str | None = None) -> TrainState:
     return run
 
 
-def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = None,
-          checked: bool = False) -> dict[str, Any]:
-    """Train one run into ``run_dir``; returns the summary also written to ``metrics.json``.
-
-    ``on_ready`` is called once everything is built (checkpoint loaded), before anything is written.
-    ``checked``: the caller has run :func:`~skipbench.train.prepare.check_runnable` on this config
-    (the CLI does, before the run folder exists); else it runs here, once.
-    """
+def train(cfg: DictConfig, run_dir: Path, context: RunContext | None = None) -> dict[str, Any]:
+    """Check, build and train one run into ``run_dir``; returns the summary also written to ``metrics.json``."""
     wall_start = time.perf_counter()
+    context = context or RunContext.local(cfg)
+    resume = resolve_resume(cfg.resume, Path(run_dir))
+    check_runnable(cfg, resume)
+    return fit(build(cfg, resume, context), run_dir, context, wall_start)
+
+
+def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float | None = None) -> dict[str, Any]:
+    """Train a built run to ``trainer.max_steps`` (from its checkpoint's step on resume); returns the summary.
+
+    ``wall_start``: when this session began (``time.perf_counter()``), for the summary's wall time.
+    """
+    wall_start = time.perf_counter() if wall_start is None else wall_start
+    cfg = run.cfg
     run_dir, t = Path(run_dir), cfg.trainer
-    resume = resolve_resume(cfg.resume, run_dir)
-    if not checked:
-        check_runnable(cfg, resume)
-    run = build(cfg, resume)
-    if on_ready:
-        on_ready()
     keep_freed_memory()  # CPU: no page faults for re-allocated activations every step
     reset_peak(run.device)
     task, model, optimizer = run.task, run.model, run.optimizer
     train_split, val_split = run.data.train.to(run.device), run.data.val.to(run.device)
     sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed, run.device), torch.Generator(run.device)
     graphs = cuda_graphs(t, run.device)
-    write_json(run_dir / run_info_name(run.step), run_info(run))
-    diag, tb = Diagnostics(model, cfg.diagnostics), start_tensorboard(run, run_dir)
+    write_json(run_dir / run_info_name(run.step), run_info(run, context))
+    diag, tb = Diagnostics(model, cfg.diagnostics), start_tensorboard(run, run_dir, context.choices)
     train_loss_tag = loss_tag(task.loss_name, "train")  # names the loss: a CE run and an MSE run never share a chart
     last: dict[str, float] = {}
     if run.step == 0:  # a fresh run: every curve starts at the untrained model (a resumed one has it)
@@ -244,7 +228,7 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
             # ---- data: the batch and its noise depend only on (seed, step), so resume is exact
             data_start = time.perf_counter()
             batch = train_split.take(sampler.indices(step - 1))
-            inputs, target = task.make_batch(batch, noise.manual_seed(cfg.seed * 1_000_003 + step))
+            inputs, target = task.make_batch(batch, noise.manual_seed(seeds.derive(cfg.seed, "noise", step)))
             if run.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             run.data_time += time.perf_counter() - data_start
@@ -277,8 +261,8 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
                 elapsed = now - window_start - paused
                 run.train_time += elapsed
                 last["train_loss"] = loss_sum.item() / window_steps
-                tb.scalars({train_loss_tag: last["train_loss"], "lr": lr, "perf/steps_per_s": window_steps / elapsed,
-                            "perf/images_per_s": window_steps * t.batch_size / elapsed, **diag.scalars(step)}, step)
+                tb.scalars({train_loss_tag: last["train_loss"], LR: lr, STEPS_PER_S: window_steps / elapsed,
+                            IMAGES_PER_S: window_steps * t.batch_size / elapsed, **diag.scalars(step)}, step)
                 bar.set_postfix(loss=f"{last['train_loss']:.4g}", refresh=False)
                 loss_sum.zero_()
                 window_start, window_steps, paused = now, 0, 0.0
@@ -302,37 +286,26 @@ def train(cfg: DictConfig, run_dir: Path, on_ready: Callable[[], None] | None = 
     return finish(run, tb, run_dir, status, last, time.perf_counter() - wall_start)
 
 
-def run_info(run: TrainState) -> dict[str, Any]:
-    """What it takes to reproduce the run, beside Hydra's ``.hydra/`` (config and overrides)."""
+def run_info(run: TrainState, context: RunContext) -> dict[str, Any]:
+    """What it takes to reproduce the run, beside Hydra's ``.hydra/`` (config and overrides): the caller's
+    provenance (versions, git, command line) and this session's device, threads and start."""
     import platform
-    import subprocess
 
-    from .. import __version__
-
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=5).stdout.strip()) if commit else None
-    except (OSError, subprocess.SubprocessError):
-        commit = dirty = None
     return {
-        "skipbench": __version__, "git_commit": commit, "git_dirty": dirty, "torch": torch.__version__,
-        "python": platform.python_version(), "platform": platform.platform(), "host": platform.node(),
-        "device": str(run.device),
+        **context.info, "device": str(run.device),
         "device_name": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else platform.processor(),
-        "torch_threads": torch.get_num_threads(), "seed": run.cfg.seed, "argv": sys.argv,
+        "torch_threads": torch.get_num_threads(), "seed": run.cfg.seed,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_from_step": run.step,
     }
 
 
-def start_tensorboard(run: TrainState, run_dir: Path) -> TBLogger:
-    """Open the run's event file; HParams and the model's size go in first."""
+def start_tensorboard(run: TrainState, run_dir: Path, choices: dict[str, str] | None = None) -> TBLogger:
+    """Open the run's event file; HParams (the config, and ``choices``: which option of each config group)
+    and the model's size go in first."""
     cfg = run.cfg
     # purge_step: on resume, TensorBoard drops the earlier file's events past the checkpoint.
     tb = TBLogger(run_dir, purge_step=run.step + 1 if run.step else None)
-    hparams = {**flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)), **cfg_choices(),
+    hparams = {**flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)), **(choices or {}),
                "params": run.n_params, "flops_per_sample": run.flops}
     tb.hparams(hparams)
     log.info("model %s (long_skip=%s, block=%s): %s parameters, %.3g GFLOPs/sample | task %s | data %s %s | device %s",
@@ -340,7 +313,7 @@ def start_tensorboard(run: TrainState, run_dir: Path) -> TBLogger:
              run.task.name, run.data.name, tuple(run.data.train.images.shape[1:]), run.device)
     log.info("run folder: %s", run_dir)
     if run.step == 0:
-        tb.scalars({"model/params": run.n_params, "model/flops_per_sample": run.flops}, 0)
+        tb.scalars({MODEL_PARAMS: run.n_params, MODEL_FLOPS: run.flops}, 0)
     return tb
 
 
@@ -352,9 +325,9 @@ def eval_and_log(run: TrainState, tb: TBLogger, diag: Diagnostics, val: Split, t
     vals, sample = evaluate(run.model if graphs else run.forward, task, val, cfg.trainer.batch_size, run.autocast)
     if vals[task.metric] > run.best:
         run.best, run.best_step = vals[task.metric], step
-    tb.scalars({loss_tag(task.loss_name, "val"): vals["loss"], f"metric/best_val_{task.metric}": run.best,
-                **{f"metric/val_{k}": v for k, v in vals.items() if k != "loss"},
-                "hparams/score": vals[task.metric], "hparams/best_score": run.best}, step)
+    tb.scalars({loss_tag(task.loss_name, "val"): vals["loss"], metric_tag(best_key(f"val_{task.metric}")): run.best,
+                **{metric_tag(f"val_{k}"): v for k, v in vals.items() if k != "loss"},
+                SCORE: vals[task.metric], BEST_SCORE: run.best}, step)
     tb.scalars(diag.activations(sample[0]), step)
     # The heat map holds every logged step, so drawing it at the end loses nothing; in between, rarely.
     every = cfg.diagnostics.figures_every
@@ -378,9 +351,9 @@ def finish(run: TrainState, tb: TBLogger, run_dir: Path, status: str, last: dict
         "train_time_s": round(run.train_time, 3), "wall_time_s": round(wall_time, 3),  # wall: this session only
         "steps_per_s": round(run.step / run.train_time, 3) if run.train_time else None,
         "data_time_fraction": round(run.data_time / run.train_time, 4) if run.train_time else None,
-        "final_train_loss": last.get("train_loss"),
-        **{f"final_{k}": v for k, v in last.items() if k.startswith("val_")},
-        f"best_val_{m}": run.best if run.best > -math.inf else None, "best_step": run.best_step,
+        FINAL_TRAIN_LOSS: last.get("train_loss"),
+        **{final_key(k): v for k, v in last.items() if k.startswith("val_")},
+        best_key(f"val_{m}"): run.best if run.best > -math.inf else None, "best_step": run.best_step,
         "device": str(run.device), "seed": run.cfg.seed,
         **dict(zip(("peak_memory_mb", "peak_memory_kind"), peak_mb(run.device))),  # see train/memory.py
         "activations_mb": activations_mb(run),
@@ -402,13 +375,3 @@ def activations_mb(run: TrainState) -> float:
     if run.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     return saved_activations_mb(run.model, inputs, run.autocast)
-
-
-def cfg_choices() -> dict[str, str]:
-    """Which option of each config group was chosen (``{"choice.model": "resnet", ...}``)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return {}
-    choices = HydraConfig.get().runtime.choices
-    return {f"choice.{g}": str(v) for g, v in choices.items() if not g.startswith(("hydra", "schema")) and v is not None}

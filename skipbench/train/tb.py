@@ -12,7 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from ..run_folder import EVENTS_PREFIX, event_file_second, flat_items
+from ..run_folder import BEST_SCORE, EVENTS_PREFIX, SCORE, event_file_second, flat_items
 
 
 def _uint8(images: torch.Tensor) -> "np.ndarray":
@@ -74,9 +74,9 @@ def flatten(cfg: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
 # headline metric whatever its task, so runs of different tasks share one axis in the parallel-
 # coordinates view; the per-task columns are blank for runs of other tasks.
 HPARAM_METRICS = [
-    ("hparams/score", "score", "the task's headline validation metric, higher is better: "
+    (SCORE, "score", "the task's headline validation metric, higher is better: "
      "PSNR (dB) for reconstruct/denoise, mIoU for segment, accuracy for classify"),
-    ("hparams/best_score", "best score", "best headline validation metric so far"),
+    (BEST_SCORE, "best score", "best headline validation metric so far"),
     ("metric/val_psnr", "val psnr (dB)", "reconstruct / denoise"),
     ("metric/val_ssim", "val ssim", "reconstruct / denoise"),
     ("metric/val_miou", "val miou", "segment"),
