@@ -70,17 +70,19 @@ class Setup:
     def __init__(self, cfg, device: torch.device) -> None:
         from hydra.utils import instantiate
 
+        from skipbench import seeds
         from skipbench.data import EpochSampler
+        from skipbench.train.data_cache import load_data
 
-        torch.manual_seed(cfg.seed)
         self.cfg, self.device = cfg, device
-        self.data, self.task = instantiate(cfg.dataset), instantiate(cfg.task)
+        self.data, self.task = load_data(cfg), instantiate(cfg.task)
         self.task.setup(self.data)
         # skipbench's memory format (channels_last on CPU by default), so the ratios compare loops, not layouts
         cl = cfg.trainer.channels_last
         self.channels_last = device.type == "cpu" if cl is None else bool(cl)
-        self.model = instantiate(cfg.model, in_channels=self.data.channels, out_channels=self.task.out_channels,
-                                 head=self.task.head).to(device)
+        with seeds.seeded(cfg.seed, "init"):  # the initial weights skipbench's loop starts from
+            self.model = instantiate(cfg.model, in_channels=self.data.channels, out_channels=self.task.out_channels,
+                                     head=self.task.head).to(device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train = self.data.train.to(device)
@@ -89,8 +91,10 @@ class Setup:
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch skipbench's loop makes at ``step`` (1-based)."""
+        from skipbench import seeds
+
         split = self.train.take(self.sampler.indices(step - 1))
-        inputs, target = self.task.make_batch(split, self.noise.manual_seed(self.cfg.seed * 1_000_003 + step))
+        inputs, target = self.task.make_batch(split, self.noise.manual_seed(seeds.derive(self.cfg.seed, "noise", step)))
         return (inputs.contiguous(memory_format=torch.channels_last) if self.channels_last else inputs), target
 
     def optimizer(self, params) -> torch.optim.Optimizer:
@@ -118,13 +122,14 @@ def skipbench_loop(cfg, device: torch.device, warmup: int, steps: int) -> float:
     """(b), (c), (e): ms/step over the log windows after ``warmup`` (logging cost included)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from skipbench.run_folder import STEPS_PER_S
     from skipbench.train.loop import train
 
     with tempfile.TemporaryDirectory() as d:
         train(cfg, Path(d))
         acc = EventAccumulator(d, size_guidance={"scalars": 0})
         acc.Reload()
-        rates = [(e.step, e.value) for e in acc.Scalars("perf/steps_per_s")]
+        rates = [(e.step, e.value) for e in acc.Scalars(STEPS_PER_S)]
     seconds, counted, last = 0.0, 0, 0
     for step, rate in rates:  # each logged rate covers the steps since the previous log
         if last >= warmup:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from skipbench.run_folder import CONFIG, METRICS
+from skipbench.run_folder import CONFIG, METRICS, headline_value
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ["autoencoder", "unet_concat", "unet_add", "resnet", "densenet"]
@@ -38,8 +38,7 @@ def trials(sweep_dir: Path) -> list[tuple[float, float | None, str]]:
     for metrics in sorted(sweep_dir.glob(f"*/{METRICS}")):
         m = json.loads(metrics.read_text())
         cfg = OmegaConf.load(metrics.parent / CONFIG)
-        key = next((k for k in m if k.startswith("best_val_")), None)
-        value = m.get(f"final_val_{key[len('best_val_'):]}") if key else None
+        value = headline_value(m)
         out.append((float(cfg.optimizer.lr), value, m.get("status", "?")))
     return sorted(out)
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
-from .config import ConfigError
+from .errors import ConfigError
 from .run_folder import CANCELLED, COMPLETED, FAILED, METRICS
 
 log = logging.getLogger(__name__)

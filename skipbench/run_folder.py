@@ -11,6 +11,8 @@ sweep summary write them; ``skipbench report`` and the claims read them:
       grad_level/03_enc1           kind / level (log10 of the level's gradient norm)
       loss/mse/train               the loss named in the tag, so an MSE and a CE run never share a chart
 
+* the summary's keys (``final_<metric>``, ``best_<metric>``), the checkpoint's keys, the sweep folder's
+  ``multirun.yaml``;
 * the config keys that never define a group of runs.
 
 Also how its files are written: atomically (a temporary file, fsync, rename), as strict JSON.
@@ -149,6 +151,97 @@ def metric_tag(metric: str) -> str:
     if metric == "train_loss":
         return "loss/train"
     return f"metric/{metric}"
+
+
+# Other scalars the loop writes and readers look up (the report's curves, the benchmark, the claims).
+LR = "lr"
+STEPS_PER_S, IMAGES_PER_S = "perf/steps_per_s", "perf/images_per_s"
+MODEL_PARAMS, MODEL_FLOPS = "model/params", "model/flops_per_sample"
+SCORE, BEST_SCORE = "hparams/score", "hparams/best_score"  # the headline metric under one name for HParams
+
+
+# ---------------------------------------------------------------- the summary (metrics.json)
+# Values are named as in TensorBoard without the kind: ``val_psnr``, ``val_loss``, ``train_loss``.
+FINAL_PREFIX, BEST_PREFIX = "final_", "best_"
+FINAL_TRAIN_LOSS = "final_train_loss"
+
+
+def final_key(metric: str) -> str:
+    """``val_psnr`` -> ``final_val_psnr``: its value at the last eval of the run."""
+    return FINAL_PREFIX + metric
+
+
+def best_key(metric: str) -> str:
+    """``val_psnr`` -> ``best_val_psnr``: its best value at any eval (written for the headline metric only)."""
+    return BEST_PREFIX + metric
+
+
+def final_metrics(summary: Mapping[str, Any]) -> list[str]:
+    """The metrics with a final value in a summary (``["train_loss", "val_loss", "val_psnr"]``), in its order."""
+    return [k[len(FINAL_PREFIX):] for k in summary if str(k).startswith(FINAL_PREFIX)]
+
+
+def headline_metric(summary: Mapping[str, Any]) -> str | None:
+    """The task's headline metric (``val_psnr``): the one metric with a ``best_`` value in the summary."""
+    return next((k[len(BEST_PREFIX):] for k in summary if str(k).startswith(BEST_PREFIX + "val_")), None)
+
+
+def headline_value(summary: Mapping[str, Any]) -> float | None:
+    """The headline metric's final value (None if the run has none, or it is not a finite number)."""
+    metric = headline_metric(summary)
+    value = summary.get(final_key(metric)) if metric else None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+# ---------------------------------------------------------------- checkpoint.pt
+# What a checkpoint holds, by key: the loop saves these, resume and the probes read them back.
+STEP, MODEL_STATE, OPTIMIZER_STATE, SCHEDULER_STATE, SAVED_CONFIG = "step", "model", "optimizer", "scheduler", "config"
+COUNTERS = ("best", "best_step", "train_time", "data_time")  # carried so a resumed run's summary is whole
+REQUIRED_STATE = (STEP, MODEL_STATE)  # in any skipbench checkpoint
+TRAINING_STATE = (OPTIMIZER_STATE, SCHEDULER_STATE)  # in one that training can resume from
+# Checkpoint and config must agree on these (architecture, task, data shape); the rest (length,
+# learning rate, logging) may change on resume.
+MUST_MATCH = ("model.", "task._target_", "dataset._target_", "dataset.size", "dataset.channels", "dataset.crop",
+              "optimizer._target_", "scheduler._target_")
+
+
+# ---------------------------------------------------------------- the sweep folder
+MULTIRUN = "multirun.yaml"  # what Hydra writes into a sweep folder: its config, sweeper params included
+
+
+def read_multirun(sweep_dir: Path) -> dict[str, Any] | None:
+    """A sweep folder's ``multirun.yaml`` as plain YAML (no interpolation is resolved: the folder may come
+    from someone else), or None when there is none or it cannot be read."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((Path(sweep_dir) / MULTIRUN).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def _hydra_node(cfg: dict[str, Any] | None, *path: str) -> Any:
+    for key in ("hydra", *path):
+        cfg = cfg.get(key) if isinstance(cfg, dict) else None
+    return cfg
+
+
+def sweep_params(sweep_dir: Path) -> dict[str, str] | None:
+    """``{"model": "a,b", "seed": "0,1"}``: the swept keys of a sweep folder's ``multirun.yaml`` as
+    written (values unparsed), or None when there is none or it cannot be read."""
+    cfg = read_multirun(sweep_dir)
+    if _hydra_node(cfg, "sweeper") is None:
+        return None
+    params = _hydra_node(cfg, "sweeper", "params") or {}
+    return {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else None
+
+
+def sweep_task_overrides(sweep_dir: Path) -> list[str]:
+    """The overrides given to every job of the sweep (``hydra.overrides.task`` of ``multirun.yaml``)."""
+    task = _hydra_node(read_multirun(sweep_dir), "overrides", "task") or []
+    return [str(o) for o in task] if isinstance(task, list) else []
 
 
 # ---------------------------------------------------------------- config keys

@@ -16,20 +16,23 @@ from typing import Any, Sequence
 
 from omegaconf import OmegaConf
 
+from .run_folder import sweep_params, sweep_task_overrides
+
 ALWAYS_SHOWN = ("model", "task")  # already in the name
 
 
 @lru_cache(maxsize=8)
 def sweep_keys(sweep_dir: str) -> frozenset[str] | None:
     """Keys a sweep varies (``model``, ``seed``, ``optimizer.lr``), or None if unknown."""
+    params = sweep_params(Path(sweep_dir))
+    if params is None:  # no multirun.yaml (another sweeper), or one we cannot read: show everything
+        return None
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        cfg = OmegaConf.load(Path(sweep_dir) / "multirun.yaml")
-        params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-        args = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.select(cfg, "hydra.overrides.task") or [])
+        args = [f"{k}={v}" for k, v in params.items()] + sweep_task_overrides(Path(sweep_dir))
         overrides = OverridesParser.create().parse_overrides(args)
-    except Exception:  # no multirun.yaml (another sweeper), or one we cannot parse: show everything
+    except Exception:  # overrides we cannot parse: show everything
         return None
     return frozenset(o.key_or_group for o in overrides if o.is_sweep_override())
 

@@ -321,7 +321,7 @@ def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path, monkeypatch
 
 
 def test_tilde_paths_are_expanded_like_a_shell_user_expects(tmp_path, monkeypatch, capsys):
-    from skipbench.cli import expand_home
+    from skipbench.commands.overrides import expand_home
 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert expand_home(["dataset.root=~/data/cifar10", "model=resnet", "-m"]) == [

@@ -141,7 +141,7 @@ def test_resume_refuses_hostile_overrides(case, run_copy, tmp_path, capsys, monk
 
 def test_resume_keeps_every_plain_setting(tmp_path):
     """The filter is not a blanket refusal: groups, schema keys and quoted paths come back as they were."""
-    from skipbench.cli import with_resume
+    from skipbench.commands.overrides import with_resume
 
     legit = ["model=resnet", "experiment=depth", "dataset=folder", "dataset.root='/data/my photos'", "seed=3",
              "optimizer.betas=[0.9,0.99]", "trainer.max_steps=50", "diagnostics.images=false", "model.dense_growth=null"]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import skipbench.config as sbconfig
-from skipbench.cli import objective
+from skipbench.commands.job import objective
 
 from conftest import TINY, describe, read_metrics, run_cli
 

@@ -24,7 +24,7 @@ from typing import Sequence
 
 from ..config import config_dir
 from ..errors import ConfigError
-from ..run_folder import HYDRA_DIR, METRICS
+from ..run_folder import HYDRA_DIR, METRICS, sweep_params
 from .claims import CLAIMS, Claim, Measured, known_claims, select_claims
 
 DONE = ".done"
@@ -71,11 +71,8 @@ def adopt(folder: Path) -> bool:
     """A sweep that finished without its ``.done`` (the reproduce process was stopped while the sweep ran
     on): every job the sweep's ``multirun.yaml`` lists has ``metrics.json``. Writes ``.done`` with the wall
     time the files show (first job folder made -> last ``metrics.json`` written)."""
-    import yaml
-
-    try:
-        params = yaml.safe_load((folder / "multirun.yaml").read_text())["hydra"]["sweeper"]["params"] or {}
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
+    params = sweep_params(folder)
+    if params is None:
         return False
     expected = 1
     for value in params.values():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from ..run_folder import COMPLETED, metric_tag
+from ..run_folder import COMPLETED, STEPS_PER_S, best_key, final_key, final_metrics, headline_metric, metric_tag
 from .runs import Curve, ReportError, Run
 
 
@@ -19,9 +19,7 @@ def available_metrics(runs: Sequence[Run]) -> list[str]:
     """Metric names with a ``final_<name>`` value in some metrics.json, in first-seen order."""
     names: dict[str, None] = {}
     for run in runs:
-        for key in run.metrics or {}:
-            if key.startswith("final_"):
-                names[key[len("final_"):]] = None
+        names.update(dict.fromkeys(final_metrics(run.metrics or {})))
     return list(names)
 
 
@@ -38,9 +36,9 @@ def choose_metric(runs: Sequence[Run], requested: str | None) -> str:
     if "val_psnr" in known:
         return "val_psnr"
     for run in runs:  # the task's headline metric is the one with a best_val_<name>
-        for key in run.metrics or {}:
-            if key.startswith("best_val_") and key[len("best_"):] in known:
-                return key[len("best_"):]
+        headline = headline_metric(run.metrics or {})
+        if headline in known:
+            return headline
     for name in known:
         if name.startswith("val_") and "loss" not in name:
             return name
@@ -54,7 +52,7 @@ def finite_number(v: Any) -> float | None:
 
 
 def final_value(run: Run, metric: str) -> float | None:
-    value = finite_number((run.metrics or {}).get(f"final_{metric}"))
+    value = finite_number((run.metrics or {}).get(final_key(metric)))
     if value is None and run.status == COMPLETED:
         curve = run.curve(metric_tag(metric))
         value = finite_number(curve[-1][1]) if curve else None
@@ -62,7 +60,7 @@ def final_value(run: Run, metric: str) -> float | None:
 
 
 def best_value(run: Run, metric: str) -> float | None:
-    value = finite_number((run.metrics or {}).get(f"best_{metric}"))
+    value = finite_number((run.metrics or {}).get(best_key(metric)))
     if value is not None:
         return value
     values = [v for _, v in run.curve(metric_tag(metric)) if math.isfinite(v)]
@@ -88,7 +86,7 @@ def train_seconds_at(run: Run, step: int) -> float | None:
     if total is not None and steps:
         return total * step / steps
     seconds, prev = 0.0, 0
-    for s, rate in run.curve("perf/steps_per_s"):
+    for s, rate in run.curve(STEPS_PER_S):
         if not (math.isfinite(rate) and rate > 0):
             return None
         seconds += (min(s, step) - prev) / rate

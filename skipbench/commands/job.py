@@ -1,0 +1,229 @@
+"""The Hydra side of ``train`` and ``probe``: check a single run before Hydra makes its folder, then
+the task function Hydra calls for each job, with its exit-code policy.
+
+The task function is the one caller of the training loop that knows Hydra: it reads the launcher's
+share of the cores, the config-group choices and the provenance, and hands them to the loop in a
+:class:`~skipbench.train.context.RunContext`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import config_dir, register_configs
+from ..errors import SkipbenchError
+from ..run_folder import (COMPLETED, CONFIG, DIVERGED, FAILED, HYDRA_CONFIG, HYDRA_DIR, INTERRUPTED, METRICS,
+                          OVERRIDES, headline_value)
+from .exits import fail, one_line
+from .overrides import check_added_keys, quote
+
+log = logging.getLogger("skipbench")
+
+_WANTS_TRACE = [False]  # HYDRA_FULL_ERROR=1 from the user (we set it for Hydra ourselves)
+_PRECHECKED = [False]  # precheck() validated the single run Hydra is about to start
+
+
+def hydra_app(task: Callable, config_name: str) -> Callable[[], None]:
+    import hydra
+
+    register_configs()
+    return hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)(task)
+
+
+def run_hydra(command: str, app: Callable[[], None], args: list[str], check: bool = False) -> int:
+    """Run a Hydra app on ``args`` (``check``: :func:`precheck` a single run first); the exit code."""
+    user_wants_trace = _WANTS_TRACE[0] = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    prog = sys.argv[0]
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
+    try:
+        pinned = precheck(command, args) if check else []
+        if pinned is None:
+            return 0  # nothing to do (said why)
+        sys.argv = [prog, *args, *pinned]  # argv[0] stays the executable: Hydra names completion after it
+        app()
+    finally:
+        sys.argv = [prog]
+        _PRECHECKED[0] = False
+        if not user_wants_trace:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+    from ..sweep import take_outcome
+
+    outcome = take_outcome()  # left by the sweep's callback (configs/train.yaml: hydra.callbacks)
+    return 1 if outcome is not None and not outcome.ok else 0  # a job of the sweep did not complete
+
+
+def precheck(config_name: str, args: list[str]) -> list[str] | None:
+    """Check a single run completely before Hydra makes its run folder; then make and lock that folder.
+
+    Returns the overrides that pin Hydra to the checked folder (``None``: nothing to do, a resume of a
+    completed run). Only for plain overrides: flags (``--cfg``, ``--help``, ``-m`` ...) go straight to Hydra.
+    """
+    if any(a.startswith("-") for a in args):
+        return []
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    from ..run_lock import claim_run_folder
+    from ..train.checkpoint import resolve_resume
+    from ..train.validate import check_runnable
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
+        cfg = compose(config_name, overrides=args, return_hydra_config=True)
+    try:  # the folder Hydra would make (its ${now:...} resolved once, here)
+        HydraConfig.instance().set_config(cfg)
+        run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).expanduser().absolute()
+    except Exception:  # an interpolation only a real job can resolve: the task function locks it instead
+        run_dir = None
+    with open_dict(cfg):
+        del cfg["hydra"]
+        if cfg.resume == "auto":  # this folder's own checkpoint if it has one, else a fresh run
+            cfg.resume = resolve_resume("auto", run_dir) if run_dir is not None else None
+    check_added_keys(cfg, args)
+    state = check_runnable(cfg, cfg.resume)
+    _PRECHECKED[0] = True  # the run's one validation: the task function does not repeat it
+    if state is not None and state["step"] >= cfg.trainer.max_steps:
+        print(f"skipbench train: resume={cfg.resume}: the run already completed (step {state['step']} of "
+              f"trainer.max_steps={cfg.trainer.max_steps}); nothing to do, nothing changed (raise "
+              "trainer.max_steps to train on)", file=sys.stderr)
+        return None
+    if run_dir is None:
+        return []
+    folder = claim_run_folder(run_dir, resume=bool(cfg.resume))
+    pinned = [f"hydra.run.dir={quote(str(folder.path))}"]
+    if cfg.resume:
+        pinned.append("hydra.output_subdir=null")  # written by the task once the checkpoint has loaded
+    return pinned
+
+
+def objective(summary: dict | None, sweeper_target: str = "") -> float | None:
+    """What the task function returns to Hydra: the run's headline metric, higher is better (final val
+    PSNR, mIoU or accuracy), for sweepers that optimise (set them to maximise, see README). A failed or
+    diverged run returns what the sweeper counts as a failed trial: ``None`` for Optuna (trial state
+    FAIL, the study goes on; a NaN would abort it), NaN for the others (Nevergrad scores NaN as its
+    worst loss; a ``None`` would raise a TypeError)."""
+    if summary and summary.get("status") == COMPLETED:
+        value = headline_value(summary)
+        if value is not None and math.isfinite(value):
+            return float(value)
+    return None if "optuna" in sweeper_target else math.nan
+
+
+def launcher_threads(launcher: Any, cores: int | None = None) -> int | None:
+    """Torch CPU threads for a job of a parallel sweep: the cores shared out, so jobs do not
+    oversubscribe them (2 jobs x 2 threads on 2 cores run at half the speed of 2 x 1).
+
+    Read from what the launcher's config says, not its name: ``n_jobs`` (joblib: processes on this
+    machine, -1 = all cores) or ``cpus_per_task`` (submitit: the cores a job was given).
+    """
+    cores = cores or os.cpu_count() or 1
+    if "n_jobs" in launcher:
+        n_jobs = launcher.get("n_jobs") or 1
+        n_jobs = cores + 1 + n_jobs if n_jobs < 0 else n_jobs
+        return max(1, cores // max(1, n_jobs))
+    if launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    return None
+
+
+def job_context(cfg, hc) -> Any:
+    """What the loop is told about this Hydra job: device, thread share, chosen options, provenance."""
+    from ..provenance import provenance
+    from ..train.context import RunContext
+
+    choices = {f"choice.{g}": str(v) for g, v in hc.runtime.choices.items()
+               if not g.startswith(("hydra", "schema")) and v is not None}
+    return RunContext.local(cfg, threads=launcher_threads(hc.launcher), choices=choices, info=provenance())
+
+
+def train_task(cfg) -> float | None:
+    """Hydra's task function for ``skipbench train``: one job, checked, built, trained."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from ..run_folder import write_json
+    from ..run_lock import claim_run_folder
+    from ..train.checkpoint import resolve_resume
+    from ..train.loop import build, fit
+    from ..train.validate import check_runnable
+
+    wall_start = time.perf_counter()
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    sweep = hc.mode == RunMode.MULTIRUN
+    folder = None
+    summary = None
+    sweeper = str(hc.sweeper.get("_target_", ""))
+    if "optuna" in sweeper and "maximize" not in str(hc.sweeper.get("direction")):
+        log.warning("the Optuna sweeper minimises by default, and this job returns its "
+                    "val metric (higher is better): add hydra.sweeper.direction=maximize")
+    try:
+        if sweep:  # a single run was checked and its folder locked before Hydra made it
+            check_added_keys(cfg, list(hc.overrides.task))
+            folder = claim_run_folder(run_dir, resume=True)
+        checked, _PRECHECKED[0] = _PRECHECKED[0] and not sweep, False  # checked before Hydra made the folder
+        resume = resolve_resume(cfg.resume, run_dir)
+        if not checked:
+            check_runnable(cfg, resume)
+        context = job_context(cfg, hc)
+        run = build(cfg, resume, context)
+        save_hydra_files(cfg, hc, run_dir)  # the checkpoint has loaded: now the folder may change
+        summary = fit(run, run_dir, context, wall_start)
+    except Exception as ex:
+        if not sweep:
+            if _WANTS_TRACE[0]:
+                raise
+            # Our one line here (a bug re-raises: its traceback is what a report needs); SystemExit passes
+            # Hydra's job wrapper, which would print a line of its own for an exception.
+            raise SystemExit(fail("train", ex)) from None
+        if isinstance(ex, SkipbenchError):  # one bad combination in a sweep fails alone; the sweep goes on
+            print(f"skipbench train: job {hc.job.num} ({','.join(hc.overrides.task)}): error: {one_line(str(ex))}",
+                  file=sys.stderr)
+        else:
+            log.exception("job %s crashed; the sweep goes on", hc.job.num)
+        write_json(run_dir / METRICS, {"status": FAILED, "error": f"{type(ex).__name__}: {ex}"
+                                       if not isinstance(ex, SkipbenchError) else str(ex)})
+    else:
+        if summary["status"] == INTERRUPTED:
+            print(f"skipbench train: interrupted ({summary.get('signal')}) at step {summary['steps']}, checkpoint saved; "
+                  f"continue with: skipbench train resume={run_dir}", file=sys.stderr)
+            # Ctrl-C stops the whole sweep too, not just this job; SIGTERM (a scheduler's stop) says so.
+            raise SystemExit(143 if summary.get("signal") == "SIGTERM" else 130)
+        if summary["status"] == DIVERGED:
+            print(f"skipbench train: {'job ' + str(hc.job.num) + ': ' if sweep else ''}the run diverged "
+                  f"({summary.get('error')}); see {run_dir / METRICS}", file=sys.stderr)
+            if not sweep:
+                raise SystemExit(3)  # a sweep goes on: its other jobs are what it is for
+    finally:
+        if folder is not None:
+            folder.release()  # a long sweep must not hold one descriptor per finished job
+    return objective(summary, sweeper)
+
+
+def save_hydra_files(cfg, hc, run_dir: Path) -> None:
+    """On resume Hydra is told not to write ``.hydra/`` (a resume that fails must leave the folder as it
+    was); once the checkpoint has loaded, write what Hydra would have, so a later resume sees these overrides."""
+    from omegaconf import OmegaConf
+
+    if hc.output_subdir is not None or not cfg.resume:
+        return
+    (run_dir / HYDRA_DIR).mkdir(exist_ok=True)
+    OmegaConf.save(cfg, run_dir / CONFIG)
+    OmegaConf.save(OmegaConf.create({"hydra": OmegaConf.to_container(hc)}), run_dir / HYDRA_CONFIG)
+    OmegaConf.save(hc.overrides.task, run_dir / OVERRIDES)
+
+
+def probe_task(cfg) -> None:
+    """Hydra's task function for ``skipbench probe``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from ..claims.probes import probe_run
+
+    probe_run(cfg, Path(HydraConfig.get().runtime.output_dir))
