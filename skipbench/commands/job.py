@@ -148,7 +148,6 @@ def train_task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from ..run_folder import write_json
     from ..run_lock import claim_run_folder
     from ..train.checkpoint import resolve_resume
     from ..train.loop import build, fit
@@ -177,34 +176,46 @@ def train_task(cfg) -> float | None:
         save_hydra_files(cfg, hc, run_dir)  # the checkpoint has loaded: now the folder may change
         summary = fit(run, run_dir, context, wall_start)
     except Exception as ex:
-        if not sweep:
-            if _WANTS_TRACE[0]:
-                raise
-            # Our one line here (a bug re-raises: its traceback is what a report needs); SystemExit passes
-            # Hydra's job wrapper, which would print a line of its own for an exception.
-            raise SystemExit(fail("train", ex)) from None
-        if isinstance(ex, SkipbenchError):  # one bad combination in a sweep fails alone; the sweep goes on
-            print(f"skipbench train: job {hc.job.num} ({','.join(hc.overrides.task)}): error: {one_line(str(ex))}",
-                  file=sys.stderr)
-        else:
-            log.exception("job %s crashed; the sweep goes on", hc.job.num)
-        write_json(run_dir / METRICS, {"status": FAILED, "error": f"{type(ex).__name__}: {ex}"
-                                       if not isinstance(ex, SkipbenchError) else str(ex)})
+        job_failed(ex, hc, run_dir, sweep)
     else:
-        if summary["status"] == INTERRUPTED:
-            print(f"skipbench train: interrupted ({summary.get('signal')}) at step {summary['steps']}, checkpoint saved; "
-                  f"continue with: skipbench train resume={run_dir}", file=sys.stderr)
-            # Ctrl-C stops the whole sweep too, not just this job; SIGTERM (a scheduler's stop) says so.
-            raise SystemExit(143 if summary.get("signal") == "SIGTERM" else 130)
-        if summary["status"] == DIVERGED:
-            print(f"skipbench train: {'job ' + str(hc.job.num) + ': ' if sweep else ''}the run diverged "
-                  f"({summary.get('error')}); see {run_dir / METRICS}", file=sys.stderr)
-            if not sweep:
-                raise SystemExit(3)  # a sweep goes on: its other jobs are what it is for
+        job_finished(summary, hc, run_dir, sweep)
     finally:
         if folder is not None:
             folder.release()  # a long sweep must not hold one descriptor per finished job
     return objective(summary, sweeper)
+
+
+def job_failed(ex: Exception, hc, run_dir: Path, sweep: bool) -> None:
+    """A single run leaves with its one line and exit code; a sweep's job fails alone and the sweep goes on."""
+    from ..run_folder import write_json
+
+    if not sweep:
+        if _WANTS_TRACE[0]:
+            raise ex
+        # Our one line here (a bug re-raises: its traceback is what a report needs); SystemExit passes
+        # Hydra's job wrapper, which would print a line of its own for an exception.
+        raise SystemExit(fail("train", ex)) from None
+    if isinstance(ex, SkipbenchError):  # one bad combination in a sweep fails alone
+        print(f"skipbench train: job {hc.job.num} ({','.join(hc.overrides.task)}): error: {one_line(str(ex))}",
+              file=sys.stderr)
+    else:
+        log.exception("job %s crashed; the sweep goes on", hc.job.num)
+    write_json(run_dir / METRICS, {"status": FAILED, "error": f"{type(ex).__name__}: {ex}"
+                                   if not isinstance(ex, SkipbenchError) else str(ex)})
+
+
+def job_finished(summary: dict, hc, run_dir: Path, sweep: bool) -> None:
+    """An interrupted run stops the whole command (130 / 143); a diverged single run exits 3."""
+    if summary["status"] == INTERRUPTED:
+        print(f"skipbench train: interrupted ({summary.get('signal')}) at step {summary['steps']}, checkpoint saved; "
+              f"continue with: skipbench train resume={run_dir}", file=sys.stderr)
+        # Ctrl-C stops the whole sweep too, not just this job; SIGTERM (a scheduler's stop) says so.
+        raise SystemExit(143 if summary.get("signal") == "SIGTERM" else 130)
+    if summary["status"] == DIVERGED:
+        print(f"skipbench train: {'job ' + str(hc.job.num) + ': ' if sweep else ''}the run diverged "
+              f"({summary.get('error')}); see {run_dir / METRICS}", file=sys.stderr)
+        if not sweep:
+            raise SystemExit(3)  # a sweep goes on: its other jobs are what it is for
 
 
 def save_hydra_files(cfg, hc, run_dir: Path) -> None:
