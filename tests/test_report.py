@@ -180,10 +180,10 @@ def test_group_by_target_and_metric_options(sweep: Path):
     unet, ae = report.groups
     assert unet.steps_to_target == [30, 40, 30]
     assert ae.steps_to_target == [None, None, None]
-    # one key for all runs: a single group pooling both models, said so
+    # one key for all runs: the two models are still split (architectures are never pooled), said so
     pooled = build_report(runs, group_by=["dataset.size"])
-    assert len(pooled.groups) == 1 and pooled.groups[0].final.n == 6
-    assert "model.name" in pooled.pooled_keys
+    assert len(pooled.groups) == 2 and [g.final.n for g in pooled.groups] == [3, 3]
+    assert pooled.split_keys == ["model.name"] and not pooled.pooled_keys
     # a loss: lower is better, so the order is by ascending mean
     loss = build_report(runs, metric="loss")  # "loss" -> val_loss
     assert loss.metric == "val_loss" and not loss.higher_is_better

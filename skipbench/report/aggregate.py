@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from ..run_folder import COMPLETED, EXCLUDED_KEYS, INTERRUPTED, metric_tag
 from .curves import grad_norm_table, mean_curve
 from .grouping import (ALIASES, MISSING, differing_keys, format_value, hashable, known_keys, label_keys, resolve_key,
-                       short_key)
+                       short_key, unpoolable_keys, partition)
 from .runs import ReportError, Run
 from .stats import Summary, t_cdf, t_quantile
 from .values import (available_metrics, best_value, choose_metric, final_value, finite_number, higher_is_better,
@@ -82,6 +82,7 @@ class Report:
     groups: list[Group]  # best first
     runs: list[Run]  # every run found
     pooled_keys: list[str] = field(default_factory=list)  # keys differing inside groups (--group-by)
+    split_keys: list[str] = field(default_factory=list)  # keys added to --group-by's: never pooled
     # run name -> (steps, train seconds) to the target, for every completed run with a curve of the metric
     to_target: dict[str, tuple[int | None, float | None]] = field(default_factory=dict)
 
@@ -117,9 +118,11 @@ def build_report(
         raise ReportError(
             f"{root}: {len(runs)} run(s) found, none finished yet (no metrics.json, or interrupted); nothing to compare"
         )
+    _one_task(finished, root)
     metric = choose_metric(finished, metric)
     higher = higher_is_better(metric)
     keys, shown = _group_keys(finished, group_by)
+    split = [k for k in keys if group_by and k not in _resolved(finished, group_by)]
     by_key: dict[tuple, list[Run]] = {}
     for run in finished:
         by_key.setdefault(tuple(hashable(run.config.get(k, MISSING)) for k in keys), []).append(run)
@@ -133,24 +136,52 @@ def build_report(
     pooled = _pooled_keys(finished, keys, groups) if group_by else []
     return Report(root=str(root), metric=metric, higher_is_better=higher, target=target, target_source=target_source,
                   group_keys=keys, shown_keys=shown, groups=groups, runs=list(runs), pooled_keys=pooled,
-                  to_target=to_target)
+                  split_keys=split, to_target=to_target)
 
 
 def _group_keys(finished: Sequence[Run], group_by: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """The keys the groups are made of, and those shown: ``--group-by``'s, or the differing ones
     (shown: the fewest that tell the groups apart)."""
     if group_by:
-        known = known_keys(finished)
-        keys = list(dict.fromkeys(resolve_key(k, known) for k in group_by))
-        return keys, keys
+        keys = _resolved(finished, group_by)
+        split = []  # never pooled, whatever was asked: each key that splits the groups further
+        for k in unpoolable_keys(finished):
+            if k not in keys and partition(finished, keys + split + [k]) != partition(finished, keys + split):
+                split.append(k)
+        return keys + split, keys + split
     keys = differing_keys(finished)
     return keys, label_keys(finished, keys)
+
+
+def _resolved(finished: Sequence[Run], group_by: Sequence[str]) -> list[str]:
+    known = known_keys(finished)
+    return list(dict.fromkeys(resolve_key(k, known) for k in group_by))
+
+
+def _one_task(finished: Sequence[Run], root: str) -> None:
+    """Each task has its own metric and loss: a report compares the runs of one."""
+    counts: dict[str, int] = {}
+    for run in finished:
+        task = str(run.config.get("task", MISSING))
+        counts[task] = counts.get(task, 0) + 1
+    if len(counts) > 1:
+        shown = ", ".join(f"{t}: {n}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        first = max(counts, key=counts.get)
+        raise ReportError(f"{root}: finished runs of {len(counts)} tasks ({shown}); each task is scored on its own "
+                          f"metric, so a report compares one: add --task {first} (or report a folder of one task)")
 
 
 def _mean_of(runs: Sequence[Run], key: str) -> float | None:
     """Mean of a metrics.json number over the runs that have it."""
     values = [v for v in (finite_number((r.metrics or {}).get(key)) for r in runs) if v is not None]
     return statistics.mean(values) if values else None
+
+
+def _same_or_none(runs: Sequence[Run], key: str) -> float | None:
+    """A structural number (parameters) of a group: its one value, or None when its runs differ in it
+    (a mean over different architectures would describe none of them)."""
+    values = {v for v in (finite_number((r.metrics or {}).get(key)) for r in runs) if v is not None}
+    return values.pop() if len(values) == 1 else None
 
 
 def _group(key: tuple, members: list[Run], shown: Sequence[str], metric: str) -> Group:
@@ -161,7 +192,7 @@ def _group(key: tuple, members: list[Run], shown: Sequence[str], metric: str) ->
     done = g.completed
     g.final = Summary.of(final_value(r, metric) for r in done)
     g.best = Summary.of(best_value(r, metric) for r in done)
-    g.params = _mean_of(members, "params")
+    g.params = _same_or_none(members, "params")
     g.steps_per_s = _mean_of(done, "steps_per_s")
     g.peak_memory_mb = _mean_of(done, "peak_memory_mb")
     g.activations_mb = _mean_of(done, "activations_mb")

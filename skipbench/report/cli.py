@@ -21,12 +21,16 @@ trainer.progress, trainer.device or trainer.num_threads), or by --group-by keys:
 (model.width, optimizer.lr), the alias model (= model.name), a component (task, optimizer, scheduler,
 dataset) or an unambiguous last part (lr = optimizer.lr).
 
+Runs that differ in the task, data set (dataset.*), step budget (trainer.max_steps) or architecture
+(model.*) are never pooled: those keys are added to --group-by's. A report compares one task (--task);
+probe folders (skipbench probe) are left out.
+
 Runs without metrics.json (still running, or killed) and interrupted runs are left out of the
 statistics and counted in one line; diverged and failed runs count as failures of their group.
 
 Examples:
   skipbench report outputs/multirun/2025-01-01_12-00-00
-  skipbench report outputs/ --group-by model,optimizer.lr --metric val_psnr
+  skipbench report outputs/ --task denoise --group-by model,optimizer.lr --metric val_psnr
   skipbench report outputs/multirun/sweep --target 24 --format csv --out /tmp/report
 """
 
@@ -54,6 +58,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=None, metavar="VALUE",
                    help="metric value for the steps/time-to-target columns (default: the worst group's mean "
                         "final value, a level every group reaches)")
+    p.add_argument("--task", default=None, metavar="NAME",
+                   help="only the runs of this task (denoise, reconstruct, segment, classify): a report compares one")
     p.add_argument("--out", default=None, metavar="DIR", help="folder for the report files (default: DIR)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return p
@@ -88,6 +94,8 @@ def _report(args: argparse.Namespace) -> int:
 
     root = Path(args.dir)
     runs = load_runs(root, on_skip=lambda line: print(f"{PROG}: {line}", file=sys.stderr))
+    if args.task:
+        runs = _of_task(runs, args.task, root)
     group_by = [k for k in (args.group_by or "").split(",") if k.strip()] or None
     report = build_report(runs, root=str(args.dir), metric=args.metric, group_by=group_by, target=args.target)
 
@@ -116,6 +124,16 @@ def _report(args: argparse.Namespace) -> int:
     note = f"; no data for {', '.join(skipped)}" if skipped else ""
     print(f"wrote {', '.join(files + plots)} to {out}{note}", file=sys.stderr)
     return 0
+
+
+def _of_task(runs: list, task: str, root: Path) -> list:
+    from .runs import ReportError
+
+    tasks = sorted({str(r.config.get("task")) for r in runs})
+    kept = [r for r in runs if str(r.config.get("task")) == task]
+    if not kept:
+        raise ReportError(f"--task {task}: no runs of that task below {root}; tasks there: {', '.join(tasks)}")
+    return kept
 
 
 if __name__ == "__main__":

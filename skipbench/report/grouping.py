@@ -13,6 +13,10 @@ from ..run_folder import EXCLUDED_KEYS
 from .runs import ReportError, Run
 
 ALIASES = {"model": "model.name"}
+# Runs that differ in these are never pooled into one row, whatever --group-by says: another task, data
+# set, step budget or architecture is another experiment (a mean over them would mean nothing).
+NEVER_POOLED = ("task", "dataset", "trainer.max_steps")
+NEVER_POOLED_PREFIXES = ("task.", "dataset.", "model.")
 MISSING = "—"  # shown for a key a run's config does not have
 
 
@@ -51,11 +55,16 @@ def differing_keys(runs: Sequence[Run], exclude: Iterable[str] = EXCLUDED_KEYS) 
     return sorted(out, key=_priority)  # stable: config order within a priority
 
 
+def unpoolable_keys(runs: Sequence[Run]) -> list[str]:
+    """The differing keys that make runs incomparable (:data:`NEVER_POOLED`), in grouping order."""
+    return [k for k in differing_keys(runs) if k in NEVER_POOLED or k.startswith(NEVER_POOLED_PREFIXES)]
+
+
 def hashable(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
-def _partition(runs: Sequence[Run], keys: Sequence[str]) -> set[frozenset[int]]:
+def partition(runs: Sequence[Run], keys: Sequence[str]) -> set[frozenset[int]]:
     blocks: dict[tuple, set[int]] = {}
     for i, run in enumerate(runs):
         blocks.setdefault(tuple(hashable(run.config.get(k, MISSING)) for k in keys), set()).add(i)
@@ -66,10 +75,10 @@ def label_keys(runs: Sequence[Run], keys: Sequence[str]) -> list[str]:
     """The fewest of ``keys`` (dropping from the end) that still tell the groups apart:
     ``model.long_skip`` need not be shown next to ``model.name`` when the name decides it."""
     keep = list(keys)
-    full = _partition(runs, keep)
+    full = partition(runs, keep)
     for key in reversed(list(keys)):
         trial = [k for k in keep if k != key]
-        if trial and _partition(runs, trial) == full:
+        if trial and partition(runs, trial) == full:
             keep = trial
     return keep
 

@@ -121,6 +121,9 @@ def summary_markdown(report: Report) -> str:
         f"Metric: {m} ({better} is better), final and best value per run; target {report.metric} "
         f"{_target_text(report)} ({target}).",
     ]
+    if report.split_keys:
+        lines.append(f"Note: also split by {', '.join(report.split_keys)}: runs of another task, data set, step budget "
+                     "or architecture are never pooled.")
     if report.pooled_keys:
         lines.append(f"Note: groups pool runs that differ in {', '.join(report.pooled_keys)}.")
     header, rows = group_rows(report)
@@ -225,7 +228,7 @@ def render_json(report: Report, plots: Sequence[str]) -> str:
     doc = {
         "root": report.root, "metric": report.metric, "higher_is_better": report.higher_is_better,
         "target": report.target, "target_source": report.target_source, "group_keys": report.group_keys,
-        "shown_keys": report.shown_keys, "pooled_keys": report.pooled_keys,
+        "shown_keys": report.shown_keys, "pooled_keys": report.pooled_keys, "split_keys": report.split_keys,
         "counts": {"runs": len(report.runs), "finished": len(report.finished), "incomplete": len(report.incomplete),
                    "interrupted": len(report.interrupted),
                    "failed": sum(r.failed for r in report.runs)},

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import ReportError  # noqa: F401  (re-exported: skipbench.report.runs.ReportError)
-from ..run_folder import (COMPLETED, CONFIG, EVENTS_PREFIX, FAILURES, GRAD_LEVEL, GRAD_NORM, INCOMPLETE, METRICS,
-                          OVERRIDES, flat_items, layer_of, level_of, parse_loss_tag)
+from ..run_folder import (CHECKPOINT, COMPLETED, CONFIG, EVENTS_PREFIX, FAILURES, GRAD_LEVEL, GRAD_NORM, INCOMPLETE,
+                          METRICS, OVERRIDES, PROBE, flat_items, layer_of, level_of, parse_loss_tag)
 
 Curve = list[tuple[int, float]]  # (step, value), sorted by step, one value per step
 
@@ -47,6 +47,12 @@ class Run:
     @property
     def failed(self) -> bool:
         return self.status in FAILURES
+
+    @property
+    def is_probe(self) -> bool:
+        """A folder of ``skipbench probe``: it measured models at initialisation and trained nothing."""
+        return bool((self.metrics or {}).get("probe")) or (
+            (self.path / PROBE).is_file() and not (self.path / CHECKPOINT).exists())
 
     @property
     def has_events(self) -> bool:
@@ -167,15 +173,22 @@ def load_runs(root: Path, on_skip: Callable[[str], None] | None = None) -> list[
     paths = discover_runs(root)
     if not paths:
         raise ReportError(f"{root}: no runs found (a run folder holds .hydra/config.yaml)")
-    runs = []
+    runs, probes = [], []
     for p in paths:
         try:
-            runs.append(load_run(p, root))
+            run = load_run(p, root)
         except ReportError as ex:
             if on_skip is not None:
                 on_skip(f"skipped: {ex}")
+            continue
+        (probes if run.is_probe else runs).append(run)
+    if probes and on_skip is not None:  # they trained nothing: no row of a training comparison
+        on_skip(f"left out {len(probes)} probe folder{'s' if len(probes) != 1 else ''} (skipbench probe: measured at "
+                f"initialisation, see their {PROBE}): {', '.join(r.name for r in probes[:3])}"
+                f"{' ...' if len(probes) > 3 else ''}")
     if not runs:
-        raise ReportError(f"{root}: no readable runs (every .hydra/config.yaml below it failed to load)")
+        what = "only probe folders" if probes else "no readable runs (every .hydra/config.yaml below it failed to load)"
+        raise ReportError(f"{root}: {what}; a report compares training runs")
     return runs
 
 
