@@ -70,17 +70,15 @@ def flatten(cfg: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
             for key, value in flat_items(cfg) if value is not None}
 
 
-# The HParams metrics of every run (tag, column name, description). ``hparams/score`` is the run's
-# headline metric whatever its task, so runs of different tasks share one axis in the parallel-
-# coordinates view; the per-task columns are blank for runs of other tasks.
+# The HParams metrics of every run (tag, column name, description): only those EVERY run logs, whatever its
+# task. TensorBoard keeps one run's experiment summary for the whole log folder, and its parallel-coordinates
+# and scatter views drop every session that lacks a declared metric: one declared per-task column (val miou
+# in a denoise sweep) would empty them. ``hparams/score`` is the headline metric under one name, so runs
+# of different tasks share one axis; the per-task metrics stay in the scalars (``metric/val_*``).
 HPARAM_METRICS = [
     (SCORE, "score", "the task's headline validation metric, higher is better: "
      "PSNR (dB) for reconstruct/denoise, mIoU for segment, accuracy for classify"),
     (BEST_SCORE, "best score", "best headline validation metric so far"),
-    ("metric/val_psnr", "val psnr (dB)", "reconstruct / denoise"),
-    ("metric/val_ssim", "val ssim", "reconstruct / denoise"),
-    ("metric/val_miou", "val miou", "segment"),
-    ("metric/val_acc", "val acc", "classify"),
 ]
 
 
@@ -153,8 +151,8 @@ class TBLogger:
 
         ``SummaryWriter.add_hparams`` would create a sub-folder per call, which the dashboard then
         shows as a separate run without our scalars; writing the summaries ourselves keeps one run.
-        Every run, whatever its task, declares the same metrics (:data:`HPARAM_METRICS`): TensorBoard
-        keeps one run's experiment summary for the whole log folder, and it then fits every run.
+        Every run, whatever its task, declares the same metrics (:data:`HPARAM_METRICS`, those every run
+        logs): TensorBoard keeps one run's experiment summary for the whole log folder, and it then fits every run.
         TensorBoard reads the metric values from the run's scalars with those tags.
         """
         from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
