@@ -7,6 +7,7 @@ is the default for a run started from Python with nothing else known.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,3 +39,22 @@ class RunContext:
 
         kwargs.setdefault("info", provenance())
         return cls(device=resolve_device(cfg.trainer.device), **kwargs)
+
+
+def contention_hint(steps_per_s: float, device: torch.device, threads: int,
+                    load: float | None = None, cores: int | None = None) -> str | None:
+    """One line when the CPU this run trains on is oversubscribed (the 1-minute load average above 1.5x
+    the cores), naming ``trainer.num_threads``; None otherwise, or off the CPU. ``load``/``cores``: as
+    measured (the machine's own when None)."""
+    if device.type != "cpu":
+        return None
+    try:
+        load = os.getloadavg()[0] if load is None else load
+    except OSError:  # no load average on this platform
+        return None
+    cores = cores or os.cpu_count() or 1
+    if load <= 1.5 * cores:
+        return None
+    return (f"note: {steps_per_s:.2g} steps/s with {threads} torch thread{'s' if threads != 1 else ''} while the load "
+            f"average is {load:.1f} on {cores} cores: other jobs compete for them; trainer.num_threads=1 "
+            f"(or fewer parallel jobs) is often several times faster on a busy machine")

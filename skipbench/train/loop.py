@@ -35,7 +35,7 @@ from ..run_folder import (BEST_SCORE, COMPLETED, COUNTERS, DIVERGED, FINAL_TRAIN
                           run_info_name, write_json)
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint
-from .context import RunContext
+from .context import RunContext, contention_hint
 from .data_cache import load_data
 from .diagnostics import Diagnostics, count_flops
 from .memory import keep_freed_memory, peak_mb, reset_peak, saved_activations_mb
@@ -264,6 +264,10 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
                 tb.scalars({train_loss_tag: last["train_loss"], LR: lr, STEPS_PER_S: window_steps / elapsed,
                             IMAGES_PER_S: window_steps * t.batch_size / elapsed, **diag.scalars(step)}, step)
                 bar.set_postfix(loss=f"{last['train_loss']:.4g}", refresh=False)
+                if step == start + t.log_every and step < t.max_steps:  # the first full window, once per session
+                    hint = contention_hint(window_steps / elapsed, run.device, torch.get_num_threads())
+                    if hint:
+                        log.warning(hint)
                 loss_sum.zero_()
                 window_start, window_steps, paused = now, 0, 0.0
                 if not math.isfinite(last["train_loss"]):
