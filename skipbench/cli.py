@@ -58,10 +58,31 @@ def report(args: list[str]) -> int:
     return report_main(args)
 
 
+PROBE_HELP = """usage: skipbench probe [overrides ...] [-m]
+
+Build a model exactly as `skipbench train` would (same config keys and overrides), measure it at
+initialisation without training, and write probe.json into the run folder:
+  gradients by depth   ||dL/dW|| / ||W|| of every main-path conv after one backward, and their spread (decades)
+  shattering           correlation of the input gradients of neighbouring inputs (Balduzzi et al. 2017)
+  memory               bytes a training step holds: activations saved for backward, parameters, gradients
+A probe folder holds no checkpoint: `skipbench report` leaves it out of training comparisons.
+
+Examples:
+  skipbench probe model=resnet model.blocks_per_level=8
+  skipbench probe -m model=plain,resnet,highway model.blocks_per_level=2,8 hydra.sweep.dir=outputs/probes
+
+Every key of `skipbench train --help` applies (model.*, dataset.*, task.*, trainer.batch_size, seed).
+"""
+
+
 def probe(args: list[str]) -> int:
+    from .cli_help import wants_help
     from .commands.job import hydra_app, probe_task, run_hydra
     from .commands.overrides import expand_home
 
+    if wants_help(args):
+        print(PROBE_HELP, end="")
+        return 0
     return run_hydra("probe", hydra_app(probe_task, "train"), expand_home(args))
 
 

@@ -172,6 +172,24 @@ def probe_run(cfg, run_dir: Path) -> dict[str, Any]:
     return result
 
 
+def probe_summary(result: dict[str, Any], run_dir: Path) -> str:
+    """What a probe measured, on one screen (the numbers are in ``probe.json``)."""
+    grad, shat, mem = result["grad"], result["shattered"], result["memory"]
+    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
+    lines = [
+        f"probe of model {result['model']} at initialisation (seed {result['seed']}): {result['params']:,} parameters, "
+        f"{result['flops_per_sample'] / 1e6:.1f} MFLOP per sample (forward)",
+        f"  gradients by depth: ||dL/dW||/||W|| spreads over {fmt(grad['spread_decades'], '.2f')} decades across "
+        f"{len(grad['layers'])} main-path convs (first over last: {fmt(grad['first_over_last_decades'], '+.2f')})",
+        f"  shattering: neighbouring inputs' gradients correlate {shat['neighbour_corr']:.3f} on average "
+        f"(min {shat['neighbour_corr_min']:.3f}; 1 = smooth, 0 = shattered)",
+        f"  memory of a training step (batch {mem['batch']}): activations {mem['activation_bytes'] / 2**20:.1f} MiB, "
+        f"parameters {mem['param_bytes'] / 2**20:.2f} MiB, in all {mem['step_bytes'] / 2**20:.1f} MiB",
+        f"wrote {Path(run_dir) / PROBE} (a probe folder: the report leaves it out of training comparisons)",
+    ]
+    return "\n".join(lines)
+
+
 def load_trained(run_dir: Path):
     """The trained run in ``run_dir`` rebuilt from its saved config and checkpoint (for post-training probes)."""
     from omegaconf import OmegaConf

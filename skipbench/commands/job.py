@@ -235,6 +235,7 @@ def probe_task(cfg) -> None:
     """Hydra's task function for ``skipbench probe``."""
     from hydra.core.hydra_config import HydraConfig
 
-    from ..claims.probes import probe_run
+    from ..claims.probes import probe_run, probe_summary
 
-    probe_run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    print(probe_summary(probe_run(cfg, run_dir), run_dir))
