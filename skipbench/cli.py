@@ -24,6 +24,7 @@ Commands:
   report    aggregate finished runs below a folder: tables (md/csv/json) and plots
   probe     measure models at initialisation (gradients by depth, shattering, memory): probe.json
   reproduce run the literature's claims about skips and write docs/results.md with verdicts
+  tb        the TensorBoard command for a folder of runs (names lead with task and variant) and its views' links
 
 Examples:
   skipbench train model=unet_concat
@@ -31,7 +32,7 @@ Examples:
   skipbench train --cfg job
   skipbench train --help          # config groups, options and every key
   skipbench report outputs/multirun/<sweep>
-  tensorboard --logdir outputs/
+  tensorboard --logdir outputs/    # or: skipbench tb outputs/ (readable run names, links to the views)
 
 Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
 """
@@ -86,6 +87,12 @@ def probe(args: list[str]) -> int:
     return run_hydra("probe", hydra_app(probe_task, "train"), expand_home(args))
 
 
+def tb(args: list[str]) -> int:
+    from .report.tb_links import main as tb_main
+
+    return tb_main(args)
+
+
 def reproduce(args: list[str]) -> int:
     from .claims.reproduce import main as reproduce_main
 
@@ -93,7 +100,7 @@ def reproduce(args: list[str]) -> int:
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train, "report": report, "probe": probe,
-                                                   "reproduce": reproduce}
+                                                   "reproduce": reproduce, "tb": tb}
 
 
 def _complete(args: list[str]) -> int:
