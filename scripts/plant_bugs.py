@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LOOP, BLOCKS, TASKS = "skipbench/train/loop.py", "skipbench/models/blocks.py", "skipbench/tasks.py"
 DIAG, MERGES, BASE = "skipbench/train/diagnostics.py", "skipbench/models/merges.py", "skipbench/data/base.py"
 # The in-process test files, quickest first (-x stops at the first failure).
-FAST = ["tests/test_skips.py", "tests/test_learning.py", "tests/test_resume.py", "tests/test_models.py",
-        "tests/test_diagnostics.py", "tests/test_tasks.py", "tests/test_data.py", "tests/test_train.py",
-        "tests/test_metrics.py", "tests/test_mutants_tasks.py", "tests/test_mutants_loop.py"]
+FAST = ["tests/models/test_skips.py", "tests/train/test_learning.py", "tests/train/test_resume.py",
+        "tests/models/test_models.py", "tests/train/test_diagnostics.py", "tests/tasks/test_tasks.py",
+        "tests/data/test_data.py", "tests/train/test_train.py", "tests/tasks/test_metrics.py"]
 
 # (what, file, old, new[, old, new ...]): each `old` must occur exactly once in `file`.
 BUGS: list[tuple[str, ...]] = [
