@@ -474,3 +474,13 @@ def _scalar(value: Any) -> str:
     if isinstance(value, (dict, list)) or (isinstance(value, str) and "${" in value):
         raise TypeError("not a resolved scalar")
     return str(value)
+
+
+def literal(cfg: Any) -> Any:
+    """``cfg`` with every ``${`` escaped (``\\${``), so OmegaConf keeps what :func:`resolve_nodes` left
+    unresolved as text instead of calling a resolver on it."""
+    if isinstance(cfg, dict):
+        return {k: literal(v) for k, v in cfg.items()}
+    if isinstance(cfg, list):
+        return [literal(v) for v in cfg]
+    return cfg.replace("${", "\\${") if isinstance(cfg, str) else cfg
