@@ -129,7 +129,8 @@ def test_param_groups_no_decay_on_norms_and_biases(name):
             assert id(p) in decayed, pname
     norm_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
     biases = {id(p) for n, p in model.named_parameters() if n.endswith(".bias")}
-    assert norm_params and norm_params <= not_decayed
+    norm_free = dict(MODELS[name].knobs).get("norm") == "none"  # resnet_nonorm, rezero_resnet, ...: no norm to find
+    assert (bool(norm_params) != norm_free) and norm_params <= not_decayed
     assert biases <= not_decayed
 
 
