@@ -3,7 +3,7 @@
 Shapes (``w = width``, ``n = num_layers``)::
 
     x [B, C, H, W] -> area-average to input_size x input_size -> flatten   [B, C * input_size**2]
-    stem: linear -> norm -> ReLU                                              [B, w]
+    stem: linear, stem_act: norm -> ReLU                                      [B, w]
     body: n / 2 blocks (each two linear layers deep, like a conv block)       [B, w]
     post: norm -> ReLU for pre-activation blocks (else nothing)
     head: linear                                                              [B, num_classes]
@@ -52,7 +52,7 @@ class MLP(nn.Module):
             (num_layers >= 2 and num_layers % 2 == 0, "num_layers", num_layers, "must be an even integer >= 2 (each block is two layers deep)"),
             (width >= 1, "width", width, "must be an integer >= 1"),
             (input_size >= 1, "input_size", input_size, "must be an integer >= 1"),
-            (head == "classes", "head", head, "the fully connected skeleton only classifies: use task=classify"),
+            (head == "classes", "head", head, "the fully connected skeleton (model=mlp_*) only classifies: use task=classify"),
             (long_skip == "none", "long_skip", long_skip, "the fully connected skeleton has no decoder to skip to; use none"),
             (padding == 1, "padding", padding, "the fully connected skeleton has no convs; use 1"),
         ]:
@@ -64,7 +64,8 @@ class MLP(nn.Module):
         check_options(block, options)
         make_block, n_blocks = block_class(block).stage(options)
         self.input_size, self.residual_scale, self.head_kind = input_size, residual_scale, head
-        self.stem = nn.Sequential(layers.point(in_channels * input_size**2, width), layers.norm_layer(width), nn.ReLU(inplace=True))
+        self.stem = layers.point(in_channels * input_size**2, width)  # one layer: its level is named 00_stem/linear
+        self.stem_act = nn.Sequential(layers.norm_layer(width), nn.ReLU(inplace=True))
         self.body = Stage(make_block, width, width, n_blocks)
         self.post = final_activation(block, layers, width)
         self.head = nn.Linear(width, out_channels)
@@ -91,4 +92,4 @@ class MLP(nn.Module):
         """``x: [B, C, H, W]`` -> ``[B, num_classes]``."""
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.adaptive_avg_pool2d(x, self.input_size)
-        return self.head(self.post(self.body(self.stem(x.flatten(1)))))
+        return self.head(self.post(self.body(self.stem_act(self.stem(x.flatten(1))))))

@@ -130,6 +130,7 @@ class GatedJoin(Join):
     def __init__(self, gate: nn.Module, gate_bias: float, exclusive: bool) -> None:
         super().__init__()
         self.gate, self.gate_bias, self.exclusive = gate, gate_bias, exclusive
+        self.reset_skip_init()  # a block built alone starts right too (the skeleton resets again after its init)
 
     def reset_skip_init(self) -> None:
         nn.init.constant_(self.gate.bias, self.gate_bias)
