@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import II, MISSING, DictConfig, OmegaConf
 
 from .errors import ConfigError  # noqa: F401  (re-exported: skipbench.config.ConfigError)
 from . import run_names  # noqa: F401  registers the resolver that names sweep jobs (train.yaml)
@@ -50,20 +50,44 @@ class Device(_Choice):
 
 # ---------------------------------------------------------------- model
 @dataclass
-class ModelConfig:
-    """One per variant (``schema/model/<name>``), its name and skips from :data:`skipbench.models.registry.MODELS`."""
+class BlockKnobs:
+    """What both skeletons share: the variant's name and skips, and the block knobs (skipbench/models/blocks.py)."""
 
     _target_: str = "skipbench.models.build_model"
     name: str = MISSING
     long_skip: str = MISSING  # a name in skipbench/models/merges.py MERGES (the variant's own unless overridden)
     block: str = MISSING  # a name in skipbench/models/blocks.py BLOCKS (the variant's own unless overridden)
-    depth: int = 3  # 2x downsamplings; bottleneck at H / 2**depth
-    width: int = 16  # channels of the first level, doubled at each level
-    blocks_per_level: int = 1  # each block is two 3x3 convs deep
+    width: int = 16  # channels of the first level, doubled at each level (mlp: units of every hidden layer)
     zero_init_residual: bool = False
     highway_gate_bias: float = -2.0
     dense_growth: Optional[int] = None  # channels per dense layer; default max(4, out_ch // layers)
     padding: int = MISSING  # 1 = padded 3x3 convs; 0 = valid convs as in the original U-Net (output smaller)
+    norm: str = "batch"  # batch | group | none (no norm modules; the layers get biases instead)
+    norm_groups: int = 8  # GroupNorm: gcd(norm_groups, channels) groups in each norm
+    residual_scale: str = "none"  # none | rezero | skipinit | fixup (residual blocks; fixup needs norm=none)
+    shortcut: str = "identity"  # identity | scaled | gated | shortcut_gated | conv1x1 | dropout (He 2016b Table 1)
+    shortcut_scale: float = 0.5  # shortcut=scaled: F + scale * x
+    shortcut_gate_bias: float = -6.0  # shortcut=gated / shortcut_gated: initial b_g of g = sigmoid(W_g x + b_g)
+    shortcut_dropout: float = 0.5  # shortcut=dropout: drop probability on the shortcut
+    drop_path: float = 0.0  # stochastic depth: the last residual block's drop probability (linear in depth; 0.5 = Huang)
+    seed: int = II("seed")  # the run's seed: stochastic depth's draws (skipbench/seeds.py, purpose drop_path)
+
+
+@dataclass
+class ModelConfig(BlockKnobs):
+    """One per conv variant (``schema/model/<name>``), its name and skips from :data:`skipbench.models.registry.MODELS`."""
+
+    depth: int = 3  # 2x downsamplings; bottleneck at H / 2**depth
+    blocks_per_level: int = 1  # each block is two 3x3 convs deep
+
+
+@dataclass
+class MLPModelConfig(BlockKnobs):
+    """One per fully connected variant (skeleton ``mlp``): classify only, on flattened images."""
+
+    width: int = 32
+    num_layers: int = 10  # hidden layers in the blocks (even: two per block); plus the stem and the head
+    input_size: int = 8  # images are area-averaged to input_size x input_size, then flattened
 
 
 # ---------------------------------------------------------------- data sets
@@ -239,7 +263,8 @@ def model_schemas() -> dict[str, ModelConfig]:
     """``schema/model/<name>`` for every registered variant: ``configs/model/<name>.yaml`` extends it."""
     from .models.registry import MODELS  # imports no torch
 
-    return {name: ModelConfig(name=name, long_skip=v.long_skip, block=v.block, padding=v.padding)
+    schema = {"encdec": ModelConfig, "mlp": MLPModelConfig}
+    return {name: schema[v.skeleton](name=name, long_skip=v.long_skip, block=v.block, padding=v.padding, **dict(v.knobs))
             for name, v in MODELS.items()}
 
 
@@ -368,6 +393,8 @@ def _check_task(task: DictConfig) -> None:
 def check_image_size(cfg: DictConfig, size: int) -> None:
     """The model must fit the images (``size`` px, the smaller side): ``2**depth`` pixels, more with valid convs."""
     m = cfg.model
+    if "depth" not in m:  # the fully connected skeleton area-averages any image to its input_size
+        return
     if size < 2**m.depth:
         raise ConfigError(f"model.depth={m.depth}: needs images of at least 2**{m.depth} = {2**m.depth} pixels, "
                           f"but the images are {size} px")

@@ -31,7 +31,7 @@ from skipbench.models import MODELS
 from skipbench.train.loop import train
 from skipbench.train.tb import HPARAM_METRICS, TBLogger, _uint8, captioned_grid, flatten, task_layout
 
-from conftest import TINY, compose, load_events
+from conftest import MODEL_NAMES, TINY, compose, load_events
 
 FAST = ["trainer.max_steps=2", "trainer.eval_every=2", "trainer.log_every=1", "model.depth=2", "diagnostics.images=false"]
 TASKS = ["denoise", "reconstruct", "segment", "classify"]
@@ -48,7 +48,7 @@ def _runs(pairs: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
 RUNS = _runs([("denoise", "autoencoder"), ("denoise", "unet_concat"), ("denoise", "resnet"),
               ("classify", "highway"), ("segment", "densenet")])
 # -m slow: every registered variant with every task.
-ALL_RUNS = _runs([(t, m) for t in TASKS for m in MODELS])
+ALL_RUNS = _runs([(t, m) for t in TASKS for m in MODEL_NAMES])
 
 
 def _make(root: Path, runs) -> Path:
