@@ -247,7 +247,7 @@ def sweep_task_overrides(sweep_dir: Path) -> list[str]:
 
 # ---------------------------------------------------------------- config keys
 # Keys that never define a group: the training seed, and settings that do not change the result.
-EXCLUDED_KEYS = ("seed", "resume", "trainer.progress", "trainer.device", "trainer.num_threads")
+EXCLUDED_KEYS = ("seed", "model.seed", "resume", "trainer.progress", "trainer.device", "trainer.num_threads")
 
 
 def flat_items(cfg: Mapping[str, Any], prefix: str = "", builders: bool = False) -> Iterator[tuple[str, Any]]:

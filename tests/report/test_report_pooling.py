@@ -94,3 +94,11 @@ def test_probe_folders_are_left_out_with_a_note(tmp_path, capsys):
     make_run(only, "p", "unet_concat", 0, None, events=False, metrics={"status": "completed", "probe": "probe.json"})
     assert main([str(only), "--no-plots"]) == 2
     assert "only probe folders" in capsys.readouterr().err
+
+
+def test_the_model_seed_copy_of_the_run_seed_never_splits_groups(tmp_path):
+    for seed in range(3):
+        run = make_run(tmp_path, f"r{seed}", "unet_concat", seed, CURVE)
+        _edit_config(run, **{"model.seed": seed})  # model.seed is ${seed} (stochastic depth draws from it)
+    (group,) = build_report(load_runs(tmp_path), root=str(tmp_path)).groups
+    assert group.final.n == 3
