@@ -233,6 +233,7 @@ class TrainConfig:
     seed: int = 0  # model init, batch order, noise
     resume: Optional[str] = None  # a run directory (or its checkpoint.pt) to continue; auto = this run's own, if any
     tuned_lr: dict[str, float] = field(default_factory=dict)  # model.name -> lr, from tuned=<task>_<dataset>
+    tags: list[str] = field(default_factory=list)  # labels for later filtering (metrics.json, HParams, report --tags)
 
 
 def model_schemas() -> dict[str, ModelConfig]:
@@ -292,6 +293,32 @@ def register_configs() -> None:
     for group, options in SCHEMAS.items():
         for name, node in options.items():
             cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train",
+                   hydra: bool = False) -> DictConfig:
+    """The config ``skipbench <command> overrides...`` would run, composed in-process (schemas registered,
+    the shipped config folder found); ``hydra=True`` keeps the ``hydra`` node, and sets it as the current
+    Hydra config so ``${hydra:...}`` (the run folder's name) resolves. Hydra's global state is cleared again."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=hydra)
+    if hydra:
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def planned_run_dir(cfg: DictConfig) -> Path | None:
+    """The folder Hydra would make for a single run of ``cfg`` (composed with ``hydra=True``; its
+    ``${now:...}`` resolved once, here), or None where only a real job can resolve it."""
+    try:
+        return Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).expanduser().absolute()
+    except Exception:  # an interpolation only a real job can resolve
+        return None
 
 
 def config_dir() -> Path:

@@ -245,8 +245,8 @@ def sweep_task_overrides(sweep_dir: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- config keys
-# Keys that never define a group: the training seed, and settings that do not change the result.
-EXCLUDED_KEYS = ("seed", "resume", "trainer.progress", "trainer.device", "trainer.num_threads")
+# Keys that never define a group: the training seed, settings that do not change the result, and labels.
+EXCLUDED_KEYS = ("seed", "resume", "trainer.progress", "trainer.device", "trainer.num_threads", "tags")
 
 
 def flat_items(cfg: Mapping[str, Any], prefix: str = "", builders: bool = False) -> Iterator[tuple[str, Any]]:

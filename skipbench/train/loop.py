@@ -310,7 +310,7 @@ def start_tensorboard(run: TrainState, run_dir: Path, choices: dict[str, str] | 
     # purge_step: on resume, TensorBoard drops the earlier file's events past the checkpoint.
     tb = TBLogger(run_dir, purge_step=run.step + 1 if run.step else None)
     hparams = {**flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)), **(choices or {}),
-               "params": run.n_params, "flops_per_sample": run.flops}
+               "params": run.n_params, "flops_per_sample": run.flops, "tags": ",".join(cfg.get("tags") or [])}
     tb.hparams(hparams)
     log.info("model %s (long_skip=%s, block=%s): %s parameters, %.3g GFLOPs/sample | task %s | data %s %s | device %s",
              cfg.model.name, cfg.model.long_skip, cfg.model.block, f"{run.n_params:,}", run.flops / 1e9,
@@ -358,7 +358,7 @@ def finish(run: TrainState, tb: TBLogger, run_dir: Path, status: str, last: dict
         FINAL_TRAIN_LOSS: last.get("train_loss"),
         **{final_key(k): v for k, v in last.items() if k.startswith("val_")},
         best_key(f"val_{m}"): run.best if run.best > -math.inf else None, "best_step": run.best_step,
-        "device": str(run.device), "seed": run.cfg.seed,
+        "device": str(run.device), "seed": run.cfg.seed, "tags": list(run.cfg.get("tags") or []),
         **dict(zip(("peak_memory_mb", "peak_memory_kind"), peak_mb(run.device))),  # see train/memory.py
         "activations_mb": activations_mb(run),
         **{k: last[k] for k in ("error", "signal") if k in last},  # why it diverged / which signal stopped it
