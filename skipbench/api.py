@@ -89,7 +89,7 @@ def train(overrides: Overrides | DictConfig = (), run_dir: str | Path | None = N
     from . import run_lock
     from .commands.exits import explain
     from .commands.job import write_hydra_files
-    from .config import compose_config, planned_run_dir
+    from .config import check_config, compose_config, planned_run_dir
     from .provenance import provenance
     from .run_folder import FAILED, METRICS
     from .train import data_cache
@@ -112,6 +112,7 @@ def train(overrides: Overrides | DictConfig = (), run_dir: str | Path | None = N
             cfg = full.copy()
             with open_dict(cfg):
                 del cfg["hydra"]
+        check_config(cfg)  # before the folder is named from model.name (a custom model's needs model.target)
         if run_dir is None:
             stamp = time.strftime("%Y-%m-%d_%H-%M-%S") + f".{time.time_ns() // 1000 % 1_000_000:06d}"
             run_dir = Path("outputs/runs") / f"{stamp}_{_task_name(cfg)}_{cfg.model.name}"

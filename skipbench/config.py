@@ -66,6 +66,16 @@ class ModelConfig:
     padding: int = MISSING  # 1 = padded 3x3 convs; 0 = valid convs as in the original U-Net (output smaller)
 
 
+@dataclass
+class CustomModelConfig:
+    """``model=custom``: your own ``nn.Module`` (:mod:`skipbench.models.custom`)."""
+
+    _target_: str = "skipbench.models.custom.build_custom"
+    target: str = MISSING  # import path of an nn.Module class or a function returning one (mypkg.nets.TinyNet, mynet.build)
+    name: str = "${model_label:${.target}}"  # the run's label (console, folder, TensorBoard, report); default from target
+    kwargs: dict[str, Any] = field(default_factory=dict)  # more keyword arguments for target (+model.kwargs.hidden=32)
+
+
 # ---------------------------------------------------------------- data sets
 @dataclass
 class ShapesConfig:
@@ -240,8 +250,10 @@ def model_schemas() -> dict[str, ModelConfig]:
     """``schema/model/<name>`` for every registered variant: ``configs/model/<name>.yaml`` extends it."""
     from .models.registry import MODELS  # imports no torch
 
-    return {name: ModelConfig(name=name, long_skip=v.long_skip, block=v.block, padding=v.padding)
-            for name, v in MODELS.items()}
+    from .models.custom import CUSTOM
+
+    return {**{name: ModelConfig(name=name, long_skip=v.long_skip, block=v.block, padding=v.padding)
+               for name, v in MODELS.items()}, CUSTOM: CustomModelConfig()}
 
 
 SCHEMAS = {
@@ -335,6 +347,12 @@ def require(ok: bool, key: str, value: Any, rule: str) -> None:
         raise ConfigError(f"{key}={value}: {rule}")
 
 
+def is_custom(model_cfg: DictConfig) -> bool:
+    from .models.custom import is_custom as custom
+
+    return custom(model_cfg)
+
+
 def check_config(cfg: DictConfig) -> None:
     """The rules no constructor or loader owns: the trainer's, optimizer's, schedule's, task's and
     diagnostics' ranges, and the rules spanning several keys. Raises :class:`ConfigError` naming key and rule.
@@ -343,6 +361,9 @@ def check_config(cfg: DictConfig) -> None:
     loader its own (``skipbench/data/``), and :func:`check_image_size` that model and data fit;
     :func:`skipbench.train.validate.check_runnable` runs them all once per run, before the run folder exists.
     """
+    if is_custom(cfg.model) and OmegaConf.is_missing(cfg.model, "target"):
+        raise ConfigError("model.target is not set: model=custom trains your own nn.Module; give its import path, "
+                          "e.g. model.target=mynet.build (a class or a function returning one)")
     _check_trainer(cfg.trainer, cfg)
     _check_optimizer(cfg)
     _check_task(cfg.task)
@@ -395,6 +416,8 @@ def _check_task(task: DictConfig) -> None:
 def check_image_size(cfg: DictConfig, size: int) -> None:
     """The model must fit the images (``size`` px, the smaller side): ``2**depth`` pixels, more with valid convs."""
     m = cfg.model
+    if is_custom(m):  # model=custom: its own forward is checked on a sample (validate.check_model)
+        return
     if size < 2**m.depth:
         raise ConfigError(f"model.depth={m.depth}: needs images of at least 2**{m.depth} = {2**m.depth} pixels, "
                           f"but the images are {size} px")

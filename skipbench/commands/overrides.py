@@ -19,6 +19,7 @@ from ..run_folder import OVERRIDES
 from .exits import one_line
 
 RUN_DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+OPEN_NODES = ("model.kwargs",)  # model=custom: keyword arguments for the user's target, any names
 
 
 def override_key(override: str) -> str:
@@ -69,6 +70,8 @@ def check_added_keys(cfg, args: list[str]) -> None:
                 or "/" in key or (config_dir() / key).is_dir():  # a config group: Hydra checks its options
             continue
         parent_key, _, leaf = key.rpartition(".")
+        if parent_key in OPEN_NODES:  # free keyword arguments (the user's model's)
+            continue
         parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
         schema = OmegaConf.get_type(parent) if OmegaConf.is_config(parent) else None
         known = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []

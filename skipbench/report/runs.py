@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .. import run_names  # noqa: F401  registers the resolvers a saved config uses (model=custom's label)
 from ..errors import ReportError  # noqa: F401  (re-exported: skipbench.report.runs.ReportError)
 from ..run_folder import (CHECKPOINT, COMPLETED, CONFIG, EVENTS_PREFIX, FAILURES, GRAD_LEVEL, GRAD_NORM, INCOMPLETE,
                           METRICS, OVERRIDES, PROBE, flat_items, layer_of, level_of, parse_loss_tag)

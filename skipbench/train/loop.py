@@ -154,7 +154,7 @@ def build(cfg: DictConfig, resume: str | None = None, context: RunContext | None
     data = load_data(cfg)
     task: Task = instantiate_checked(cfg.task)
     task.setup(data)
-    if task.head == "classes" and str(cfg.model.long_skip) != "none":
+    if task.head == "classes" and str(cfg.model.get("long_skip", "none")) != "none":
         log.warning("note: model %s differs from plain only in its long skips (%s), and task=%s has no decoder "
                     "for them to connect: this run trains the same network as model=plain", cfg.model.name,
                     cfg.model.long_skip, task.name)
@@ -244,6 +244,13 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
             # ---- diagnostics: gradients as they are before the optimizer touches them
             log_now = step % t.log_every == 0 or step == t.max_steps
             diag.after_backward(log_now)
+            if step == start + 1:  # once: parameters the forward never used (a user's model may have some)
+                from ..models.custom import unused_parameters
+
+                unused = unused_parameters(model)
+                if unused:
+                    log.info("note: %d parameter tensor(s) got no gradient (unused by forward; shown as 0, "
+                             "a dead layer): %s", len(unused), ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
             if t.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             # ---- step (diagnostics around it measure the update)
@@ -312,13 +319,27 @@ def start_tensorboard(run: TrainState, run_dir: Path, choices: dict[str, str] | 
     hparams = {**flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)), **(choices or {}),
                "params": run.n_params, "flops_per_sample": run.flops, "tags": ",".join(cfg.get("tags") or [])}
     tb.hparams(hparams)
-    log.info("model %s (long_skip=%s, block=%s): %s parameters, %.3g GFLOPs/sample | task %s | data %s %s | device %s",
-             cfg.model.name, cfg.model.long_skip, cfg.model.block, f"{run.n_params:,}", run.flops / 1e9,
+    log.info("model %s (%s): %s parameters, %.3g GFLOPs/sample | task %s | data %s %s | device %s",
+             cfg.model.name, model_kind(cfg.model), f"{run.n_params:,}", run.flops / 1e9,
              run.task.name, run.data.name, tuple(run.data.train.images.shape[1:]), run.device)
+    if run.step == 0:
+        from ..models.custom import parameter_notes
+
+        for note in parameter_notes(run.model):
+            log.info("note: %s", note)
     log.info("run folder: %s", run_dir)
     if run.step == 0:
         tb.scalars({MODEL_PARAMS: run.n_params, MODEL_FLOPS: run.flops}, 0)
     return tb
+
+
+def model_kind(m: DictConfig) -> str:
+    """What the log line says the model is: its skips, or the user's module it was built from."""
+    from ..models.custom import is_custom
+
+    if is_custom(m):
+        return f"your nn.Module {m.target}"
+    return f"long_skip={m.long_skip}, block={m.block}"
 
 
 def eval_and_log(run: TrainState, tb: TBLogger, diag: Diagnostics, val: Split, train_loss: float | None) -> dict[str, float]:
