@@ -41,9 +41,9 @@ Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
 def train(args: list[str]) -> int:
     from .cli_help import train_help, wants_help
     from .commands.job import hydra_app, run_hydra, train_task
-    from .commands.overrides import check_run_dirs, expand_home, with_resume
+    from .commands.overrides import check_run_dirs, expand_home, launcher_aliases, with_resume
 
-    args = expand_home(args)
+    args = launcher_aliases(expand_home(args))
     check_run_dirs(args)
     if wants_help(args):  # Hydra's own --help takes ~2 s listing config groups
         print(train_help("train", args))

@@ -54,14 +54,14 @@ class ModelConfig:
     """One per variant (``schema/model/<name>``), its name and skips from :data:`skipbench.models.registry.MODELS`."""
 
     _target_: str = "skipbench.models.build_model"
-    name: str = MISSING
+    name: str = MISSING  # the variant (model=<name>): labels the run folder, TensorBoard and the report
     long_skip: str = MISSING  # a name in skipbench/models/merges.py MERGES (the variant's own unless overridden)
     block: str = MISSING  # a name in skipbench/models/blocks.py BLOCKS (the variant's own unless overridden)
     depth: int = 3  # 2x downsamplings; bottleneck at H / 2**depth
     width: int = 16  # channels of the first level, doubled at each level
     blocks_per_level: int = 1  # each block is two 3x3 convs deep
-    zero_init_residual: bool = False
-    highway_gate_bias: float = -2.0
+    zero_init_residual: bool = False  # residual blocks: last norm's weight 0 at init, so each block starts as identity
+    highway_gate_bias: float = -2.0  # highway blocks: initial gate bias; negative = carry the input at first
     dense_growth: Optional[int] = None  # channels per dense layer; default max(4, out_ch // layers)
     padding: int = MISSING  # 1 = padded 3x3 convs; 0 = valid convs as in the original U-Net (output smaller)
 
@@ -82,9 +82,9 @@ class ShapesConfig:
     _target_: str = "skipbench.data.shapes"
     size: int = 32  # 32..128 (any size >= 2**depth works)
     channels: int = 1  # 1 (grey) or 3 (colour)
-    train_size: int = 4096
-    val_size: int = 512
-    max_shapes: int = 4
+    train_size: int = 4096  # training images drawn
+    val_size: int = 512  # validation images drawn (a stream of their own)
+    max_shapes: int = 4  # at most this many shapes per image
     seed: int = 0  # the data's own seed: the same images whatever the training seed
 
 
@@ -119,22 +119,22 @@ class FolderConfig:
     crops_per_image: int = 8  # random training crops per image
     val_fraction: float = 0.1  # images held out for validation (by a hash of the path)
     channels: int = 3  # 1 = grey, 3 = RGB
-    seed: int = 0
+    seed: int = 0  # the training crops' own seed
 
 
 @dataclass
 class DigitsConfig:
     _target_: str = "skipbench.data.digits.digits"
     size: int = 32  # scikit-learn's 8x8 digits, upsampled
-    val_fraction: float = 0.2
-    seed: int = 0
+    val_fraction: float = 0.2  # images held out for validation
+    seed: int = 0  # the split's own seed
 
 
 # ---------------------------------------------------------------- tasks
 @dataclass
 class DenoiseConfig:
     _target_: str = "skipbench.tasks.Denoise"
-    noise: Noise = Noise.gaussian
+    noise: Noise = Noise.gaussian  # the corruption the model learns to remove
     sigma: float = 0.2  # std of the additive Gaussian noise (images are in [0, 1])
     amount: float = 0.1  # salt_pepper: fraction of pixels set to 0 or 1
 
@@ -160,9 +160,9 @@ class ReconstructConfig:
 class SGDConfig:
     _target_: str = "torch.optim.SGD"
     _partial_: bool = True
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
+    lr: float = 0.05  # learning rate
+    momentum: float = 0.9  # in [0, 1)
+    nesterov: bool = False  # Nesterov momentum
     weight_decay: float = 0.0  # never applied to norm weights or biases
     fused: Optional[bool] = None  # null: torch's one-kernel update on CPU/CUDA (faster than its per-tensor loop)
 
@@ -172,10 +172,10 @@ class AdamConfig:
     _target_: str = "torch.optim.Adam"
     _partial_: bool = True
     _convert_: str = "all"  # betas as a plain list, so checkpoints hold no omegaconf objects
-    lr: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
+    lr: float = 1e-3  # learning rate (tuned=<task>_<dataset>: each model's own)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # moving-average factors of gradient and its square
+    eps: float = 1e-8  # added to the denominator
+    weight_decay: float = 0.0  # never applied to norm weights or biases
     fused: Optional[bool] = None  # null: torch's one-kernel update on CPU/CUDA (~4x faster than its per-tensor loop)
 
 
@@ -206,7 +206,7 @@ class TrainerConfig:
     # 400: the README's 5-variant sweep fits in 3 minutes on 2 CPU cores even on a slow day, and the long
     # skips lead by 3.2-3.9 dB at step 400 as at 600 (README, 'Speed'); longer: trainer.max_steps=...
     max_steps: int = 400
-    batch_size: int = 32
+    batch_size: int = 32  # images per training step (and per eval batch)
     eval_every: int = 100  # steps between evaluations (and checkpoints); also at the end
     log_every: int = 20  # steps between scalar / gradient-norm writes
     device: Device = Device.auto  # auto = cuda when available, else cpu
@@ -217,6 +217,11 @@ class TrainerConfig:
     compile_mode: CompileMode = CompileMode.default  # torch.compile's mode; reduce-overhead = CUDA graphs
     grad_clip: Optional[float] = None  # max global gradient norm
     progress: bool = True  # tqdm bar
+    # The debug= presets' knobs (configs/debug/, skipbench/train/debug.py):
+    overfit_batches: int = 0  # > 0: train on the first N batches over and over, validate on the same images (debug=overfit)
+    data_fraction: float = 1.0  # the first fraction of the train and val splits, in (0, 1] (debug=tiny)
+    detect_anomaly: bool = False  # autograd anomaly mode: names the op whose backward made a NaN/inf; slow (debug=anomaly)
+    profile_steps: int = 0  # > 0: torch.profiler records N steps; Chrome trace in <run>/profile/ for ui.perfetto.dev (debug=profile)
 
 
 @dataclass
@@ -228,7 +233,7 @@ class DiagnosticsConfig:
     grad_flow: bool = True  # gradient-flow heat map (all logged steps) + grad norm vs depth figures
     figures_every: int = 1000  # steps between grad-flow figures (~0.5 s each to draw); always at the end; 0 = end only
     images: bool = True  # input / output / target grid (each eval)
-    num_images: int = 8
+    num_images: int = 8  # images in the input / output / target grid
 
 
 @dataclass
@@ -382,6 +387,11 @@ def _check_trainer(t: DictConfig, cfg: DictConfig) -> None:
         require(0 <= seed < SEED_LIMIT, key, seed, f"must be an integer in [0, 2**32 - 1]")
     require(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads, "must be >= 1 or null")
     require(t.grad_clip is None or t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "must be > 0 or null")
+    require(t.overfit_batches >= 0, "trainer.overfit_batches", t.overfit_batches, "must be >= 0 (0 = off)")
+    require(0 < t.data_fraction <= 1, "trainer.data_fraction", t.data_fraction, "must be in (0, 1]")
+    require(t.profile_steps >= 0, "trainer.profile_steps", t.profile_steps, "must be >= 0 (0 = off)")
+    require(t.profile_steps == 0 or t.profile_steps + 2 <= t.max_steps, "trainer.profile_steps", t.profile_steps,
+            f"needs trainer.max_steps >= profile_steps + 2 (one step to wait, one to warm up); it is {t.max_steps}")
     if str(t.device) == "cuda":
         import torch
 

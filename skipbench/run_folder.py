@@ -46,6 +46,8 @@ HYDRA_DIR = ".hydra"
 CONFIG = Path(HYDRA_DIR) / "config.yaml"
 HYDRA_CONFIG = Path(HYDRA_DIR) / "hydra.yaml"
 OVERRIDES = Path(HYDRA_DIR) / "overrides.yaml"
+PROFILE_DIR = "profile"  # trainer.profile_steps: Chrome traces (*.pt.trace.json) and ops.txt
+PROFILE_OPS = "ops.txt"
 HYDRA_LOG = "train.log"  # Hydra's job log (hydra.job.name is "train")
 EVENTS_PREFIX = "events.out.tfevents"  # TensorBoard event files: <prefix>.<second>.<host>.<pid>.<n>
 

@@ -50,6 +50,22 @@ def expand_home(args: list[str]) -> list[str]:
     return out
 
 
+# Hydra's upstream launcher names (hydra-submitit-launcher's, used by lightning-hydra-template) -> skipbench's
+# launchers built on them, which add the partition check, resume=auto on requeue and every job accounted for.
+LAUNCHER_ALIASES = {"submitit_slurm": "slurm", "submitit_local": "local"}
+
+
+def launcher_aliases(args: list[str]) -> list[str]:
+    """``hydra/launcher=submitit_slurm`` -> ``hydra/launcher=slurm`` (and ``submitit_local`` -> ``local``)."""
+    out = []
+    for a in args:
+        key, eq, value = a.partition("=")
+        if eq and key.lstrip("+") == "hydra/launcher" and value in LAUNCHER_ALIASES:
+            a = f"{key}={LAUNCHER_ALIASES[value]}"
+        out.append(a)
+    return out
+
+
 def check_run_dirs(args: list[str]) -> None:
     """``hydra.run.dir=`` (empty) would make Hydra write into the current folder: refuse it."""
     for a in args:

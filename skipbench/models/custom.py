@@ -80,6 +80,7 @@ def check_output(model: Any, sample: Any, out_channels: int, head: str, target: 
     the task scores: ``[1, out_channels, H, W]`` (pixels) or ``[1, out_channels]`` (classes)."""
     import torch
 
+    model.eval()  # a shape check, not a training step (no batch statistics, no dropout)
     with torch.no_grad():
         try:
             out = model(sample)

@@ -37,6 +37,7 @@ from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint
 from .context import RunContext, contention_hint
 from .data_cache import load_data
+from .debug import anomaly_error, anomaly_mode, profiler, trim
 from .diagnostics import Diagnostics, count_flops
 from .memory import keep_freed_memory, peak_mb, reset_peak, saved_activations_mb
 from .tb import TBLogger, flatten, task_layout
@@ -151,7 +152,7 @@ def build(cfg: DictConfig, resume: str | None = None, context: RunContext | None
     threads = t.num_threads or context.threads
     if threads:
         torch.set_num_threads(threads)
-    data = load_data(cfg)
+    data = trim(load_data(cfg), t)  # all of it, unless a debug= preset asks for a few batches
     task: Task = instantiate_checked(cfg.task)
     task.setup(data)
     if task.head == "classes" and str(cfg.model.get("long_skip", "none")) != "none":
@@ -223,7 +224,7 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
     # Off a terminal (sweeps, cluster logs) refresh rarely, so log files do not fill with bars.
     bar = tqdm(total=t.max_steps, initial=start, disable=not t.progress, desc=cfg.model.name, unit="step",
                dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 30)
-    with StopFlag() as stop, logging_redirect_tqdm():
+    with StopFlag() as stop, logging_redirect_tqdm(), anomaly_mode(t), profiler(t, run_dir) as prof:
         for step in range(start + 1, t.max_steps + 1):  # `step` = optimizer steps done after this one
             # ---- data: the batch and its noise depend only on (seed, step), so resume is exact
             data_start = time.perf_counter()
@@ -240,7 +241,15 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
             loss = task.loss(output, target)
             # ---- backward
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                loss.backward()
+            except RuntimeError as ex:  # trainer.detect_anomaly: the op whose backward made a NaN names itself
+                why = anomaly_error(ex) if t.detect_anomaly else None
+                if why is None:
+                    raise
+                status, last["error"] = DIVERGED, f"{why} at step {step} (trainer.detect_anomaly)"
+                log.error("%s: stopping this run as diverged", last["error"])
+                break
             # ---- diagnostics: gradients as they are before the optimizer touches them
             log_now = step % t.log_every == 0 or step == t.max_steps
             diag.after_backward(log_now)
@@ -262,6 +271,8 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
             run.step, window_steps = step, window_steps + 1
             loss_sum += loss.detach()
             bar.update(1)
+            if prof is not None:  # trainer.profile_steps
+                prof.step()
             # ---- log: the only host syncs of the hot path, every log_every steps
             if log_now or stop.reason:
                 now = time.perf_counter()  # the next window starts here: the cost of logging counts as training

@@ -49,8 +49,11 @@ def check_runnable(cfg: DictConfig, resume: str | None) -> dict[str, Any] | None
         with model_keys_named(cfg):  # skip names before any data is read (a real data set takes seconds)
             block_class(cfg.model.block)
             merge_class(cfg.model.long_skip, cfg.model.padding)
+    from .debug import trim
+
     data = load_data(cfg)  # kept for the run, so nothing is loaded twice
     try:
+        data = trim(data, cfg.trainer)  # what the run trains on (debug= presets: a few batches)
         EpochSampler(len(data.train), cfg.trainer.batch_size, cfg.seed)  # refuses a batch larger than the split
         task = instantiate_checked(cfg.task)
         task.setup(data)  # task x data set: e.g. segment needs masks, classify needs labels
