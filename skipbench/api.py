@@ -147,6 +147,24 @@ def train(overrides: Overrides | DictConfig = (), run_dir: str | Path | None = N
     return RunResult(summary, run_dir)
 
 
+def model_summary(overrides: Overrides = ()) -> list[dict[str, Any]]:
+    """The per-layer cost table (``skipbench summary``): one dict per layer (``layer``, ``kind``,
+    ``output_shape``, ``params``, ``flops``, ``saved_bytes``, ``model``), one sample, nothing trained."""
+    from .train import data_cache
+    from .train.layer_table import layer_table, rows_json
+    from .train.loop import build
+    from .train.validate import check_runnable
+
+    cfg = compose(overrides)
+    try:
+        check_runnable(cfg, None)
+        run = build(cfg)
+        sample = run.task.make_batch(run.data.val.take(slice(0, 1)), None)[0].to(run.device)
+        return [{**row, "model": str(cfg.model.name)} for row in rows_json(layer_table(run.model, sample))]
+    finally:
+        data_cache.forget_loaded()
+
+
 def sweep(overrides: Overrides, sweep_dir: str | Path | None = None, **report_options: Any) -> Table:
     """``skipbench train -m overrides...`` in this process (Hydra's sweeper and launcher, the same job
     folders), then :func:`report` on the sweep folder. ``report_options``: :func:`report`'s keywords."""

@@ -232,6 +232,9 @@ class DiagnosticsConfig:
     activations: bool = True  # per-block output mean/std on a fixed probe batch (each eval)
     grad_flow: bool = True  # gradient-flow heat map (all logged steps) + grad norm vs depth figures
     figures_every: int = 1000  # steps between grad-flow figures (~0.5 s each to draw); always at the end; 0 = end only
+    grad_max: bool = True  # per-layer max |gradient| (grad_max/<layer>, every log_every; needs grad_norms)
+    dead_after: int = 3  # flag a layer dead after this many log steps of exactly zero gradient (log, health/dead_layers, metrics.json); 0 = off
+    histograms: bool = False  # per-layer weight and gradient histograms (TensorBoard's Histograms tab) at figures_every
     images: bool = True  # input / output / target grid (each eval)
     num_images: int = 8  # images in the input / output / target grid
 
@@ -376,6 +379,7 @@ def check_config(cfg: DictConfig) -> None:
     if "root" in d.keys() and OmegaConf.is_missing(d, "root"):
         raise ConfigError("dataset.root is not set: give the folder of your images, e.g. dataset.root=~/photos")
     require(cfg.diagnostics.figures_every >= 0, "diagnostics.figures_every", cfg.diagnostics.figures_every, "must be >= 0")
+    require(cfg.diagnostics.dead_after >= 0, "diagnostics.dead_after", cfg.diagnostics.dead_after, "must be >= 0 (0 = off)")
     require(cfg.diagnostics.num_images >= 1, "diagnostics.num_images", cfg.diagnostics.num_images, "must be >= 1")
 
 

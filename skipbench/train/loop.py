@@ -31,7 +31,7 @@ from ..data import EpochSampler, ImageData, Split
 from ..errors import CheckpointError, ConfigError
 from ..run_folder import (BEST_SCORE, COMPLETED, COUNTERS, DIVERGED, FINAL_TRAIN_LOSS, IMAGES_PER_S, INTERRUPTED, LR,
                           METRICS, MODEL_FLOPS, MODEL_PARAMS, MODEL_STATE, OPTIMIZER_STATE, SAVED_CONFIG,
-                          SCHEDULER_STATE, SCORE, STEP, STEPS_PER_S, best_key, final_key, loss_tag, metric_tag,
+                          SCHEDULER_STATE, SCORE, STEP, STEPS_PER_S, LAYERS_JSON, LAYERS_MD, LAYERS_TEXT, best_key, final_key, loss_tag, metric_tag,
                           run_info_name, write_json)
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint
@@ -305,6 +305,7 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
                     save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
                 break
     bar.close()
+    last["dead_layers"] = list(diag.dead)
     return finish(run, tb, run_dir, status, last, time.perf_counter() - wall_start)
 
 
@@ -341,7 +342,20 @@ def start_tensorboard(run: TrainState, run_dir: Path, choices: dict[str, str] | 
     log.info("run folder: %s", run_dir)
     if run.step == 0:
         tb.scalars({MODEL_PARAMS: run.n_params, MODEL_FLOPS: run.flops}, 0)
+        write_layer_table(run, run_dir, tb)
     return tb
+
+
+def write_layer_table(run: TrainState, run_dir: Path, tb: TBLogger) -> None:
+    """The per-layer cost table (shape, params, FLOPs, saved bytes) into the run folder and TensorBoard's Text tab."""
+    from .layer_table import layer_table, render, rows_json
+
+    sample = run.task.make_batch(run.data.val.take(slice(0, 1)).to(run.device), None)[0]
+    rows = layer_table(run.model, sample)
+    text = render(rows, f"{run.cfg.model.name}: per-layer cost")
+    (run_dir / LAYERS_MD).write_text(text)
+    write_json(run_dir / LAYERS_JSON, {"model": run.cfg.model.name, "per": "sample", "layers": rows_json(rows)})
+    tb.text(LAYERS_TEXT, text, 0)
 
 
 def model_kind(m: DictConfig) -> str:
@@ -369,6 +383,8 @@ def eval_and_log(run: TrainState, tb: TBLogger, diag: Diagnostics, val: Split, t
     every = cfg.diagnostics.figures_every
     draw = step == cfg.trainer.max_steps or bool(every) and step % every == 0
     tb.figures({**(diag.figures() if draw else {}), **task.figures()}, step)
+    if draw:
+        tb.histograms(diag.histograms(), step)
     if cfg.diagnostics.images:
         inputs, output, target = (x[: cfg.diagnostics.num_images] for x in sample)
         tb.images("samples/val", task.sample_rows(inputs, output, target), step,
@@ -393,6 +409,7 @@ def finish(run: TrainState, tb: TBLogger, run_dir: Path, status: str, last: dict
         "device": str(run.device), "seed": run.cfg.seed, "tags": list(run.cfg.get("tags") or []),
         **dict(zip(("peak_memory_mb", "peak_memory_kind"), peak_mb(run.device))),  # see train/memory.py
         "activations_mb": activations_mb(run),
+        "dead_layers": last.get("dead_layers", []),  # exactly zero gradient for diagnostics.dead_after log steps
         **{k: last[k] for k in ("error", "signal") if k in last},  # why it diverged / which signal stopped it
     }
     write_json(run_dir / METRICS, summary)
