@@ -129,7 +129,7 @@ class GradNorms:
     Call after ``backward()`` and before ``optimizer.step()`` (after unscaling, under a GradScaler).
     One fused ``torch._foreach_norm`` over all gradients; the result stays on the device as one
     ``[L + 1 + V (+ L)]`` tensor (layers by depth, total, levels by depth, and with ``grad_max`` each
-    layer's max |gradient|: a second fused norm, ord=inf, over the layers' weights), so the caller pays a
+    layer's max |gradient|: fused abs and max over the layers' weights), so the caller pays a
     single host transfer when it logs -- not one sync per layer or level.
     """
 
@@ -144,7 +144,8 @@ class GradNorms:
             self.tags += layer_tags(self.names, GRAD_MAX)
         self.params = [p for p in model.parameters() if p.requires_grad]
         position = {id(p): i for i, p in enumerate(self.params)}
-        self.layer_index = torch.tensor([position[id(m.weight)] for _, m in layers], dtype=torch.long)
+        self.layer_list = [position[id(m.weight)] for _, m in layers]
+        self.layer_index = torch.tensor(self.layer_list, dtype=torch.long)
         in_level = [(position[id(p)], self.level_names.index(levels[child]))
                     for child, mod in model.named_children() if child in levels
                     for p in mod.parameters() if id(p) in position]
@@ -164,8 +165,9 @@ class GradNorms:
         levels = level_sq.sqrt().clamp_min(GRAD_LEVEL_FLOOR).log10()
         parts = [norms[self.layer_index], total, levels]
         if self.grad_max:
-            layer_grads = [grads[i] for i in self.layer_index.tolist()]
-            parts.append(torch.stack(torch._foreach_norm(layer_grads, float("inf"))).float())
+            layer_grads = [grads[i] for i in self.layer_list]
+            # max |g|: abs + max is ~4x faster than _foreach_norm(ord=inf) on CPU (0.54 vs 2.25 ms, width-16 U-Net)
+            parts.append(torch.stack(torch._foreach_max(torch._foreach_abs(layer_grads))).float())
         return torch.cat(parts)
 
 
