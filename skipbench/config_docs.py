@@ -65,7 +65,20 @@ def field_comments(cls: type) -> dict[str, str]:
     return out
 
 
-def allowed_values(cls: type, name: str) -> str:
+def skip_names(name: str, full: bool) -> list[str]:
+    """The long-skip or block names: all of MERGES / BLOCKS (``full``: imports torch), or, for the light
+    ``--help`` path, those the registered variants use (the variant table imports no torch)."""
+    if full:
+        from .models.blocks import BLOCKS
+        from .models.merges import MERGES
+
+        return list(MERGES if name == "long_skip" else BLOCKS)
+    from .models.registry import MODELS
+
+    return list(dict.fromkeys(getattr(v, name) for v in MODELS.values()))
+
+
+def allowed_values(cls: type, name: str, full: bool = False) -> str:
     """``gaussian | salt_pepper``, ``true | false``, ``int or null``: what the type admits."""
     try:
         hints = typing.get_type_hints(cls)
@@ -87,18 +100,12 @@ def allowed_values(cls: type, name: str) -> str:
     else:
         origin = typing.get_origin(hint)
         text = getattr(origin, "__name__", "") or ""
-    if name == "long_skip":
-        from .models.merges import MERGES
-
-        text = " | ".join(MERGES)
-    elif name == "block":
-        from .models.blocks import BLOCKS
-
-        text = " | ".join(BLOCKS)
+    if name in ("long_skip", "block"):
+        text = " | ".join(skip_names(name, full))
     return f"{text} or null" if optional and text else text
 
 
-def describe(cfg: DictConfig, prefix: str = "") -> dict[str, tuple[Any, str, str]]:
+def describe(cfg: DictConfig, prefix: str = "", full: bool = False) -> dict[str, tuple[Any, str, str]]:
     """Every leaf key of a composed config -> ``(default, description, allowed values)``."""
     out: dict[str, tuple[Any, str, str]] = {}
     schema = OmegaConf.get_type(cfg) if OmegaConf.is_config(cfg) else None
@@ -107,11 +114,11 @@ def describe(cfg: DictConfig, prefix: str = "") -> dict[str, tuple[Any, str, str
         name = f"{prefix}{key}"
         node = cfg._get_node(key)
         if OmegaConf.is_dict(node) and dataclasses.is_dataclass(OmegaConf.get_type(node)):
-            out.update(describe(node, f"{name}."))
+            out.update(describe(node, f"{name}.", full))
             continue
         value = OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node._value()
         text = BUILDER_KEYS.get(str(key)) or notes.get(str(key), "")
-        allowed = allowed_values(schema, str(key)) if dataclasses.is_dataclass(schema) else ""
+        allowed = allowed_values(schema, str(key), full) if dataclasses.is_dataclass(schema) else ""
         out[name] = (value, text, allowed)
     return out
 
@@ -145,7 +152,8 @@ def markdown(groups: dict[str, list[str]]) -> str:
 
     def table(cfg: DictConfig, root: str) -> list[str]:
         rows = ["| key | default | allowed | what it does |", "|:--|:--|:--|:--|"]
-        for key, (value, text, allowed) in describe(cfg[root] if root else cfg, f"{root}." if root else "").items():
+        for key, (value, text, allowed) in describe(cfg[root] if root else cfg, f"{root}." if root else "",
+                                                    full=True).items():
             shown = "null" if value is None else str(value).replace("|", "\\|")
             rows.append(f"| `{key}` | `{shown}` | {allowed.replace('|', '/')} | {text.replace('|', '/')} |")
         return rows
