@@ -155,7 +155,8 @@ def markdown(groups: dict[str, list[str]]) -> str:
         for key, (value, text, allowed) in describe(cfg[root] if root else cfg, f"{root}." if root else "",
                                                     full=True).items():
             shown = "null" if value is None else str(value).replace("|", "\\|")
-            rows.append(f"| `{key}` | `{shown}` | {allowed.replace('|', '/')} | {text.replace('|', '/')} |")
+            text = text.replace("|", "/").replace("<", "&lt;").replace(">", "&gt;")  # markdown table, no HTML
+            rows.append(f"| `{key}` | `{shown}` | {allowed.replace('|', '/')} | {text} |")
         return rows
 
     lines = ["# Configuration keys", "",

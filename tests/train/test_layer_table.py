@@ -73,8 +73,8 @@ def test_a_layer_with_exactly_zero_gradient_is_flagged_dead(tmp_path, monkeypatc
     run = skipbench.train([*fast, "model=custom", "model.target=deadnet.HalfDead", "diagnostics.dead_after=2"],
                           run_dir=tmp_path / "run")
     assert run["dead_layers"] == ["01_dead/conv"]
-    dead = [e.value for e in load_events(run.folder).Scalars("health/dead_layers")]
-    assert dead[0] == 0 and dead[-1] == 1  # flagged only after 2 log steps
+    dead = [(e.step, e.value) for e in load_events(run.folder).Scalars("health/dead_layers")]
+    assert dead[0] == (1, 0) and dead[1] == (2, 1) and dead[-1] == (6, 1)  # flagged at the 2nd zero log step
     assert load_events(run.folder).Scalars("grad_max/01_dead/conv")[-1].value == 0.0
 
 
