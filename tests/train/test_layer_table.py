@@ -99,3 +99,18 @@ def test_summary_command_prints_one_table_per_model(capsys):
     assert by["unet_concat"]["06_dec0/conv1"]["flops"] == 2 * by["unet_add"]["06_dec0/conv1"]["flops"]
     assert cli_main(["summary", "model=nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_a_layer_is_flagged_at_exactly_dead_after_zero_log_steps():
+    from omegaconf import OmegaConf
+
+    from skipbench.train.diagnostics import Diagnostics
+
+    model = tiny_model("autoencoder", depth=1)
+    diag = Diagnostics(model, OmegaConf.create({"grad_norms": True, "weight_norms": False, "update_ratios": False,
+                                                "activations": False, "grad_flow": False, "dead_after": 2}))
+    first = diag.names[0]
+    norms = [0.0] + [1.0] * (len(diag.names) - 1)
+    assert diag._dead_layers(norms) == {"health/dead_layers": 0.0} and diag.dead == []
+    assert diag._dead_layers(norms) == {"health/dead_layers": 1.0} and diag.dead == [first]
+    assert diag._dead_layers([1.0] * len(diag.names)) == {"health/dead_layers": 0.0} and diag.dead == [first]
