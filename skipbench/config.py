@@ -7,6 +7,17 @@ anything is built. The model options (``schema/model/<name>``) are made from the
 :data:`skipbench.models.registry.MODELS`. Ranges that types cannot express are checked by
 :func:`check_config` (the rules no constructor or loader owns) and, once per run, by
 :func:`skipbench.train.validate.check_runnable`.
+
+Each default lives once, here: a schema states every key of its node with its default, and a file in
+``configs/`` holds only what its option changes from the schema it extends (``model/unet_crop.yaml``'s
+``depth: 1``), besides its ``defaults:`` list. Here rather than in the YAML because the schema must
+name every key anyway (types, enum values and unknown keys are checked against it), the model options
+are made from the registry with no YAML values of their own, and code that builds a node from a
+schema class gets the same defaults as the command line. Experiment and tuned presets are not
+defaults: they pin their values whatever the defaults become; the launcher files
+(``configs/hydra/launcher/``) extend the submitit plugin's schemas, not these, and pin the job sizes a
+plugin release could change. ``tests/configs/test_defaults_once.py`` fails on an option file that
+repeats a schema default.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import II, MISSING, DictConfig, OmegaConf
 
 from .errors import ConfigError  # noqa: F401  (re-exported: skipbench.config.ConfigError)
 from . import run_names  # noqa: F401  registers the resolver that names sweep jobs (train.yaml)
@@ -50,20 +61,44 @@ class Device(_Choice):
 
 # ---------------------------------------------------------------- model
 @dataclass
-class ModelConfig:
-    """One per variant (``schema/model/<name>``), its name and skips from :data:`skipbench.models.registry.MODELS`."""
+class BlockKnobs:
+    """What both skeletons share: the variant's name and skips, and the block knobs (skipbench/models/blocks.py)."""
 
     _target_: str = "skipbench.models.build_model"
     name: str = MISSING  # the variant (model=<name>): labels the run folder, TensorBoard and the report
     long_skip: str = MISSING  # a name in skipbench/models/merges.py MERGES (the variant's own unless overridden)
     block: str = MISSING  # a name in skipbench/models/blocks.py BLOCKS (the variant's own unless overridden)
-    depth: int = 3  # 2x downsamplings; bottleneck at H / 2**depth
-    width: int = 16  # channels of the first level, doubled at each level
-    blocks_per_level: int = 1  # each block is two 3x3 convs deep
+    width: int = 16  # channels of the first level, doubled at each level (mlp: units of every hidden layer)
     zero_init_residual: bool = False  # residual blocks: last norm's weight 0 at init, so each block starts as identity
     highway_gate_bias: float = -2.0  # highway blocks: initial gate bias; negative = carry the input at first
     dense_growth: Optional[int] = None  # channels per dense layer; default max(4, out_ch // layers)
     padding: int = MISSING  # 1 = padded 3x3 convs; 0 = valid convs as in the original U-Net (output smaller)
+    norm: str = "batch"  # batch | group | none (no norm modules; the layers get biases instead)
+    norm_groups: int = 8  # GroupNorm: gcd(norm_groups, channels) groups in each norm
+    residual_scale: str = "none"  # none | rezero | skipinit | fixup (residual blocks; fixup needs norm=none)
+    shortcut: str = "identity"  # identity | scaled | gated | shortcut_gated | conv1x1 | dropout (He 2016b Table 1)
+    shortcut_scale: float = 0.5  # shortcut=scaled: F + scale * x
+    shortcut_gate_bias: float = -6.0  # shortcut=gated / shortcut_gated: initial b_g of g = sigmoid(W_g x + b_g)
+    shortcut_dropout: float = 0.5  # shortcut=dropout: drop probability on the shortcut
+    drop_path: float = 0.0  # stochastic depth: the last residual block's drop probability (linear in depth; 0.5 = Huang)
+    seed: int = II("seed")  # the run's seed: stochastic depth's draws (skipbench/seeds.py, purpose drop_path)
+
+
+@dataclass
+class ModelConfig(BlockKnobs):
+    """One per conv variant (``schema/model/<name>``), its name and skips from :data:`skipbench.models.registry.MODELS`."""
+
+    depth: int = 3  # 2x downsamplings; bottleneck at H / 2**depth
+    blocks_per_level: int = 1  # each block is two 3x3 convs deep
+
+
+@dataclass
+class MLPModelConfig(BlockKnobs):
+    """One per fully connected variant (skeleton ``mlp``): classify only, on flattened images."""
+
+    width: int = 32
+    num_layers: int = 10  # hidden layers in the blocks (even: two per block); plus the stem and the head
+    input_size: int = 8  # images are area-averaged to input_size x input_size, then flattened
 
 
 @dataclass
@@ -113,7 +148,7 @@ class Cifar10Config(MnistConfig):
 @dataclass
 class FolderConfig:
     _target_: str = "skipbench.data.folder.folder"
-    root: str = MISSING  # your images (PNG/JPEG/BMP, searched recursively; class sub-folders for classify)
+    root: str = MISSING  # required, e.g. dataset.root=~/photos: PNG/JPEG/BMP, searched recursively; class sub-folders for classify
     masks: Optional[str] = None  # parallel folder of PNG masks (default: <root>/../masks if present)
     crop: int = 64  # crop size in pixels
     crops_per_image: int = 8  # random training crops per image
@@ -134,7 +169,7 @@ class DigitsConfig:
 @dataclass
 class DenoiseConfig:
     _target_: str = "skipbench.tasks.Denoise"
-    noise: Noise = Noise.gaussian  # the corruption the model learns to remove
+    noise: Noise = Noise.gaussian  # gaussian | salt_pepper
     sigma: float = 0.2  # std of the additive Gaussian noise (images are in [0, 1])
     amount: float = 0.1  # salt_pepper: fraction of pixels set to 0 or 1
 
@@ -260,8 +295,9 @@ def model_schemas() -> dict[str, ModelConfig]:
 
     from .models.custom import CUSTOM
 
-    return {**{name: ModelConfig(name=name, long_skip=v.long_skip, block=v.block, padding=v.padding)
-               for name, v in MODELS.items()}, CUSTOM: CustomModelConfig()}
+    schema = {"encdec": ModelConfig, "mlp": MLPModelConfig}
+    return {**{name: schema[v.skeleton](name=name, long_skip=v.long_skip, block=v.block, padding=v.padding,
+                                        **dict(v.knobs)) for name, v in MODELS.items()}, CUSTOM: CustomModelConfig()}
 
 
 SCHEMAS = {
@@ -431,6 +467,8 @@ def check_image_size(cfg: DictConfig, size: int) -> None:
     """The model must fit the images (``size`` px, the smaller side): ``2**depth`` pixels, more with valid convs."""
     m = cfg.model
     if is_custom(m):  # model=custom: its own forward is checked on a sample (validate.check_model)
+        return
+    if "depth" not in m:  # the fully connected skeleton area-averages any image to its input_size
         return
     if size < 2**m.depth:
         raise ConfigError(f"model.depth={m.depth}: needs images of at least 2**{m.depth} = {2**m.depth} pixels, "

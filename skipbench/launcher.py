@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import re
 import os
@@ -162,13 +161,14 @@ def _last_error_line(text: str) -> str:
 
 def record_unfinished(job_dir: Path, status: str, error: str) -> None:
     """Mark ``job_dir/metrics.json`` with ``status`` (keeping what the job wrote, if anything)."""
-    from .run_folder import write_json
+    from .run_folder import UnreadableFile, read_json, write_json
 
     path = job_dir / METRICS
     try:
-        metrics = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+        metrics = read_json(path) if path.exists() else {}
+    except UnreadableFile:
         metrics = {}
+    metrics = metrics if isinstance(metrics, dict) else {}
     if metrics.get("status") == COMPLETED:
         return  # finished its work; only submitit's bookkeeping was lost
     job_dir.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,12 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from .errors import RunFolderError
 
 # ---------------------------------------------------------------- statuses (metrics.json "status")
 COMPLETED, INTERRUPTED, DIVERGED, FAILED = "completed", "interrupted", "diverged", "failed"
@@ -220,11 +223,9 @@ MULTIRUN = "multirun.yaml"  # what Hydra writes into a sweep folder: its config,
 def read_multirun(sweep_dir: Path) -> dict[str, Any] | None:
     """A sweep folder's ``multirun.yaml`` as plain YAML (no interpolation is resolved: the folder may come
     from someone else), or None when there is none or it cannot be read."""
-    import yaml
-
     try:
-        cfg = yaml.safe_load((Path(sweep_dir) / MULTIRUN).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        cfg = read_yaml(Path(sweep_dir) / MULTIRUN)
+    except UnreadableFile:
         return None
     return cfg if isinstance(cfg, dict) else None
 
@@ -252,8 +253,8 @@ def sweep_task_overrides(sweep_dir: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- config keys
-# Keys that never define a group: the training seed, settings that do not change the result, and labels.
-EXCLUDED_KEYS = ("seed", "resume", "trainer.progress", "trainer.device", "trainer.num_threads", "tags")
+# Keys that never define a group: the training seed (and model.seed, its copy for drop_path), settings that do not change the result, and labels.
+EXCLUDED_KEYS = ("seed", "model.seed", "resume", "trainer.progress", "trainer.device", "trainer.num_threads", "tags")
 
 
 def flat_items(cfg: Mapping[str, Any], prefix: str = "", builders: bool = False) -> Iterator[tuple[str, Any]]:
@@ -310,3 +311,183 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
             f.write("\n")
 
     atomic_write(path, write)
+
+
+# ---------------------------------------------------------------- reading files of a run folder (as data)
+# A run folder may come from someone else: its files are read as data only -- no interpolation resolver
+# (``${oc.env:VAR}`` stays as written), no custom YAML tag, no special file (a FIFO blocks a reader for ever,
+# a device never ends), and bounded in size: a summary or a config is a few KB.
+MAX_FILE_BYTES = 4 << 20  # per file read from a run folder
+MAX_NODES = 200_000  # values in one file once YAML aliases are expanded (a 1.4 KB alias bomb holds 10^9)
+
+
+class UnreadableFile(RunFolderError):
+    """A run-folder file that is not read: missing, special, too large, malformed or too deep."""
+
+
+def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file, at most ``limit`` of them; anything else raises :class:`UnreadableFile`.
+
+    Opened non-blocking and checked with ``fstat`` on the open descriptor, so a FIFO never blocks and a
+    file swapped for one between a check and the read is still refused."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as ex:
+        raise UnreadableFile(f"{path}: cannot open it ({ex.strerror or ex})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnreadableFile(f"{path}: not a regular file ({file_kind(st.st_mode)}); not read")
+        if st.st_size > limit:
+            raise UnreadableFile(f"{path}: {st.st_size} bytes, over the {limit} a run folder's file may hold")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    except OSError as ex:
+        raise UnreadableFile(f"{path}: cannot read it ({ex.strerror or ex})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # grew since fstat
+        raise UnreadableFile(f"{path}: over the {limit} bytes a run folder's file may hold")
+    return data
+
+
+def file_kind(mode: int | Path) -> str:
+    """``a FIFO``, ``a directory``, ``a character device``...: what a non-regular file (or its mode) is."""
+    if isinstance(mode, Path):
+        try:
+            mode = os.stat(mode).st_mode
+        except OSError as ex:
+            return f"unreadable: {ex.strerror or ex}"
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def is_regular(path: Path) -> bool:
+    """A regular file (after symlinks); never opens it, so a FIFO answers False without blocking."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
+    try:
+        return read_bytes(path, limit).decode("utf-8")
+    except UnicodeDecodeError as ex:
+        raise UnreadableFile(f"{path}: not UTF-8 text (byte {ex.start})") from None
+
+
+def _count_nodes(value: Any, budget: int) -> int:
+    """``budget`` minus the values in ``value`` with shared references expanded; stops below zero."""
+    stack = [value]
+    while stack and budget >= 0:
+        v = stack.pop()
+        budget -= 1
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return budget
+
+
+def _check_size(path: Path, value: Any) -> Any:
+    if _count_nodes(value, MAX_NODES) < 0:
+        raise UnreadableFile(f"{path}: over {MAX_NODES} values once YAML aliases are expanded (an alias bomb?)")
+    return value
+
+
+def read_yaml(path: Path, limit: int = MAX_FILE_BYTES) -> Any:
+    """A YAML file of a run folder as plain Python (dicts, lists, scalars): interpolations kept as written,
+    custom tags refused, size and alias expansion bounded. Raises :class:`UnreadableFile` in one line."""
+    import yaml
+    from omegaconf._utils import get_yaml_loader  # YAML as OmegaConf reads it: 1e-3 a float, no dates
+
+    text = read_text(path, limit)
+    loader = get_yaml_loader()(text)
+    try:
+        value = loader.get_single_data()
+    except yaml.YAMLError as ex:
+        raise UnreadableFile(f"{path}: not valid YAML ({' '.join(str(ex).split())[:150]})") from None
+    except RecursionError:
+        raise UnreadableFile(f"{path}: nested too deeply") from None
+    finally:
+        loader.dispose()
+    return _check_size(path, value)
+
+
+def read_json(path: Path, limit: int = MAX_FILE_BYTES) -> Any:
+    """A JSON file of a run folder (``metrics.json``, ``probe.json``), bounded; :class:`UnreadableFile`
+    in one line when it is not (too large, too deep, not JSON, a number of over 4300 digits)."""
+    text = read_text(path, limit)
+    try:
+        return _check_size(path, json.loads(text))
+    except RecursionError:
+        raise UnreadableFile(f"{path}: nested too deeply") from None
+    except ValueError as ex:
+        raise UnreadableFile(f"{path}: not valid JSON ({' '.join(str(ex).split())[:150]})") from None
+
+
+_NODE_INTERPOLATION = re.compile(r"\$\{([A-Za-z0-9_\-.]+)\}")  # ${model.name}: a key path, no resolver
+
+
+def resolve_nodes(cfg: Any, budget: int = MAX_NODES) -> Any:
+    """``cfg`` with node interpolations (``${model.name}``, ``${tuned_lr.${model.name}}``) replaced by the
+    values they point to in ``cfg`` itself; any resolver call (``${oc.env:HOME}``, ``${now:...}``), relative
+    or missing key is kept as written -- a run folder is data, nothing outside it is ever read. Bounded:
+    expansion beyond ``budget`` values keeps the rest as written."""
+    left = [budget]
+
+    def lookup(path: str, depth: int) -> Any:
+        node: Any = cfg
+        for part in path.split("."):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                raise KeyError(path)
+        return walk(node, depth + 1)
+
+    def interpolate(text: str, depth: int) -> Any:
+        if depth > 16 or left[0] < 0 or "${" not in text:
+            return text
+        whole = _NODE_INTERPOLATION.fullmatch(text)
+        try:
+            if whole:
+                return lookup(whole[1], depth)
+            inner = _NODE_INTERPOLATION.sub(lambda m: _scalar(lookup(m[1], depth)), text)
+        except (KeyError, TypeError):
+            return text
+        if inner == text or len(inner) > 10_000:
+            return text
+        return interpolate(inner, depth + 1)
+
+    def walk(node: Any, depth: int) -> Any:
+        left[0] -= 1
+        if isinstance(node, dict):
+            return {k: walk(v, depth) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, depth) for v in node]
+        return interpolate(node, depth) if isinstance(node, str) else node
+
+    return walk(cfg, 0)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, (dict, list)) or (isinstance(value, str) and "${" in value):
+        raise TypeError("not a resolved scalar")
+    return str(value)
+
+
+def literal(cfg: Any) -> Any:
+    """``cfg`` with every ``${`` escaped (``\\${``), so OmegaConf keeps what :func:`resolve_nodes` left
+    unresolved as text instead of calling a resolver on it."""
+    if isinstance(cfg, dict):
+        return {k: literal(v) for k, v in cfg.items()}
+    if isinstance(cfg, list):
+        return [literal(v) for v in cfg]
+    return cfg.replace("${", "\\${") if isinstance(cfg, str) else cfg

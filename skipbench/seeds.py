@@ -29,6 +29,8 @@ PURPOSES: dict[str, str] = {
     "probe_direction": "a probe's random input perturbations and projections (seed: the run seed)",
     "landscape": "loss-landscape direction k (seed: the run seed)",
     "lesion": "lesion draw k: which blocks are deleted together (seed: the run seed)",
+    "drop_path": "stochastic depth: whether block l runs in its n-th training forward, k = (n, l) (seed: the run seed)",
+    "stats_simulation": "a seeded statistics simulation, trial k (seed: the simulation's seed)",
     "data": "a built-in data set's images, stream k (seed: dataset.seed)",
     "data_split": "a data set's train/val split order (seed: dataset.seed)",
     "data_crop": "a folder data set's crops of one file, k = a hash of its path (seed: dataset.seed)",
@@ -37,16 +39,18 @@ PURPOSES: dict[str, str] = {
 VAL_NOISE_SEED = 0  # the validation noise ignores the run seed: every run scores the same noisy inputs
 
 
-def derive(seed: int, purpose: str, k: int = 0) -> int:
+def derive(seed: int, purpose: str, k: int | tuple[int, ...] = 0) -> int:
     """A 63-bit generator seed for stream ``k`` of ``purpose`` under ``seed`` (stable across processes,
-    platforms and Python versions: a BLAKE2 hash, not Python's salted ``hash``)."""
+    platforms and Python versions: a BLAKE2 hash, not Python's salted ``hash``). ``k`` may be a tuple of
+    indices (``(step, block)``): each tuple is a stream of its own, and an int ``k`` is the 1-tuple's stream."""
     if purpose not in PURPOSES:
         raise KeyError(f"unknown random stream '{purpose}'; known: {', '.join(PURPOSES)}")
-    digest = hashlib.blake2b(f"skipbench:{purpose}:{int(seed)}:{int(k)}".encode(), digest_size=8).digest()
+    index = ":".join(str(int(i)) for i in k) if isinstance(k, tuple) else str(int(k))
+    digest = hashlib.blake2b(f"skipbench:{purpose}:{int(seed)}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1  # torch takes seeds below 2**63
 
 
-def generator(seed: int, purpose: str, k: int = 0, device: "torch.device | str" = "cpu") -> "torch.Generator":
+def generator(seed: int, purpose: str, k: int | tuple[int, ...] = 0, device: "torch.device | str" = "cpu") -> "torch.Generator":
     """A fresh ``torch.Generator`` on ``device`` seeded for stream ``k`` of ``purpose``."""
     import torch
 

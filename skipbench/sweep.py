@@ -9,7 +9,6 @@ complete and one summary line, and keeps the outcome for ``skipbench.cli`` to tu
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -55,13 +54,15 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 def summarize(sweep_dir: Path) -> Outcome:
     """Count the jobs' statuses; a job folder without a readable ``metrics.json`` is recorded as lost."""
-    from .run_folder import write_json
+    from .run_folder import UnreadableFile, read_json, write_json
 
     out = Outcome(Path(sweep_dir))
     for d in job_dirs(out.sweep_dir):
         try:
-            metrics: dict[str, Any] = json.loads((d / METRICS).read_text())
-        except (OSError, ValueError):
+            metrics: dict[str, Any] = read_json(d / METRICS)
+            if not isinstance(metrics, dict):
+                raise UnreadableFile(f"{d / METRICS}: not an object")
+        except UnreadableFile:
             metrics = {"status": LOST, "error": f"no {METRICS} when the sweep ended: the job was killed "
                                                 f"before it could write one (see {HYDRA_LOG} and .submitit/)"}
             write_json(d / METRICS, metrics)

@@ -16,7 +16,7 @@ classify     image -> label          cross-entropy               top-1 accuracy 
 Models with valid convs (``unet_crop``) output a centre region of the input: targets (and the
 inputs shown in TensorBoard) are centre-cropped to the output in every loss, metric and picture.
 
-Metric conventions (checked against scikit-image, torchmetrics and scikit-learn in tests/test_metrics.py):
+Metric conventions (checked against scikit-image, torchmetrics and scikit-learn in tests/tasks/test_metrics.py):
 
 - PSNR of the model output clamps the output to [0, 1] (an image is displayed and saved clamped);
   ``input_psnr`` scores the noisy input exactly as the model receives it (Gaussian noise unclipped);

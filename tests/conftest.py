@@ -33,7 +33,8 @@ CLI_TIMEOUT = 240
 
 # The registry's keys, not list_models(): nothing under test may run at import (mutmut's forced-fail
 # run makes every function of the mutated modules raise, which would break collection).
-MODEL_NAMES = sorted(MODELS)
+MODEL_NAMES = sorted(n for n, v in MODELS.items() if v.skeleton == "encdec")  # the conv skeleton's
+MLP_NAMES = sorted(n for n, v in MODELS.items() if v.skeleton == "mlp")  # the fully connected skeleton's
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "train"):

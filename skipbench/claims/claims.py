@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
 from ..report.runs import Run
-from ..run_folder import COMPLETED, PROBE, UPDATE_RATIO, layer_of
+from ..run_folder import COMPLETED, PROBE, UPDATE_RATIO, UnreadableFile, layer_of, read_json
 from .verdict import Effect, effect, verdict, weakest
 
 MARGIN_DB = 0.5  # "similar quality": the PSNR difference's 95 % CI must lie within +-0.5 dB
@@ -121,16 +121,20 @@ def tail_mean(tag: str, points: int) -> Callable[[Run], float | None]:
 
 
 def probe_value(*path: str) -> Callable[[Run], float | None]:
-    import json
+    """The number at ``path`` in a run's ``probe.json``; None when it has none (or not a number there)."""
+    from ..report.values import finite_number
 
     def get(run: Run) -> float | None:
         f = run.path / PROBE
-        if not f.is_file():
+        if not f.exists():
             return None
-        d = json.loads(f.read_text())
+        try:
+            d: Any = read_json(f)
+        except UnreadableFile:
+            return None
         for p in path:
-            d = d[p]
-        return d
+            d = d.get(p) if isinstance(d, dict) else None
+        return finite_number(d)
     return get
 
 

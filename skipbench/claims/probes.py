@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .. import seeds
-from ..run_folder import CHECKPOINT, COMPLETED, CONFIG, METRICS, MODEL_STATE, PROBE, is_main_conv
+from ..run_folder import (CHECKPOINT, COMPLETED, CONFIG, METRICS, MODEL_STATE, PROBE, is_main_conv, literal,
+                          read_yaml, resolve_nodes)
 from ..train.diagnostics import GradNorms, count_flops
 from ..train.memory import saved_tensor_bytes
 
@@ -197,7 +198,8 @@ def load_trained(run_dir: Path):
     from ..train.checkpoint import load_checkpoint
     from ..train.loop import build
 
-    cfg = OmegaConf.load(Path(run_dir) / CONFIG)
+    # the folder's config as data: its own ${a.b} filled in, a resolver call (${oc.env:...}) kept literal
+    cfg = OmegaConf.create(literal(resolve_nodes(read_yaml(Path(run_dir) / CONFIG))))
     run = build(cfg)
     run.model.load_state_dict(load_checkpoint(Path(run_dir) / CHECKPOINT, torch.device("cpu"))[MODEL_STATE])
     run.model.eval()

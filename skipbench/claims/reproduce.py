@@ -24,11 +24,25 @@ from typing import Sequence
 
 from ..config import config_dir
 from ..errors import ConfigError
-from ..run_folder import HYDRA_DIR, METRICS, sweep_params
+from ..run_folder import HYDRA_DIR, METRICS, UnreadableFile, read_json, sweep_params
 from .claims import CLAIMS, Claim, Measured, known_claims, select_claims
 
 DONE = ".done"
 PROG = "skipbench reproduce"
+
+
+def project_root() -> Path | None:
+    """The skipbench checkout this package lives in (the folder holding ``pyproject.toml`` of project
+    ``skipbench`` next to this ``skipbench/`` package), or None for an installed package: the results and
+    the README verdicts belong to that checkout, never to the folder the command happens to run in."""
+    package = Path(__file__).resolve().parents[1]
+    root = package.parent
+    try:
+        meta = (root / "pyproject.toml").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    named = re.search(r'^name\s*=\s*"skipbench"\s*$', meta, flags=re.M)
+    return root if named and (root / "docs").is_dir() and (root / "configs").is_dir() else None
 
 
 def preset_file(claim: Claim) -> Path:
@@ -176,9 +190,14 @@ def section(claim: Claim, m: Measured, folder: Path, done: dict, png: str) -> st
     return "\n".join(lines)
 
 
-def verdict_table(results: list[tuple[Claim, Measured | None]], link: str = "") -> str:
+def verdict_table(results: list[tuple[Claim, Measured | None]], link: str = "",
+                  previous: dict[int, str] | None = None) -> str:
+    """The verdict table; a claim not measured this time keeps its ``previous`` row (if it had a verdict)."""
     lines = ["| # | claim | verdict | effect (first named) |", "|--:|:--|:--|:--|"]
     for claim, m in results:
+        if m is None and claim.number in (previous or {}):
+            lines.append(previous[claim.number])
+            continue
         if m is None:
             lines.append(f"| {claim.number} | {claim.statement} | not run yet (`skipbench reproduce {claim.name}`) | |")
             continue
@@ -187,6 +206,28 @@ def verdict_table(results: list[tuple[Claim, Measured | None]], link: str = "") 
         lines.append(f"| {claim.number} | [{claim.statement}]({link}#claim-{claim.number}) | "
                      f"**{m.verdict}** | {e.name}: {e.mean:.3g}{ci} |")
     return "\n".join(lines)
+
+
+def previous_rows(path: Path) -> dict[int, str]:
+    """``{claim number: its verdict-table row}`` of the claims with a verdict in ``path`` (a results file or
+    a README; empty if none): what a run that does not measure them again keeps."""
+    if not path.is_file():
+        return {}
+    return {int(n): row for row, n in re.findall(r"^(\| (\d+) \| .*?\| \*\*[a-z ]+\*\* \|.*)$",
+                                                path.read_text(), flags=re.M)}
+
+
+def previous_sections(out: Path) -> dict[int, str]:
+    """``{claim number: its section}`` of the claims with a verdict in a results file written earlier."""
+    if not out.is_file():
+        return {}
+    parts = re.split(r'^(?=<a id="claim-\d+"></a>$)', out.read_text(), flags=re.M)
+    found = {}
+    for part in parts[1:]:
+        m = re.match(r'<a id="claim-(\d+)"></a>\s*## \d+\. \S+: \*\*[a-z ]+\*\*', part)
+        if m:
+            found[int(m[1])] = part.rstrip("\n") + "\n"
+    return found
 
 
 def previous_verdicts(out: Path) -> dict[int, str]:
@@ -228,20 +269,24 @@ def write_results(out: Path, root: Path, results: list[tuple[Claim, Measured | N
              "tasks and depths); claims 3 and 6 are measured at initialisation, where the lr plays no part. A verdict "
              "must hold at every lr of its grid. Settings are changed only in the presets, and every verdict that "
              "changed from the previous `docs/results.md` is listed under the table.", "",
-             verdict_table(done), "", *verdict_changes(out, done),
+             verdict_table(done, previous=previous_rows(out)), "", *verdict_changes(out, done),
              "Wall times are what each sweep took when it ran, on whatever else the machine was doing (each "
              "section gives the load average then; on 2 cores a load of 2 is a fully busy machine).", "",
              f"Sweep wall time (2 CPU cores, as recorded when each sweep ran): "
              f"{sum(walls) / 60:.1f} min for {len(walls)} sweep(s); this `skipbench reproduce` call took "
              f"{total_s / 60:.1f} min (reused sweeps cost nothing).", ""]
+    kept = previous_sections(out)
     for claim, m, folder, done in results:
+        if m is None and claim.number in kept:
+            lines.append(kept[claim.number])  # measured earlier, not this time: what was measured stays
+            continue
         if m is None:
             lines += [f"## {claim.number}. {claim.name}: not run yet", "", f"> {claim.statement}", "",
                       f"Run `skipbench reproduce {claim.name}` ({claim.shell}).", ""]
             continue
         png = f"results/claim{claim.number}_{claim.name}.png"
         plot(claim, m, out.parent / png)
-        lines.append(section(claim, m, folder, done, png))
+        lines.append(section(claim, m, _shown(folder), done, png))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
 
@@ -260,8 +305,9 @@ def update_readme(readme: Path, out: Path, results: list[tuple[Claim, Measured |
 
     link = os.path.relpath(out, readme.parent)
     head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{verdict_table(results, link)}\n{README_END}{tail}")
+    old, tail = rest.split(README_END, 1)
+    rows = {int(n): row for row, n in re.findall(r"^(\| (\d+) \| .*?\| \*\*[a-z ]+\*\* \|.*)$", old, flags=re.M)}
+    readme.write_text(f"{head}{README_START}\n{verdict_table(results, link, rows)}\n{README_END}{tail}")
     return True
 
 
@@ -273,10 +319,13 @@ def make_parser() -> argparse.ArgumentParser:
                 "write docs/results.md with a verdict computed from the numbers for each.",
                 epilog="claims: " + ", ".join(f"{c.number}={c.name}" for c in CLAIMS.values()))
     p.add_argument("claims", nargs="*", metavar="CLAIM", help="claim names or numbers (default: all eight)")
-    p.add_argument("--out", default="docs/results.md", help="the results file (plots go to its folder's results/)")
-    p.add_argument("--root", default="outputs/claims", help="where the claims' sweeps live (and are reused from)")
-    p.add_argument("--readme", default="README.md",
-                   help="a README with <!-- verdicts:start/end --> markers gets the verdict table (if it exists)")
+    p.add_argument("--out", default=None, help="the results file (plots go to its folder's results/; default: "
+                   "docs/results.md of the skipbench checkout this package belongs to)")
+    p.add_argument("--root", default=None, help="where the claims' sweeps live (and are reused from; default: "
+                   "outputs/claims of the checkout, else of the current folder)")
+    p.add_argument("--readme", default=None,
+                   help="a README with <!-- verdicts:start/end --> markers gets the verdict table (default: the "
+                        "checkout's README.md when the results go to its docs/results.md; none with --out)")
     p.add_argument("--rerun", action="store_true", help="run the named claims' sweeps again even if finished")
     p.add_argument("--no-run", action="store_true", help="only write the results of sweeps already finished")
     return p
@@ -290,7 +339,9 @@ def main(args: list[str]) -> int:
     except _UsageError as ex:
         raise ConfigError(str(ex)) from None
     chosen = select_claims(opts.claims)  # before anything runs: a typo costs nothing
-    root, out = Path(opts.root), Path(opts.out)
+    out, readme = results_paths(opts)
+    project = project_root()
+    root = Path(opts.root) if opts.root else (project or Path()) / "outputs" / "claims"
     start = time.perf_counter()
     for i, claim in enumerate(chosen, 1):
         folder = sweep_dir(claim, root)
@@ -309,12 +360,40 @@ def main(args: list[str]) -> int:
         if not (folder / DONE).is_file():
             results.append((claim, None, folder, {}))
             continue
-        done = json.loads((folder / DONE).read_text())
+        try:
+            done = read_json(folder / DONE)
+        except UnreadableFile:
+            done = None
         m = measure(claim, folder)
-        results.append((claim, m, folder, done))
+        results.append((claim, m, folder, done if isinstance(done, dict) else {}))
         print(f"claim {claim.number} {claim.name}: {m.verdict}", file=sys.stderr, flush=True)
+    if all(m is None for _, m, *_ in results):  # nothing measured: nothing to write, and nothing is erased
+        print(f"nothing measured (no finished sweep under {root}); {out} left as it is", file=sys.stderr)
+        return 0
     write_results(out, root, results, time.perf_counter() - start)
     print(f"wrote {out}", file=sys.stderr)
-    if update_readme(Path(opts.readme), out, [(c, m) for c, m, *_ in results]):
-        print(f"updated the verdict table in {opts.readme}", file=sys.stderr)
+    if readme is not None and update_readme(readme, out, [(c, m) for c, m, *_ in results]):
+        print(f"updated the verdict table in {readme}", file=sys.stderr)
     return 0
+
+
+def _shown(folder: Path) -> Path:
+    """A sweep folder as the results file names it: relative to the checkout when inside it."""
+    project = project_root()
+    try:
+        return folder.resolve().relative_to(project) if project else folder
+    except ValueError:
+        return folder
+
+
+def results_paths(opts: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The results file and the README to update: those the user names, else the checkout's own
+    ``docs/results.md`` and ``README.md`` -- never a file of whatever folder the command runs in."""
+    project = project_root()
+    if opts.out is None and project is None:
+        raise ConfigError(f"this skipbench is installed, not a checkout ({Path(__file__).resolve().parents[1]}); "
+                          "name the results file with --out (and a README to update with --readme)")
+    out = Path(opts.out) if opts.out is not None else project / "docs" / "results.md"
+    if opts.readme is not None:
+        return out, Path(opts.readme)
+    return out, (project / "README.md" if opts.out is None else None)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import config_dir
 from ..errors import ConfigError, RunFolderError
-from ..run_folder import OVERRIDES
+from ..run_folder import OVERRIDES, UnreadableFile, read_yaml
 from .exits import one_line
 
 RUN_DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
@@ -125,15 +125,14 @@ def with_resume(args: list[str]) -> list[str]:
 
 def trusted_overrides(saved: Path) -> list[str]:
     """The overrides in a run's ``.hydra/overrides.yaml``, each checked against skipbench's schema."""
-    import yaml
     from hydra.errors import HydraException
 
     from ..config import SCHEMAS, DiagnosticsConfig, TrainConfig, TrainerConfig
 
     try:
-        lines = yaml.safe_load(saved.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as ex:
-        raise RunFolderError(f"{saved}: cannot read it ({one_line(str(ex), 150)})") from None
+        lines = read_yaml(saved)
+    except UnreadableFile as ex:
+        raise RunFolderError(one_line(str(ex), 300)) from None
     if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
         raise RunFolderError(f"{saved}: not a list of overrides")
     names = lambda *classes: {f.name for c in classes for f in dataclasses.fields(c)}  # noqa: E731

@@ -1,10 +1,15 @@
-"""Conv blocks: the *short* skips. Every block maps ``[B, in_ch, H, W] -> [B, out_ch, H, W]``.
+"""Blocks: the *short* skips. Every block maps ``[B, in_ch, H, W] -> [B, out_ch, H, W]`` (conv skeleton)
+or ``[B, in_ch] -> [B, out_ch]`` (the fully connected skeleton): :class:`Layers` says which layers it is
+made of (3x3 convs or linear layers, and its norm), so each block is written once for both.
 
-Each block is two 3x3 convolutions deep on its main path, so variants built from different blocks
-have the same depth and widths; only what happens around the convolutions differs:
+Each block is two layers deep on its main path, so variants built from different blocks have the same
+depth and widths; only what happens around the layers differs:
 
 * ``plain``    -- conv-BN-ReLU, conv-BN-ReLU; no skip.
-* ``residual`` -- ResNet basic block: ``relu(F(x) + P(x))``, ``P`` identity or a 1x1 projection.
+* ``residual`` -- ResNet basic block: ``relu(F(x) + P(x))``, ``P`` identity or a 1x1 projection; its
+  shortcut, residual scale and stochastic depth are parts handed in (:mod:`.shortcuts`).
+* ``preact_residual`` -- full pre-activation (He et al. 2016b): ``x + conv(relu(bn(conv(relu(bn(x))))))``,
+  the identity path untouched (no ReLU after the addition).
 * ``dense``    -- DenseNet block: each layer sees the concatenation of all earlier features and
   returns only its *new* ``growth`` channels; the block concatenates them and a 1x1 transition
   maps ``in_ch + n*growth`` channels to ``out_ch``. (The skeleton makes a whole stage one dense
@@ -12,22 +17,66 @@ have the same depth and widths; only what happens around the convolutions differ
 * ``highway``  -- gated skip ``y = T(x) * H(x) + (1 - T(x)) * x``; the gate bias starts negative so a
   fresh block mostly carries its input (Srivastava et al., 2015).
 
+``model.norm``: ``batch`` (BatchNorm), ``group`` (GroupNorm, ``gcd(norm_groups, channels)`` groups) or
+``none`` (no norm module at all; the layers then get the biases the norm's shift provided).
+
 A new short skip is one class here (a :class:`Block` subclass; override :meth:`Block.stage` if it
 takes a knob of :class:`BlockOptions`) plus one line in :data:`BLOCKS`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from . import shortcuts
+from .shortcuts import DropPath, Join, ScalarBias, crop_to, fixup_factor
 
 BlockFactory = Callable[[int, int], nn.Module]
+NORMS = ("batch", "group", "none")
+
+
+@dataclass(frozen=True)
+class Layers:
+    """The layers a block is made of: ``kind`` ``conv`` (3x3 convs, 1x1 for points, on ``[B, C, H, W]``) or
+    ``linear`` (on ``[B, C]``), and the norm after each main-path layer (``batch | group | none``)."""
+
+    kind: str = "conv"
+    padding: int = 1
+    norm: str = "batch"
+    norm_groups: int = 8
+
+    def main(self, in_ch: int, out_ch: int, bias: bool | None = None) -> nn.Module:
+        """A main-path layer; it has a bias only without a norm after it (the norm has its own shift)."""
+        bias = self.norm == "none" if bias is None else bias
+        if self.kind == "linear":
+            return nn.Linear(in_ch, out_ch, bias=bias)
+        return nn.Conv2d(in_ch, out_ch, 3, padding=self.padding, bias=bias)
+
+    def point(self, in_ch: int, out_ch: int, bias: bool | None = None) -> nn.Module:
+        """A 1x1 conv (or a linear layer): projections, gates, transitions."""
+        bias = self.norm == "none" if bias is None else bias
+        if self.kind == "linear":
+            return nn.Linear(in_ch, out_ch, bias=bias)
+        return nn.Conv2d(in_ch, out_ch, 1, bias=bias)
+
+    def norm_layer(self, ch: int) -> nn.Module:
+        if self.norm == "none":
+            return nn.Identity()
+        if self.norm == "group":  # gcd: a layer whose channels the knob does not divide still gets a norm
+            return nn.GroupNorm(math.gcd(self.norm_groups, ch), ch)
+        return nn.BatchNorm1d(ch) if self.kind == "linear" else nn.BatchNorm2d(ch)
+
+
+def conv3x3(in_ch: int, out_ch: int, padding: int = 1) -> nn.Conv2d:
+    # No bias: every conv is followed by a norm layer, which has its own shift.
+    return nn.Conv2d(in_ch, out_ch, 3, padding=padding, bias=False)
 
 
 @dataclass(frozen=True)
@@ -39,46 +88,79 @@ class BlockOptions:
     zero_init_residual: bool = False
     highway_gate_bias: float = -2.0
     dense_growth: int | None = None
+    layers: Layers = field(default_factory=Layers)
+    residual_scale: str = "none"
+    shortcut: str = "identity"
+    shortcut_scale: float = 0.5
+    shortcut_gate_bias: float = -6.0
+    shortcut_dropout: float = 0.5
+    drop_path: float = 0.0
+    seed: int = 0
+
+
+def check_options(block: str, o: BlockOptions) -> None:
+    """One-line errors for values out of range and for knobs the chosen block has nothing to apply to."""
+    lay = o.layers
+    rules = [
+        (lay.norm in NORMS, "norm", lay.norm, f"unknown norm; known: {', '.join(NORMS)}"),
+        (lay.norm_groups >= 1, "norm_groups", lay.norm_groups, "must be an integer >= 1"),
+        (o.residual_scale in shortcuts.RESIDUAL_SCALES, "residual_scale", o.residual_scale,
+         f"unknown residual scale; known: {', '.join(shortcuts.RESIDUAL_SCALES)}"),
+        (o.shortcut in shortcuts.SHORTCUTS, "shortcut", o.shortcut, f"unknown shortcut; known: {', '.join(shortcuts.SHORTCUTS)}"),
+        (0 <= o.drop_path < 1, "drop_path", o.drop_path, "must be in [0, 1): the last block's drop probability"),
+        (0 <= o.shortcut_dropout < 1, "shortcut_dropout", o.shortcut_dropout, "must be in [0, 1)"),
+    ]
+    residual = block in ("residual", "preact_residual")
+    needs = f"needs a residual branch (model.block=residual or preact_residual), not block={block}"
+    rules += [
+        (residual or o.residual_scale == "none", "residual_scale", o.residual_scale, needs),
+        (residual or o.shortcut == "identity", "shortcut", o.shortcut, needs),
+        (residual or o.drop_path == 0, "drop_path", o.drop_path, needs),
+        (o.residual_scale != "fixup" or lay.norm == "none", "residual_scale", "fixup",
+         f"Fixup replaces normalisation: use model.norm=none (not {lay.norm})"),
+        (o.residual_scale != "fixup" or block == "residual", "residual_scale", "fixup",
+         f"defined for the post-activation block (model.block=residual), not block={block}"),
+        (not o.zero_init_residual or o.residual_scale == "none", "zero_init_residual", True,
+         f"residual_scale={o.residual_scale} already starts each branch at 0; drop one of them"),
+        (not (o.zero_init_residual and lay.norm == "none" and block == "residual"), "zero_init_residual", True,
+         "with model.norm=none there is no norm weight to zero; use model.residual_scale=skipinit"),
+    ]
+    for ok, key, value, rule in rules:
+        if not ok:
+            raise ConfigError(f"{key}={value}: {rule}")
 
 
 class Block(nn.Module):
-    """A block ``[B, in_ch, H, W] -> [B, out_ch, H', W']``; says how the skeleton builds a stage of it."""
+    """A block ``[B, in_ch, ...] -> [B, out_ch, ...]``; says how the skeleton builds a stage of it."""
 
     @classmethod
     def stage(cls, o: BlockOptions) -> tuple[BlockFactory, int]:
         """``(make_block(in_ch, out_ch), blocks in a stage)``: by default ``blocks_per_level`` blocks."""
-        return partial(cls, padding=o.padding), o.blocks_per_level
+        return partial(cls, layers=o.layers), o.blocks_per_level
 
 
-def conv3x3(in_ch: int, out_ch: int, padding: int = 1) -> nn.Conv2d:
-    # No bias: every conv is followed by a norm layer, which has its own shift.
-    return nn.Conv2d(in_ch, out_ch, 3, padding=padding, bias=False)
+def _layers(layers: Layers | None, padding: int) -> Layers:
+    return Layers(padding=padding) if layers is None else layers
 
 
-def crop_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Centre-crop ``x`` to ``ref``'s spatial size (a no-op with padded convs)."""
-    dh, dw = x.shape[-2] - ref.shape[-2], x.shape[-1] - ref.shape[-1]
-    if dh == 0 and dw == 0:
-        return x
-    return x[..., dh // 2 : dh // 2 + ref.shape[-2], dw // 2 : dw // 2 + ref.shape[-1]]
-
-
-def projection(in_ch: int, out_ch: int) -> nn.Module:
-    """Identity when shapes agree, else a 1x1 conv + BN (ResNet option B)."""
-    if in_ch == out_ch:
+def projection(in_ch: int, out_ch: int, layers: Layers | None = None, always: bool = False) -> nn.Module:
+    """Identity when shapes agree (unless ``always``), else a 1x1 conv + norm (ResNet option B)."""
+    layers = layers or Layers()
+    if in_ch == out_ch and not always:
         return nn.Identity()
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
+    return nn.Sequential(layers.point(in_ch, out_ch), layers.norm_layer(out_ch))
 
 
 class PlainBlock(Block):
     """Two conv-BN-ReLU layers, nothing around them."""
 
-    def __init__(self, in_ch: int, out_ch: int, padding: int = 1) -> None:
+    def __init__(self, in_ch: int, out_ch: int, padding: int = 1, layers: Layers | None = None) -> None:
         super().__init__()
-        self.conv1 = conv3x3(in_ch, out_ch, padding)
-        self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = conv3x3(out_ch, out_ch, padding)
-        self.bn2 = nn.BatchNorm2d(out_ch)
+        layers = _layers(layers, padding)
+        self.conv1 = layers.main(in_ch, out_ch)
+        self.bn1 = layers.norm_layer(out_ch)
+        self.conv2 = layers.main(out_ch, out_ch)
+        self.bn2 = layers.norm_layer(out_ch)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,46 +169,136 @@ class PlainBlock(Block):
 
 
 class ResidualBlock(Block):
-    """ResNet basic block: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+    """ResNet basic block: ``relu(join(drop(scale(F(x))), shortcut(x)))``, ``F = bn2(conv2(relu(bn1(conv1(x)))))``.
+
+    With the defaults (identity join, no scale, no drop) that is ``relu(F(x) + P(x))``. The parts come
+    from :mod:`.shortcuts`: ``join`` (``model.shortcut``), ``scale`` (``model.residual_scale``; ReZero also
+    drops the ReLU after the addition), ``drop`` (stochastic depth). Fixup puts a scalar bias before each
+    conv and activation of ``F`` (``bias1a``, ``bias1b``, ``bias2a``; ``scale`` holds its multiplier and
+    last bias); the shortcut's projection reads ``x + bias1a`` as in the paper's code.
 
     ``zero_init_residual`` starts ``bn2.weight`` at 0 so the block begins as the identity
     (Goyal et al., 2017); off by default to compare variants from the same kind of init.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, zero_init_residual: bool = False, padding: int = 1) -> None:
+    post_activation = True  # a ReLU after the addition (He et al. 2016a)
+    branch_layers = 2  # Fixup's m
+
+    def __init__(
+        self, in_ch: int, out_ch: int, zero_init_residual: bool = False, padding: int = 1, layers: Layers | None = None,
+        shortcut: str = "identity", residual_scale: str = "none", shortcut_scale: float = 0.5,
+        shortcut_gate_bias: float = -6.0, shortcut_dropout: float = 0.5, seed: int = 0,
+    ) -> None:
         super().__init__()
-        self.conv1 = conv3x3(in_ch, out_ch, padding)
-        self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = conv3x3(out_ch, out_ch, padding)
-        self.bn2 = nn.BatchNorm2d(out_ch)
-        self.shortcut = projection(in_ch, out_ch)
+        layers = _layers(layers, padding)
+        fixup = residual_scale == "fixup"
+        bias = ScalarBias if fixup else nn.Identity
+        conv_bias = False if fixup else None  # Fixup's scalar biases replace the convs' own
+        self.bias1a, self.conv1, self.bn1, self.bias1b = bias(), layers.main(in_ch, out_ch, conv_bias), \
+            layers.norm_layer(out_ch), bias()
+        self.bias2a, self.conv2, self.bn2 = bias(), layers.main(out_ch, out_ch, conv_bias), layers.norm_layer(out_ch)
+        self.shortcut = projection(in_ch, out_ch, layers, always=shortcut == "conv1x1")
+        self.scale = shortcuts.residual_scale(residual_scale)
+        self.drop = DropPath(seed)
+        self.join = shortcuts.join(shortcut, in_ch, out_ch, layers.point, shortcut_scale, shortcut_gate_bias, shortcut_dropout)
         self.relu = nn.ReLU(inplace=True)
-        self.zero_init_residual = zero_init_residual
+        self.zero_init_residual, self.residual_scale, self.fixup_branches = zero_init_residual, residual_scale, 1
+        self.post = self.post_activation and residual_scale != "rezero"  # ReZero: x + alpha F(x), nothing after
 
     @classmethod
     def stage(cls, o: BlockOptions) -> tuple[BlockFactory, int]:
-        return partial(cls, padding=o.padding, zero_init_residual=o.zero_init_residual), o.blocks_per_level
+        return partial(cls, layers=o.layers, zero_init_residual=o.zero_init_residual, shortcut=o.shortcut,
+                       residual_scale=o.residual_scale, shortcut_scale=o.shortcut_scale,
+                       shortcut_gate_bias=o.shortcut_gate_bias, shortcut_dropout=o.shortcut_dropout,
+                       seed=o.seed), o.blocks_per_level
+
+    def place(self, index: int, total: int, drop_rate: float) -> None:
+        """The skeleton numbers its residual blocks ``1..total`` in forward order: stochastic depth's
+        linear decay of survival ``1 - index / total * drop_rate``, and Fixup's ``L = total``."""
+        self.drop.index, self.drop.survival = index, 1.0 - index / total * drop_rate
+        self.fixup_branches = total
 
     def reset_skip_init(self) -> None:
         if self.zero_init_residual:
             nn.init.zeros_(self.bn2.weight)
+        if self.residual_scale == "fixup":  # He init scaled by L^(-1/(2m-2)); the branch's last layer 0
+            with torch.no_grad():
+                self.conv1.weight.mul_(fixup_factor(self.fixup_branches, self.branch_layers))
+            nn.init.zeros_(self.conv2.weight)
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """``F(x)``, before scale, drop and join."""
+        out = self.relu(self.bias1b(self.bn1(self.conv1(x))))
+        return self.bn2(self.conv2(self.bias2a(out)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + crop_to(self.shortcut(x), out))
+        xb = self.bias1a(x)
+        # The branch before the shortcut: layers run in registration order (the diagnostics' depth order).
+        f = self.drop(self.scale(self.branch(xb))) if self.drop.keep() else None
+        out = self._join(f, self.shortcut(x if isinstance(self.shortcut, nn.Identity) else xb), x)
+        return self.relu(out) if self.post else out
+
+    def _join(self, f: torch.Tensor | None, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``join(f, s)``; ``f = None``: the branch was dropped for this step, F = 0 and nothing of it was
+        computed (with valid convs the result is cropped as F's would have been)."""
+        if f is None:
+            return crop_to(self.join(torch.zeros_like(s), s, x), _cropped_like(x, self.conv1, self.conv2))
+        return self.join(f, crop_to(s, f), x)
+
+
+def _cropped_like(x: torch.Tensor, *convs: nn.Module) -> torch.Tensor:
+    """A tensor of the size ``x`` has after ``convs`` (valid convs shrink it; a view, nothing computed)."""
+    if x.dim() < 4:
+        return x
+    shrink = sum(getattr(c, "kernel_size", (1,))[0] - 1 - 2 * getattr(c, "padding", (0,))[0] for c in convs)
+    return x[..., : x.shape[-2] - shrink, : x.shape[-1] - shrink]
+
+
+class PreActResidualBlock(ResidualBlock):
+    """Full pre-activation (He et al. 2016b, Fig. 4e): ``F(x) = conv2(relu(bn2(conv1(relu(bn1(x))))))`` and
+    ``y = join(F(x), shortcut(x))`` with no ReLU after it: the identity path is untouched. A projection
+    (channels change) reads the pre-activated ``relu(bn1(x))``, as in the paper's code.
+
+    Its norms normalise the block's *input*: ``bn1`` has ``in_ch`` channels. ``zero_init_residual``
+    zeroes ``conv2`` (no norm follows it). The skeleton adds the final BN-ReLU before the head.
+    """
+
+    post_activation = False
+
+    def __init__(self, in_ch: int, out_ch: int, *args, **kwargs) -> None:
+        super().__init__(in_ch, out_ch, *args, **kwargs)
+        layers = kwargs.get("layers") or _layers(None, kwargs.get("padding", 1))
+        self.bn1 = layers.norm_layer(in_ch)  # normalises the block's input
+
+    def reset_skip_init(self) -> None:
+        if self.zero_init_residual:
+            nn.init.zeros_(self.conv2.weight)
+
+    def preact(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn1(x))  # not in place: x is the identity path
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.relu(self.bn2(self.conv1(self.preact(x)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.shortcut, nn.Identity):
+            return super().forward(x)
+        pre = self.preact(x)  # a projection reads the pre-activated input; F starts from it too
+        f = self.drop(self.scale(self.conv2(self.relu(self.bn2(self.conv1(pre)))))) if self.drop.keep() else None
+        return self._join(f, self.shortcut(pre), x)
 
 
 class DenseLayer(nn.Module):
     """BN-ReLU-conv3x3 producing only the ``growth`` new channels (the block concatenates)."""
 
-    def __init__(self, in_ch: int, growth: int, padding: int = 1) -> None:
+    def __init__(self, in_ch: int, growth: int, padding: int = 1, layers: Layers | None = None) -> None:
         super().__init__()
-        self.bn = nn.BatchNorm2d(in_ch)
-        self.conv = conv3x3(in_ch, growth, padding)
+        layers = _layers(layers, padding)
+        self.bn = layers.norm_layer(in_ch)
+        self.conv = layers.main(in_ch, growth, bias=layers.norm == "none")  # no norm follows it within the layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-            # Not in-place: x is the shared concatenation that later layers read too.
+        # Not in-place: x is the shared concatenation that later layers read too.
         return self.conv(torch.relu(self.bn(x)))
 
 
@@ -139,21 +311,23 @@ class DenseBlock(Block):
     """
 
     def __init__(
-        self, in_ch: int, out_ch: int, n_layers: int = 2, growth: int | None = None, padding: int = 1
+        self, in_ch: int, out_ch: int, n_layers: int = 2, growth: int | None = None, padding: int = 1,
+        layers: Layers | None = None,
     ) -> None:
         super().__init__()
+        layers = _layers(layers, padding)
         growth = growth or max(4, out_ch // n_layers)
-        self.layers = nn.ModuleList(DenseLayer(in_ch + i * growth, growth, padding) for i in range(n_layers))
+        self.layers = nn.ModuleList(DenseLayer(in_ch + i * growth, growth, layers=layers) for i in range(n_layers))
         total = in_ch + n_layers * growth
         self.transition = nn.Sequential(
-            nn.BatchNorm2d(total), nn.ReLU(inplace=True), nn.Conv2d(total, out_ch, 1, bias=False)
+            layers.norm_layer(total), nn.ReLU(inplace=True), layers.point(total, out_ch, bias=layers.norm == "none")
         )
 
     @classmethod
     def stage(cls, o: BlockOptions) -> tuple[BlockFactory, int]:
         # DenseNet grows depth inside one block (every layer sees all earlier ones), not by stacking
         # blocks: a stage is one dense block with the same conv count as the others' stages.
-        return partial(cls, padding=o.padding, growth=o.dense_growth, n_layers=2 * o.blocks_per_level), 1
+        return partial(cls, layers=o.layers, growth=o.dense_growth, n_layers=2 * o.blocks_per_level), 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]
@@ -171,16 +345,18 @@ class HighwayBlock(Block):
     gate near "carry": ``T ~ sigmoid(-2) ~ 0.12``.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, gate_bias: float = -2.0, padding: int = 1) -> None:
+    def __init__(self, in_ch: int, out_ch: int, gate_bias: float = -2.0, padding: int = 1,
+                 layers: Layers | None = None) -> None:
         super().__init__()
-        self.carry = projection(in_ch, out_ch)
-        self.transform = PlainBlock(out_ch, out_ch, padding)
-        self.gate = nn.Conv2d(out_ch, out_ch, 1, bias=True)
+        layers = _layers(layers, padding)
+        self.carry = projection(in_ch, out_ch, layers)
+        self.transform = PlainBlock(out_ch, out_ch, layers=layers)
+        self.gate = layers.point(out_ch, out_ch, bias=True)
         self.gate_bias = gate_bias
 
     @classmethod
     def stage(cls, o: BlockOptions) -> tuple[BlockFactory, int]:
-        return partial(cls, padding=o.padding, gate_bias=o.highway_gate_bias), o.blocks_per_level
+        return partial(cls, layers=o.layers, gate_bias=o.highway_gate_bias), o.blocks_per_level
 
     def reset_skip_init(self) -> None:
         nn.init.constant_(self.gate.bias, self.gate_bias)
@@ -197,6 +373,7 @@ class HighwayBlock(Block):
 BLOCKS: dict[str, type[Block]] = {
     "plain": PlainBlock,
     "residual": ResidualBlock,
+    "preact_residual": PreActResidualBlock,
     "dense": DenseBlock,
     "highway": HighwayBlock,
 }
@@ -207,6 +384,23 @@ def block_class(name: str) -> type[Block]:
     if name not in BLOCKS:
         raise ConfigError(f"block={name}: unknown block {name!r}; known: {', '.join(BLOCKS)}")
     return BLOCKS[name]
+
+
+def place_blocks(modules: Iterable[nn.Module], drop_rate: float) -> int:
+    """Number the residual blocks among ``modules`` (forward order) ``1..L`` and tell each its place
+    (stochastic depth's survival, Fixup's ``L``); returns ``L``."""
+    residual = [m for m in modules if isinstance(m, ResidualBlock)]
+    for i, m in enumerate(residual, start=1):
+        m.place(i, len(residual), drop_rate)
+    return len(residual)
+
+
+def final_activation(block: str, layers: Layers, ch: int) -> nn.Module:
+    """What a skeleton applies before its head: pre-activation nets end with norm-ReLU (He et al. 2016b),
+    every other block already ends with an activation."""
+    if BLOCKS[block] is PreActResidualBlock:
+        return nn.Sequential(layers.norm_layer(ch), nn.ReLU())
+    return nn.Identity()
 
 
 class Stage(nn.Sequential):

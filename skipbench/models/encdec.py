@@ -28,7 +28,14 @@ Modules are registered in forward order (``enc0 ... bottleneck, dec{d-1} ... dec
 
 Initialisation (explicit, :meth:`reset_parameters`): every conv, transposed conv and linear weight
 is Kaiming-normal (fan-in, ReLU gain), biases zero, norm weights one and shifts zero; then each
-block applies its own skip init (``zero_init_residual``, the highway gate bias).
+block applies its own skip init (``zero_init_residual``, the highway gate bias, ReZero's/SkipInit's
+alpha = 0, Fixup's rescaled and zeroed layers); with Fixup the head starts at zero too (the paper's
+zero-initialised classification layer).
+
+The block knobs (``norm``, ``residual_scale``, ``shortcut``, ``drop_path``, ...) are
+:class:`~skipbench.models.blocks.BlockOptions`, checked by :func:`~skipbench.models.blocks.check_options`
+and shared with the fully connected skeleton (:mod:`.mlp`). The merges have no norm (the add-merge's
+projection is a bare 1x1 conv), so ``norm`` concerns the blocks and their projections.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .blocks import BlockOptions, Stage, block_class
+from .blocks import BlockOptions, Layers, Stage, block_class, check_options, final_activation, place_blocks
 from .merges import match_size, merge_class
 
 
@@ -146,6 +153,9 @@ class EncoderDecoder(nn.Module):
         zero_init_residual: start residual blocks as identity (last BN weight = 0).
         highway_gate_bias: initial bias of highway gates (negative = start near carry).
         dense_growth: channels each dense layer adds (default ``out_ch // 2``).
+        norm, norm_groups, residual_scale, shortcut, shortcut_scale, shortcut_gate_bias, shortcut_dropout,
+            drop_path, seed: the block knobs (:class:`~skipbench.models.blocks.BlockOptions`,
+            :mod:`~skipbench.models.shortcuts`); ``seed`` is the run's, for stochastic depth's draws.
     """
 
     def __init__(
@@ -162,6 +172,15 @@ class EncoderDecoder(nn.Module):
         highway_gate_bias: float = -2.0,
         dense_growth: int | None = None,
         padding: int = 1,
+        norm: str = "batch",
+        norm_groups: int = 8,
+        residual_scale: str = "none",
+        shortcut: str = "identity",
+        shortcut_scale: float = 0.5,
+        shortcut_gate_bias: float = -6.0,
+        shortcut_dropout: float = 0.5,
+        drop_path: float = 0.0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         check_arguments(depth=depth, width=width, blocks_per_level=blocks_per_level, padding=padding, head=head,
@@ -169,8 +188,12 @@ class EncoderDecoder(nn.Module):
         merge_class(long_skip, padding)  # a known merge that works with this padding
         # Valid convs: each stage loses 4 px per block (a dense stage as many, over 2x the layers).
         self.valid_blocks = blocks_per_level if padding == 0 else 0
-        options = BlockOptions(padding, blocks_per_level, zero_init_residual, highway_gate_bias, dense_growth)
+        layers = Layers("conv", padding, norm, norm_groups)
+        options = BlockOptions(padding, blocks_per_level, zero_init_residual, highway_gate_bias, dense_growth, layers,
+                               residual_scale, shortcut, shortcut_scale, shortcut_gate_bias, shortcut_dropout, drop_path, seed)
+        check_options(block, options)
         make_block, blocks_per_level = block_class(block).stage(options)  # blocks per stage
+        self.residual_scale = residual_scale
         self.depth, self.head_kind = depth, head
         ch = [width * 2**i for i in range(depth + 1)]
 
@@ -184,10 +207,12 @@ class EncoderDecoder(nn.Module):
         for name in self.dec_names:
             i = int(name[3:])
             self.add_module(name, DecoderLevel(make_block, ch[i + 1], ch[i], ch[i], blocks_per_level, long_skip, padding == 1))
+        self.post = final_activation(block, layers, ch[depth] if head == "classes" else ch[0])  # no weights: no level
         if head == "classes":
             self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch[depth], out_channels))
         else:
             self.head = nn.Conv2d(ch[0], out_channels, kernel_size=1)
+        place_blocks(self.modules(), drop_path)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -196,12 +221,14 @@ class EncoderDecoder(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         for m in self.modules():
             if hasattr(m, "reset_skip_init"):
                 m.reset_skip_init()
+        if self.residual_scale == "fixup":
+            zero_head(self.head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x: [B, in, H, W]`` -> ``[B, out, H, W]`` (pixels) or ``[B, num_classes]`` (classes)."""
@@ -216,4 +243,12 @@ class EncoderDecoder(nn.Module):
         x = self.bottleneck(self.pool(x) if self.depth else x)
         for name, skip in zip(self.dec_names, reversed(skips)):
             x = getattr(self, name)(x, skip)
-        return self.head(x)
+        return self.head(self.post(x))
+
+
+def zero_head(head: nn.Module) -> None:
+    """Fixup's zero-initialised output layer (the last weight layer of ``head``)."""
+    last = [m for m in head.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+    nn.init.zeros_(last.weight)
+    if last.bias is not None:
+        nn.init.zeros_(last.bias)

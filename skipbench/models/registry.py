@@ -1,7 +1,9 @@
 """The model variants: the one place a variant is defined.
 
 A variant is a name, its long skip (a name in :data:`~skipbench.models.merges.MERGES`), its block (a
-name in :data:`~skipbench.models.blocks.BLOCKS`) and its padding. Hydra's ``model=<name>`` options are
+name in :data:`~skipbench.models.blocks.BLOCKS`), its padding, its skeleton (``encdec``: the conv
+encoder-decoder; ``mlp``: the fully connected one, :mod:`.mlp`) and the block knobs it sets (``norm``,
+``residual_scale``, ...: their defaults in its config). Hydra's ``model=<name>`` options are
 made from this table (:func:`skipbench.config.register_configs` stores each as
 ``schema/model/<name>``), so ``configs/model/<name>.yaml`` only names it; ``model.long_skip``,
 ``model.block`` and ``model.padding`` start at the variant's values and stay user overrides.
@@ -23,6 +25,7 @@ from ..errors import UnknownModelError
 
 if TYPE_CHECKING:
     from .encdec import EncoderDecoder
+    from .mlp import MLP
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Variant:
     block: str  # short skip inside each block, a name in blocks.BLOCKS
     summary: str
     padding: int = 1  # 1 = padded convs; 0 = valid convs (original U-Net)
+    skeleton: str = "encdec"  # encdec (the conv encoder-decoder) or mlp (fully connected, classify only)
+    knobs: tuple[tuple[str, Any], ...] = ()  # block knobs this variant sets (config defaults, still overridable)
 
 
 MODELS: dict[str, Variant] = {
@@ -44,7 +49,21 @@ MODELS: dict[str, Variant] = {
     "fc_densenet": Variant("concat", "dense", "dense blocks + U-Net long concat skips (Tiramisu)"),
     "unet_crop": Variant("crop_concat", "plain", "original U-Net: valid convs, encoder features cropped then concatenated", 0),
     "plain": Variant("none", "plain", "deep plain network, no skips of any kind (degradation experiments)"),
+    "preact_resnet": Variant("none", "preact_residual", "full pre-activation residual blocks, identity path untouched (He 2016b)"),
+    "resnet_nonorm": Variant("none", "residual", "residual blocks without normalisation, unscaled (the baseline that fails)",
+                             knobs=(("norm", "none"),)),
+    "rezero_resnet": Variant("none", "residual", "no normalisation, x + alpha F(x) with alpha = 0 at init (ReZero)",
+                             knobs=(("norm", "none"), ("residual_scale", "rezero"))),
+    "skipinit_resnet": Variant("none", "residual", "no normalisation, a scalar alpha = 0 ending each branch (SkipInit)",
+                               knobs=(("norm", "none"), ("residual_scale", "skipinit"))),
+    "fixup_resnet": Variant("none", "residual", "no normalisation, Fixup init, scalar biases and multiplier",
+                            knobs=(("norm", "none"), ("residual_scale", "fixup"))),
+    "mlp_plain": Variant("none", "plain", "fully connected: deep plain MLP on flattened images", skeleton="mlp"),
+    "mlp_residual": Variant("none", "residual", "fully connected: residual MLP blocks", skeleton="mlp"),
+    "mlp_highway": Variant("none", "highway", "fully connected: highway layers (Srivastava 2015)", skeleton="mlp"),
+    "mlp_dense": Variant("none", "dense", "fully connected: one dense block over all layers", skeleton="mlp"),
 }
+SKELETONS = ("encdec", "mlp")
 
 
 def list_models() -> list[str]:
@@ -59,15 +78,18 @@ def get_variant(name: str) -> Variant:
 
 def build_model(
     name: str, long_skip: str | None = None, block: str | None = None, padding: int | None = None, **kwargs: Any
-) -> EncoderDecoder:
-    """Build a registered variant; ``long_skip``/``block``/``padding`` default to the registered ones.
+) -> EncoderDecoder | MLP:
+    """Build a registered variant; ``long_skip``/``block``/``padding`` and its knobs default to the registered ones.
 
-    ``kwargs`` go to :class:`EncoderDecoder` (``in_channels``, ``out_channels``, ``depth``, ...).
+    ``kwargs`` go to :class:`EncoderDecoder` (``in_channels``, ``out_channels``, ``depth``, ...) or, for
+    the ``mlp`` skeleton, to :class:`~skipbench.models.mlp.MLP` (``num_layers``, ``width``, ...).
     """
     from .encdec import EncoderDecoder
+    from .mlp import MLP
 
     variant = get_variant(name)
-    return EncoderDecoder(
+    kwargs = {**dict(variant.knobs), **kwargs}
+    return (MLP if variant.skeleton == "mlp" else EncoderDecoder)(
         long_skip=str(long_skip or variant.long_skip),
         block=str(block or variant.block),
         padding=variant.padding if padding is None else padding,

@@ -13,12 +13,13 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..commands.exits import one_line
 from ..run_folder import COMPLETED
 from .aggregate import Report
 from .grouping import format_value, short_key
 from .runs import ReportError
 from .stats import Summary
-from .values import best_value, final_value
+from .values import best_value, final_value, finite_number
 
 
 def _decimals(reference: float | None) -> int:
@@ -147,11 +148,17 @@ def run_rows(report: Report) -> list[dict[str, Any]]:
             f"final_{report.metric}": final_value(run, report.metric) if run.status == COMPLETED else None,
             f"best_{report.metric}": best_value(run, report.metric) if run.status == COMPLETED else None,
             "steps_to_target": step, "train_s_to_target": secs,
-            **{k: m.get(k) for k in ("steps", "max_steps", "params", "train_time_s", "wall_time_s", "steps_per_s",
-                                    "peak_memory_mb", "peak_memory_kind", "activations_mb")},
-            "error": m.get("error") or run.problem,
+            # metrics.json may come from anywhere: a number that is not one (a string, 10**400) is n/a
+            **{k: finite_number(m.get(k)) for k in ("steps", "max_steps", "params", "train_time_s", "wall_time_s",
+                                                    "steps_per_s", "peak_memory_mb", "activations_mb")},
+            "peak_memory_kind": _text(m.get("peak_memory_kind")),
+            "error": _text(m.get("error")) or run.problem,
         })
     return rows
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None else one_line(v if isinstance(v, str) else repr(v), 300)
 
 
 def render_markdown(report: Report, plots: Sequence[str]) -> str:

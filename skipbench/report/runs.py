@@ -8,7 +8,6 @@ read lazily, with TensorBoard's own reader, only when a statistic or a plot need
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -16,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .. import run_names  # noqa: F401  registers the resolvers a saved config uses (model=custom's label)
 from ..errors import ReportError  # noqa: F401  (re-exported: skipbench.report.runs.ReportError)
 from ..run_folder import (CHECKPOINT, COMPLETED, CONFIG, EVENTS_PREFIX, FAILURES, GRAD_LEVEL, GRAD_NORM, INCOMPLETE,
-                          METRICS, OVERRIDES, PROBE, flat_items, layer_of, level_of, parse_loss_tag)
+                          METRICS, OVERRIDES, PROBE, UnreadableFile, file_kind, flat_items, is_regular, layer_of, level_of,
+                          parse_loss_tag, read_json, read_yaml, resolve_nodes)
 
 Curve = list[tuple[int, float]]  # (step, value), sorted by step, one value per step
 
@@ -49,6 +48,13 @@ class Run:
     def failed(self) -> bool:
         return self.status in FAILURES
 
+    def event_files(self) -> tuple[list[Path], list[Path]]:
+        """The run's event files: (regular files, entries named like one that are not: a FIFO, a device,
+        a folder -- TensorBoard's reader would block on them for ever or fail)."""
+        named = [p for p in self.path.iterdir() if p.name.startswith(EVENTS_PREFIX)]
+        regular = [p for p in named if is_regular(p)]
+        return regular, [p for p in named if p not in regular]
+
     @property
     def is_probe(self) -> bool:
         """A folder of ``skipbench probe``: it measured models at initialisation and trained nothing."""
@@ -57,10 +63,12 @@ class Run:
 
     @property
     def has_events(self) -> bool:
-        return any(p.name.startswith(EVENTS_PREFIX) for p in self.path.iterdir())
+        regular, special = self.event_files()
+        return bool(regular) and not special
 
     def scalars(self) -> dict[str, Curve]:
-        """Every scalar tag -> its curve, read once (``{}`` when the run has no event files)."""
+        """Every scalar tag -> its curve, read once (``{}`` when the run has no event files, or one of
+        them is a special file: :func:`load_runs` says so)."""
         if self._scalars is None:
             self._scalars = read_scalars(self.path) if self.has_events else {}
         return self._scalars
@@ -107,6 +115,16 @@ def _target_name(node: Mapping[str, Any]) -> str | None:
     return str(target).rsplit(".", 1)[-1].lower() if target else None
 
 
+def hashable(value: Any) -> Any:
+    """Lists as tuples, at any depth (``[[1, 2], {"a": 3}]`` -> ``((1, 2), (("a", 3),))``), so a
+    list-valued key can define a group."""
+    if isinstance(value, (list, tuple)):
+        return tuple(hashable(v) for v in value)
+    if isinstance(value, Mapping):
+        return tuple((str(k), hashable(v)) for k, v in value.items())
+    return value
+
+
 def flat_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The flat config plus one key per built component naming what was built.
 
@@ -115,7 +133,7 @@ def flat_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     when those have no other differing key. ``model`` is left out: ``model.name`` says it.
     """
     # lists become tuples: hashable, so a list-valued key can define a group
-    flat = {key: tuple(v) if isinstance(v, (list, tuple)) else v for key, v in flat_items(cfg)}
+    flat = {key: hashable(v) for key, v in flat_items(cfg)}
     for group, node in cfg.items():
         if group != "model" and isinstance(node, Mapping):
             name = _target_name(node)
@@ -124,39 +142,42 @@ def flat_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _load_yaml(path: Path) -> Any:
-    from omegaconf import OmegaConf
+def _label_custom_model(cfg: Mapping) -> None:
+    """model=custom saves ``name: ${model_label:${.target}}``; resolvers are never run on a run folder's
+    files, so apply the same pure string function (:func:`skipbench.models.custom.label`) to its target."""
+    from ..models.custom import label
 
-    conf = OmegaConf.load(path)
-    try:
-        return OmegaConf.to_container(conf, resolve=True)
-    except Exception:  # an interpolation only Hydra could resolve: keep it as written
-        return OmegaConf.to_container(conf, resolve=False)
+    model = cfg.get("model")
+    if isinstance(model, dict) and str(model.get("name", "")).startswith("${model_label:") and model.get("target"):
+        model["name"] = label(str(model["target"]))
 
 
 def load_run(path: Path, root: Path) -> Run:
+    """One run folder, read as data (:func:`skipbench.run_folder.read_yaml`): a config that cannot be read
+    raises :class:`ReportError`; an unreadable ``metrics.json`` leaves the run without one, saying why."""
     path, root = Path(path), Path(root)
     try:
-        cfg = _load_yaml(path / CONFIG)
-    except Exception as ex:
-        first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
-        raise ReportError(f"{path / CONFIG}: cannot read it ({first})") from None
+        cfg = resolve_nodes(read_yaml(path / CONFIG))
+    except UnreadableFile as ex:
+        raise ReportError(str(ex)) from None
     if not isinstance(cfg, Mapping):
         raise ReportError(f"{path / CONFIG}: not a mapping")
+    _label_custom_model(cfg)
     overrides: list[str] = []
-    if (path / OVERRIDES).is_file():
+    if (path / OVERRIDES).exists():
         try:
-            overrides = [str(o) for o in (_load_yaml(path / OVERRIDES) or [])]
-        except Exception:
+            saved = read_yaml(path / OVERRIDES)
+            overrides = [str(o) for o in saved] if isinstance(saved, list) else []
+        except UnreadableFile:
             pass
     metrics, problem = None, None
-    if (path / METRICS).is_file():
+    if (path / METRICS).exists():
         try:
-            metrics = json.loads((path / METRICS).read_text())
+            metrics = read_json(path / METRICS)
             if not isinstance(metrics, dict):
                 metrics, problem = None, "metrics.json is not an object"
-        except (OSError, ValueError) as ex:
-            problem = f"metrics.json unreadable ({ex})"
+        except UnreadableFile as ex:
+            problem = f"metrics.json unreadable ({str(ex).removeprefix(f'{path / METRICS}: ')})"
     rel = os.path.relpath(path, root)
     return Run(path=path, name=rel, config=flat_config(cfg), overrides=overrides, metrics=metrics, problem=problem)
 
@@ -175,18 +196,26 @@ def load_runs(root: Path, on_skip: Callable[[str], None] | None = None) -> list[
     if not paths:
         raise ReportError(f"{root}: no runs found (a run folder holds .hydra/config.yaml)")
     runs, probes = [], []
+    note = on_skip or (lambda line: None)
     for p in paths:
         try:
             run = load_run(p, root)
         except ReportError as ex:
-            if on_skip is not None:
-                on_skip(f"skipped: {ex}")
+            note(f"skipped: {ex}")
             continue
-        (probes if run.is_probe else runs).append(run)
-    if probes and on_skip is not None:  # they trained nothing: no row of a training comparison
-        on_skip(f"left out {len(probes)} probe folder{'s' if len(probes) != 1 else ''} (skipbench probe: measured at "
-                f"initialisation, see their {PROBE}): {', '.join(r.name for r in probes[:3])}"
-                f"{' ...' if len(probes) > 3 else ''}")
+        if run.is_probe:
+            probes.append(run)
+            continue
+        runs.append(run)
+        if run.problem:
+            note(f"{run.name}: {run.problem}; counted as incomplete")
+        for special in run.event_files()[1]:
+            note(f"curves of {run.name} left out: {special} is not a regular file "
+                 f"({file_kind(special.lstat().st_mode)})")
+    if probes:  # they trained nothing: no row of a training comparison
+        note(f"left out {len(probes)} probe folder{'s' if len(probes) != 1 else ''} (skipbench probe: measured at "
+             f"initialisation, see their {PROBE}): {', '.join(r.name for r in probes[:3])}"
+             f"{' ...' if len(probes) > 3 else ''}")
     if not runs:
         what = "only probe folders" if probes else "no readable runs (every .hydra/config.yaml below it failed to load)"
         raise ReportError(f"{root}: {what}; a report compares training runs")

@@ -46,9 +46,14 @@ def choose_metric(runs: Sequence[Run], requested: str | None) -> str:
 
 
 def finite_number(v: Any) -> float | None:
+    """``v`` as a finite float; None for anything else (a string, a list, NaN, an integer past a float)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return float(v) if math.isfinite(v) else None
+    try:
+        v = float(v)
+    except OverflowError:  # metrics.json may hold 10**400: JSON integers are unbounded
+        return None
+    return v if math.isfinite(v) else None
 
 
 def final_value(run: Run, metric: str) -> float | None:

@@ -1,12 +1,15 @@
-"""The skeleton and every registered variant: shapes, gradients, merges, depth order."""
+"""The skeleton and every registered variant: shapes, gradients, merges, depth order, initialisation."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from torch import nn
 
 from skipbench.models import MODELS, EncoderDecoder, build_model, list_models
+from skipbench.models.blocks import HighwayBlock, ResidualBlock
 from skipbench.models.encdec import valid_output_size
 from skipbench.models.merges import AddMerge, ConcatMerge, CropConcatMerge, NoMerge, match_size
 from skipbench.train.diagnostics import WEIGHT_LAYERS, depth_ordered_layers
@@ -315,3 +318,47 @@ def test_depth_ordered_layers_follow_forward_order(name, head):
     for h in hooks:
         h.remove()
     assert calls == [n for n, _ in layers]
+
+
+# ================================================================== found by mutation testing (round 2)
+# Written from mutmut's survivors in issue 15m (docs/testing.md), formerly tests/test_mutants_models.py:
+# the skeleton's initialisation, the skip init options and depth 0; expected values follow from the
+# documented initialisation and shapes.
+@pytest.mark.parametrize("name,kwargs", [("unet_add", {}), ("highway", {"highway_gate_bias": -1.5}),
+                                         ("resunet", {"zero_init_residual": True}), ("unet_crop", {})])
+def test_initialisation_is_kaiming_fan_in_with_zero_biases(name, kwargs):
+    torch.manual_seed(0)
+    model = build_model(name, width=16, depth=2, **kwargs)
+    for mod_name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            # torch's fan_in: weight dim 1 times the kernel area (also for transposed convs)
+            fan_in = m.weight.shape[1] * math.prod(m.weight.shape[2:])
+            if m.weight.numel() >= 1000:  # enough samples for the std to be within a few %
+                assert m.weight.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.1), mod_name
+            if m.bias is not None:
+                gate = mod_name.endswith(".gate")
+                expected = kwargs.get("highway_gate_bias", 0.0) if gate else 0.0
+                assert torch.all(m.bias == expected), mod_name
+        elif isinstance(m, nn.BatchNorm2d):
+            zeroed = kwargs.get("zero_init_residual") and mod_name.endswith(".bn2")
+            assert torch.all(m.weight == (0.0 if zeroed else 1.0)) and torch.all(m.bias == 0), mod_name
+
+
+def test_skip_init_options_reach_the_blocks():
+    resnet = build_model("resnet", width=4, depth=1, zero_init_residual=True)
+    blocks = [m for m in resnet.modules() if isinstance(m, ResidualBlock)]
+    assert blocks and all(b.zero_init_residual for b in blocks)
+    highway = build_model("highway", width=4, depth=1, highway_gate_bias=0.5)
+    gates = [m.gate.bias for m in highway.modules() if isinstance(m, HighwayBlock)]
+    assert gates and all(torch.all(g == 0.5) for g in gates)
+    dense = build_model("densenet", width=8, depth=1, dense_growth=3, blocks_per_level=2)
+    first = dense.enc0[0]  # one dense block per stage, 2 x blocks_per_level layers of 3 new channels
+    assert len(first.layers) == 4 and all(layer.conv.out_channels == 3 for layer in first.layers)
+
+
+def test_depth_zero_is_one_stage_at_full_resolution():
+    model = EncoderDecoder(in_channels=2, out_channels=3, depth=0, width=4)
+    assert model.enc_names == [] and model.dec_names == []
+    x = torch.rand(1, 2, 7, 5)
+    assert model(x).shape == (1, 3, 7, 5)
+    assert model.bottleneck[0].conv1.in_channels == 2  # the input feeds the bottleneck directly

@@ -16,6 +16,8 @@ from skipbench.models.encdec import valid_output_size
 from skipbench.models.registry import MODELS
 from skipbench.train.diagnostics import Diagnostics, GradNorms, count_flops, depth_ordered_layers, skeleton_layers
 
+from conftest import MODEL_NAMES
+
 torch.set_num_threads(1)
 
 
@@ -177,13 +179,13 @@ def test_shared_layers_have_the_same_tag_in_every_variant(head, blocks):
     kw = dict(head=head, out_channels=3 if head == "classes" else 1, blocks_per_level=blocks)
     base = _tags("autoencoder", **kw)
     assert base == _main_path(base)  # the plain autoencoder is the bare skeleton
-    for name in MODELS:
+    for name in MODEL_NAMES:
         tags = _tags(name, **kw)
         assert set(base) <= set(tags), (name, sorted(set(base) - set(tags)))
         assert _main_path(tags) == base, name  # the same main path, nothing shifted or renamed
         assert len(tags) == len(set(tags)), name  # one tag per layer
         assert len(tags) == len(depth_ordered_layers(build_model(name, depth=2, width=4, **kw))), name
-    extras = {name: sorted(set(_tags(name, **kw)) - set(base)) for name in MODELS}
+    extras = {name: sorted(set(_tags(name, **kw)) - set(base)) for name in MODEL_NAMES}
     assert extras["resnet"] and all(t.endswith(".shortcut") for t in extras["resnet"])
     assert all(t.endswith((".carry", ".gate")) for t in extras["highway"]) and extras["highway"]
     assert all(t.endswith(".transition") for t in extras["densenet"]) and extras["densenet"]
@@ -200,7 +202,7 @@ def test_merge_projection_is_an_extra_of_its_decoder_level():
     assert "02_dec0/conv0.skip_proj" in tags and "02_dec0/conv0_up" in tags and "02_dec0/conv1" in tags
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_tags_sort_by_depth(name):
     """Sorted tags = levels in forward order, main-path convs of a level in forward order."""
     model = build_model(name, depth=2, width=4, blocks_per_level=2)

@@ -13,7 +13,7 @@ from skipbench.models import MODELS, EncoderDecoder
 from skipbench.tasks import Task
 from skipbench.train.loop import param_groups
 
-from conftest import compose, group_options, tiny_model
+from conftest import MODEL_NAMES, compose, group_options, tiny_model
 
 GROUPS = ["model", "dataset", "task", "optimizer", "scheduler"]
 OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -77,10 +77,13 @@ def test_every_option_builds(group, option):
     """Data, task, model, optimizer and schedule as the loop builds them (offline data only)."""
     from skipbench.train.loop import build
 
-    cfg = compose([f"{group}={option}", *SMALL])
+    from skipbench.models.mlp import MLP
+
+    mlp = group == "model" and MODELS[option].skeleton == "mlp"  # the fully connected skeleton only classifies
+    cfg = compose([f"{group}={option}", *SMALL, *(["task=classify"] if mlp else [])])
     sbconfig.check_config(cfg)
     run = build(cfg)
-    assert isinstance(run.model, EncoderDecoder)
+    assert isinstance(run.model, MLP if mlp else EncoderDecoder)
     assert isinstance(run.data, ImageData) and len(run.data.train) == 32 and len(run.data.val) == 8
     assert isinstance(run.task, Task)
     if group == "task":
@@ -112,7 +115,7 @@ def test_optimizer_option_instantiates_right_class(name):
     assert opt.defaults["lr"] == cfg.optimizer.lr
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_param_groups_no_decay_on_norms_and_biases(name):
     model = tiny_model(name, depth=2)
     groups = param_groups(model, weight_decay=0.1)
@@ -128,7 +131,8 @@ def test_param_groups_no_decay_on_norms_and_biases(name):
             assert id(p) in decayed, pname
     norm_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
     biases = {id(p) for n, p in model.named_parameters() if n.endswith(".bias")}
-    assert norm_params and norm_params <= not_decayed
+    norm_free = dict(MODELS[name].knobs).get("norm") == "none"  # resnet_nonorm, rezero_resnet, ...: no norm to find
+    assert (bool(norm_params) != norm_free) and norm_params <= not_decayed
     assert biases <= not_decayed
 
 

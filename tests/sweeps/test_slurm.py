@@ -20,7 +20,7 @@ from conftest import TINY, describe, finish, load_events, read_metrics, run_cli,
 
 pytestmark = pytest.mark.slurm
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "slurm_local.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm_local.sh"
 # 1 CPU per job: two jobs run side by side on a 2-core node. 30 min: far above what a test needs.
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
          "hydra.launcher.timeout_min=30"]

@@ -1,6 +1,6 @@
 """The SLURM launcher's checks without a cluster: partition limits, GPU defaults, sbatch's refusals.
 
-(``tests/test_slurm.py`` runs the same against a real SLURM.)
+(``tests/sweeps/test_slurm.py`` runs the same against a real SLURM.)
 """
 
 from __future__ import annotations

@@ -100,3 +100,17 @@ def test_odd_first_pool_is_exact_in_the_model():
     # depth 1 at 33 px: the pool floors 29 -> 14; the skip crop must take the 9 extra pixels as 4 before and
     # 5 after, like the target crop (before the fix it took 5 before: one pixel off).
     assert skip_offset(29, 20) == target_offset(29, 20) == 4
+
+
+# ================================================================== found by mutation testing (round 2)
+# Written from mutmut's survivors in issue 15m (docs/testing.md), formerly tests/test_mutants_models.py.
+@pytest.mark.parametrize("shape,ok", [((65, 66), False), ((66, 65), False), ((65, 68), True), ((68, 65), True)])
+def test_valid_conv_size_check_covers_both_sides(shape, ok):
+    model = build_model("unet_crop", width=1, depth=2)
+    x = torch.zeros(1, 1, *shape)
+    if ok:
+        # valid_output_size by hand: 65 -> 61, 30 -> 26, 13 -> 9 -> 18 - 4 = 14 -> 28 - 4 = 24; 68 -> ... 28
+        assert model(x).shape[-2:] == tuple({65: 24, 68: 28}[s] for s in shape)
+    else:
+        with pytest.raises(ValueError, match="66 px"):
+            model(x)
