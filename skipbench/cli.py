@@ -24,6 +24,7 @@ Commands:
   report    aggregate finished runs below a folder: tables (md/csv/json) and plots
   probe     measure models at initialisation (gradients by depth, shattering, memory): probe.json
   reproduce run the literature's claims about skips and write docs/results.md with verdicts
+  summary   per-layer cost table of a model (shape, params, FLOPs, saved activations), no training
   tb        the TensorBoard command for a folder of runs (names lead with task and variant) and its views' links
 
 Examples:
@@ -41,9 +42,9 @@ Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
 def train(args: list[str]) -> int:
     from .cli_help import train_help, wants_help
     from .commands.job import hydra_app, run_hydra, train_task
-    from .commands.overrides import check_run_dirs, expand_home, with_resume
+    from .commands.overrides import check_run_dirs, expand_home, launcher_aliases, with_resume
 
-    args = expand_home(args)
+    args = launcher_aliases(expand_home(args))
     check_run_dirs(args)
     if wants_help(args):  # Hydra's own --help takes ~2 s listing config groups
         print(train_help("train", args))
@@ -87,6 +88,12 @@ def probe(args: list[str]) -> int:
     return run_hydra("probe", hydra_app(probe_task, "train"), expand_home(args))
 
 
+def summary(args: list[str]) -> int:
+    from .commands.summary import main as summary_main
+
+    return summary_main(args)
+
+
 def tb(args: list[str]) -> int:
     from .report.tb_links import main as tb_main
 
@@ -100,7 +107,7 @@ def reproduce(args: list[str]) -> int:
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train, "report": report, "probe": probe,
-                                                   "reproduce": reproduce, "tb": tb}
+                                                   "reproduce": reproduce, "tb": tb, "summary": summary}
 
 
 def _complete(args: list[str]) -> int:

@@ -35,9 +35,10 @@ def config_groups(root: Path) -> dict[str, list[str]]:
 def train_help(config_name: str, args: list[str]) -> str:
     """The help page Hydra would print for ``args`` (overrides change the config shown)."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     from .config import config_dir, register_configs
+    from .config_docs import annotated_yaml
 
     overrides = [a for a in args if not a.startswith("-")]
     register_configs()
@@ -48,5 +49,5 @@ def train_help(config_name: str, args: list[str]) -> str:
         del cfg["hydra"]
     groups = "".join(f"{g}: {', '.join(o)}\n" for g, o in config_groups(config_dir()).items())
     return string.Template(template).safe_substitute(
-        APP_CONFIG_GROUPS=groups, CONFIG=OmegaConf.to_yaml(cfg, resolve="--resolve" in args),
+        APP_CONFIG_GROUPS=groups, CONFIG=annotated_yaml(cfg, resolve="--resolve" in args),
         FLAGS_HELP="", HYDRA_CONFIG_GROUPS="")

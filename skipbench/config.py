@@ -65,12 +65,12 @@ class BlockKnobs:
     """What both skeletons share: the variant's name and skips, and the block knobs (skipbench/models/blocks.py)."""
 
     _target_: str = "skipbench.models.build_model"
-    name: str = MISSING
+    name: str = MISSING  # the variant (model=<name>): labels the run folder, TensorBoard and the report
     long_skip: str = MISSING  # a name in skipbench/models/merges.py MERGES (the variant's own unless overridden)
     block: str = MISSING  # a name in skipbench/models/blocks.py BLOCKS (the variant's own unless overridden)
     width: int = 16  # channels of the first level, doubled at each level (mlp: units of every hidden layer)
-    zero_init_residual: bool = False
-    highway_gate_bias: float = -2.0
+    zero_init_residual: bool = False  # residual blocks: last norm's weight 0 at init, so each block starts as identity
+    highway_gate_bias: float = -2.0  # highway blocks: initial gate bias; negative = carry the input at first
     dense_growth: Optional[int] = None  # channels per dense layer; default max(4, out_ch // layers)
     padding: int = MISSING  # 1 = padded 3x3 convs; 0 = valid convs as in the original U-Net (output smaller)
     norm: str = "batch"  # batch | group | none (no norm modules; the layers get biases instead)
@@ -101,15 +101,25 @@ class MLPModelConfig(BlockKnobs):
     input_size: int = 8  # images are area-averaged to input_size x input_size, then flattened
 
 
+@dataclass
+class CustomModelConfig:
+    """``model=custom``: your own ``nn.Module`` (:mod:`skipbench.models.custom`)."""
+
+    _target_: str = "skipbench.models.custom.build_custom"
+    target: str = MISSING  # import path of an nn.Module class or a function returning one (mypkg.nets.TinyNet, mynet.build)
+    name: str = "${model_label:${.target}}"  # the run's label (console, folder, TensorBoard, report); default from target
+    kwargs: dict[str, Any] = field(default_factory=dict)  # more keyword arguments for target (+model.kwargs.hidden=32)
+
+
 # ---------------------------------------------------------------- data sets
 @dataclass
 class ShapesConfig:
     _target_: str = "skipbench.data.shapes"
     size: int = 32  # 32..128 (any size >= 2**depth works)
     channels: int = 1  # 1 (grey) or 3 (colour)
-    train_size: int = 4096
-    val_size: int = 512
-    max_shapes: int = 4
+    train_size: int = 4096  # training images drawn
+    val_size: int = 512  # validation images drawn (a stream of their own)
+    max_shapes: int = 4  # at most this many shapes per image
     seed: int = 0  # the data's own seed: the same images whatever the training seed
 
 
@@ -144,15 +154,15 @@ class FolderConfig:
     crops_per_image: int = 8  # random training crops per image
     val_fraction: float = 0.1  # images held out for validation (by a hash of the path)
     channels: int = 3  # 1 = grey, 3 = RGB
-    seed: int = 0
+    seed: int = 0  # the training crops' own seed
 
 
 @dataclass
 class DigitsConfig:
     _target_: str = "skipbench.data.digits.digits"
     size: int = 32  # scikit-learn's 8x8 digits, upsampled
-    val_fraction: float = 0.2
-    seed: int = 0
+    val_fraction: float = 0.2  # images held out for validation
+    seed: int = 0  # the split's own seed
 
 
 # ---------------------------------------------------------------- tasks
@@ -185,9 +195,9 @@ class ReconstructConfig:
 class SGDConfig:
     _target_: str = "torch.optim.SGD"
     _partial_: bool = True
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
+    lr: float = 0.05  # learning rate
+    momentum: float = 0.9  # in [0, 1)
+    nesterov: bool = False  # Nesterov momentum
     weight_decay: float = 0.0  # never applied to norm weights or biases
     fused: Optional[bool] = None  # null: torch's one-kernel update on CPU/CUDA (faster than its per-tensor loop)
 
@@ -197,10 +207,10 @@ class AdamConfig:
     _target_: str = "torch.optim.Adam"
     _partial_: bool = True
     _convert_: str = "all"  # betas as a plain list, so checkpoints hold no omegaconf objects
-    lr: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
+    lr: float = 1e-3  # learning rate (tuned=<task>_<dataset>: each model's own)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # moving-average factors of gradient and its square
+    eps: float = 1e-8  # added to the denominator
+    weight_decay: float = 0.0  # never applied to norm weights or biases
     fused: Optional[bool] = None  # null: torch's one-kernel update on CPU/CUDA (~4x faster than its per-tensor loop)
 
 
@@ -231,7 +241,7 @@ class TrainerConfig:
     # 400: the README's 5-variant sweep fits in 3 minutes on 2 CPU cores even on a slow day, and the long
     # skips lead by 3.2-3.9 dB at step 400 as at 600 (README, 'Speed'); longer: trainer.max_steps=...
     max_steps: int = 400
-    batch_size: int = 32
+    batch_size: int = 32  # images per training step (and per eval batch)
     eval_every: int = 100  # steps between evaluations (and checkpoints); also at the end
     log_every: int = 20  # steps between scalar / gradient-norm writes
     device: Device = Device.auto  # auto = cuda when available, else cpu
@@ -242,6 +252,11 @@ class TrainerConfig:
     compile_mode: CompileMode = CompileMode.default  # torch.compile's mode; reduce-overhead = CUDA graphs
     grad_clip: Optional[float] = None  # max global gradient norm
     progress: bool = True  # tqdm bar
+    # The debug= presets' knobs (configs/debug/, skipbench/train/debug.py):
+    overfit_batches: int = 0  # > 0: train on the first N batches over and over, validate on the same images (debug=overfit)
+    data_fraction: float = 1.0  # the first fraction of the train and val splits, in (0, 1] (debug=tiny)
+    detect_anomaly: bool = False  # autograd anomaly mode: names the op whose backward made a NaN/inf; slow (debug=anomaly)
+    profile_steps: int = 0  # > 0: torch.profiler records N steps; Chrome trace in <run>/profile/ for ui.perfetto.dev (debug=profile)
 
 
 @dataclass
@@ -252,8 +267,11 @@ class DiagnosticsConfig:
     activations: bool = True  # per-block output mean/std on a fixed probe batch (each eval)
     grad_flow: bool = True  # gradient-flow heat map (all logged steps) + grad norm vs depth figures
     figures_every: int = 1000  # steps between grad-flow figures (~0.5 s each to draw); always at the end; 0 = end only
+    grad_max: bool = True  # per-layer max |gradient| (grad_max/<layer>, every log_every; needs grad_norms)
+    dead_after: int = 3  # flag a layer dead after this many log steps of exactly zero gradient (log, health/dead_layers, metrics.json); 0 = off
+    histograms: bool = False  # per-layer weight and gradient histograms (TensorBoard's Histograms tab) at figures_every
     images: bool = True  # input / output / target grid (each eval)
-    num_images: int = 8
+    num_images: int = 8  # images in the input / output / target grid
 
 
 @dataclass
@@ -268,15 +286,18 @@ class TrainConfig:
     seed: int = 0  # model init, batch order, noise
     resume: Optional[str] = None  # a run directory (or its checkpoint.pt) to continue; auto = this run's own, if any
     tuned_lr: dict[str, float] = field(default_factory=dict)  # model.name -> lr, from tuned=<task>_<dataset>
+    tags: list[str] = field(default_factory=list)  # labels for later filtering (metrics.json, HParams, report --tags)
 
 
 def model_schemas() -> dict[str, ModelConfig]:
     """``schema/model/<name>`` for every registered variant: ``configs/model/<name>.yaml`` extends it."""
     from .models.registry import MODELS  # imports no torch
 
+    from .models.custom import CUSTOM
+
     schema = {"encdec": ModelConfig, "mlp": MLPModelConfig}
-    return {name: schema[v.skeleton](name=name, long_skip=v.long_skip, block=v.block, padding=v.padding, **dict(v.knobs))
-            for name, v in MODELS.items()}
+    return {**{name: schema[v.skeleton](name=name, long_skip=v.long_skip, block=v.block, padding=v.padding,
+                                        **dict(v.knobs)) for name, v in MODELS.items()}, CUSTOM: CustomModelConfig()}
 
 
 SCHEMAS = {
@@ -330,6 +351,32 @@ def register_configs() -> None:
             cs.store(group=f"schema/{group}", name=name, node=node)
 
 
+def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train",
+                   hydra: bool = False) -> DictConfig:
+    """The config ``skipbench <command> overrides...`` would run, composed in-process (schemas registered,
+    the shipped config folder found); ``hydra=True`` keeps the ``hydra`` node, and sets it as the current
+    Hydra config so ``${hydra:...}`` (the run folder's name) resolves. Hydra's global state is cleared again."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=hydra)
+    if hydra:
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def planned_run_dir(cfg: DictConfig) -> Path | None:
+    """The folder Hydra would make for a single run of ``cfg`` (composed with ``hydra=True``; its
+    ``${now:...}`` resolved once, here), or None where only a real job can resolve it."""
+    try:
+        return Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).expanduser().absolute()
+    except Exception:  # an interpolation only a real job can resolve
+        return None
+
+
 def config_dir() -> Path:
     """The configs shipped inside the wheel, or the checkout's ``configs/`` (editable install)."""
     packaged = Path(__file__).resolve().parent / "configs"
@@ -344,6 +391,12 @@ def require(ok: bool, key: str, value: Any, rule: str) -> None:
         raise ConfigError(f"{key}={value}: {rule}")
 
 
+def is_custom(model_cfg: DictConfig) -> bool:
+    from .models.custom import is_custom as custom
+
+    return custom(model_cfg)
+
+
 def check_config(cfg: DictConfig) -> None:
     """The rules no constructor or loader owns: the trainer's, optimizer's, schedule's, task's and
     diagnostics' ranges, and the rules spanning several keys. Raises :class:`ConfigError` naming key and rule.
@@ -352,6 +405,9 @@ def check_config(cfg: DictConfig) -> None:
     loader its own (``skipbench/data/``), and :func:`check_image_size` that model and data fit;
     :func:`skipbench.train.validate.check_runnable` runs them all once per run, before the run folder exists.
     """
+    if is_custom(cfg.model) and OmegaConf.is_missing(cfg.model, "target"):
+        raise ConfigError("model.target is not set: model=custom trains your own nn.Module; give its import path, "
+                          "e.g. model.target=mynet.build (a class or a function returning one)")
     _check_trainer(cfg.trainer, cfg)
     _check_optimizer(cfg)
     _check_task(cfg.task)
@@ -359,6 +415,7 @@ def check_config(cfg: DictConfig) -> None:
     if "root" in d.keys() and OmegaConf.is_missing(d, "root"):
         raise ConfigError("dataset.root is not set: give the folder of your images, e.g. dataset.root=~/photos")
     require(cfg.diagnostics.figures_every >= 0, "diagnostics.figures_every", cfg.diagnostics.figures_every, "must be >= 0")
+    require(cfg.diagnostics.dead_after >= 0, "diagnostics.dead_after", cfg.diagnostics.dead_after, "must be >= 0 (0 = off)")
     require(cfg.diagnostics.num_images >= 1, "diagnostics.num_images", cfg.diagnostics.num_images, "must be >= 1")
 
 
@@ -370,6 +427,11 @@ def _check_trainer(t: DictConfig, cfg: DictConfig) -> None:
         require(0 <= seed < SEED_LIMIT, key, seed, f"must be an integer in [0, 2**32 - 1]")
     require(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads, "must be >= 1 or null")
     require(t.grad_clip is None or t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "must be > 0 or null")
+    require(t.overfit_batches >= 0, "trainer.overfit_batches", t.overfit_batches, "must be >= 0 (0 = off)")
+    require(0 < t.data_fraction <= 1, "trainer.data_fraction", t.data_fraction, "must be in (0, 1]")
+    require(t.profile_steps >= 0, "trainer.profile_steps", t.profile_steps, "must be >= 0 (0 = off)")
+    require(t.profile_steps == 0 or t.profile_steps + 2 <= t.max_steps, "trainer.profile_steps", t.profile_steps,
+            f"needs trainer.max_steps >= profile_steps + 2 (one step to wait, one to warm up); it is {t.max_steps}")
     if str(t.device) == "cuda":
         import torch
 
@@ -404,6 +466,8 @@ def _check_task(task: DictConfig) -> None:
 def check_image_size(cfg: DictConfig, size: int) -> None:
     """The model must fit the images (``size`` px, the smaller side): ``2**depth`` pixels, more with valid convs."""
     m = cfg.model
+    if is_custom(m):  # model=custom: its own forward is checked on a sample (validate.check_model)
+        return
     if "depth" not in m:  # the fully connected skeleton area-averages any image to its input_size
         return
     if size < 2**m.depth:

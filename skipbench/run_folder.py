@@ -49,6 +49,10 @@ HYDRA_DIR = ".hydra"
 CONFIG = Path(HYDRA_DIR) / "config.yaml"
 HYDRA_CONFIG = Path(HYDRA_DIR) / "hydra.yaml"
 OVERRIDES = Path(HYDRA_DIR) / "overrides.yaml"
+LAYERS_MD, LAYERS_JSON = "layers.md", "layers.json"  # the per-layer cost table (skipbench/train/layer_table.py)
+LAYERS_TEXT = "model/layers"  # its TensorBoard Text tag
+PROFILE_DIR = "profile"  # trainer.profile_steps: Chrome traces (*.pt.trace.json) and ops.txt
+PROFILE_OPS = "ops.txt"
 HYDRA_LOG = "train.log"  # Hydra's job log (hydra.job.name is "train")
 EVENTS_PREFIX = "events.out.tfevents"  # TensorBoard event files: <prefix>.<second>.<host>.<pid>.<n>
 
@@ -102,6 +106,9 @@ GRAD_LEVEL = "grad_level"  # per level: log10 of the level's gradient norm
 WEIGHT_NORM = "weight_norm"
 UPDATE_RATIO = "update_ratio"
 ACT_MEAN, ACT_STD = "act_mean", "act_std"  # per block, named after its last main-path conv
+GRAD_MAX = "grad_max"  # per layer: max |gradient| of its weight (gradflow-check's figure)
+DEAD_LAYERS = "health/dead_layers"  # how many layers have had exactly zero gradient for diagnostics.dead_after log steps
+HIST_WEIGHT, HIST_GRAD = "hist_weight", "hist_grad"  # diagnostics.histograms: per layer, at figures_every
 GRAD_TOTAL = f"{GRAD_NORM}/total"
 GRAD_RATIO = "grad_ratio/first_over_last"
 
@@ -246,8 +253,8 @@ def sweep_task_overrides(sweep_dir: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- config keys
-# Keys that never define a group: the training seed, and settings that do not change the result.
-EXCLUDED_KEYS = ("seed", "model.seed", "resume", "trainer.progress", "trainer.device", "trainer.num_threads")
+# Keys that never define a group: the training seed (and model.seed, its copy for drop_path), settings that do not change the result, and labels.
+EXCLUDED_KEYS = ("seed", "model.seed", "resume", "trainer.progress", "trainer.device", "trainer.num_threads", "tags")
 
 
 def flat_items(cfg: Mapping[str, Any], prefix: str = "", builders: bool = False) -> Iterator[tuple[str, Any]]:

@@ -51,6 +51,10 @@ def varying_overrides(sweep_dir: str, overrides: Sequence[str], exclude: Sequenc
 
 
 def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("model_label"):  # model=custom: the run's label from model.target
+        from .models.custom import label
+
+        OmegaConf.register_new_resolver("model_label", label)
     if not OmegaConf.has_resolver("skipbench_varying"):
         OmegaConf.register_new_resolver("skipbench_varying", lambda d, o, e=(): varying_overrides(d, o, _list(e)))
 

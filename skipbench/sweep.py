@@ -91,3 +91,8 @@ def take_outcome() -> Outcome | None:
     global _last
     out, _last = _last, None
     return out
+
+
+from .api_modules import make_callable  # noqa: E402
+
+make_callable(__name__)  # skipbench.sweep(...) is skipbench.api.sweep (see skipbench/api_modules.py)

@@ -66,22 +66,15 @@ def precheck(config_name: str, args: list[str]) -> list[str] | None:
     """
     if any(a.startswith("-") for a in args):
         return []
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
+    from ..config import compose_config, planned_run_dir
     from ..run_lock import claim_run_folder
     from ..train.checkpoint import resolve_resume
     from ..train.validate import check_runnable
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=config_name):
-        cfg = compose(config_name, overrides=args, return_hydra_config=True)
-    try:  # the folder Hydra would make (its ${now:...} resolved once, here)
-        HydraConfig.instance().set_config(cfg)
-        run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).expanduser().absolute()
-    except Exception:  # an interpolation only a real job can resolve: the task function locks it instead
-        run_dir = None
+    cfg = compose_config(args, config_name, hydra=True)
+    run_dir = planned_run_dir(cfg)  # None: only a real job can name it; the task function locks it instead
     with open_dict(cfg):
         del cfg["hydra"]
         if cfg.resume == "auto":  # this folder's own checkpoint if it has one, else a fresh run
@@ -221,14 +214,20 @@ def job_finished(summary: dict, hc, run_dir: Path, sweep: bool) -> None:
 def save_hydra_files(cfg, hc, run_dir: Path) -> None:
     """On resume Hydra is told not to write ``.hydra/`` (a resume that fails must leave the folder as it
     was); once the checkpoint has loaded, write what Hydra would have, so a later resume sees these overrides."""
-    from omegaconf import OmegaConf
-
     if hc.output_subdir is not None or not cfg.resume:
         return
+    write_hydra_files(cfg, hc, hc.overrides.task, run_dir)
+
+
+def write_hydra_files(cfg, hc, overrides, run_dir: Path) -> None:
+    """``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` as Hydra writes them (what marks a
+    run folder for the report and a resume)."""
+    from omegaconf import OmegaConf
+
     (run_dir / HYDRA_DIR).mkdir(exist_ok=True)
     OmegaConf.save(cfg, run_dir / CONFIG)
     OmegaConf.save(OmegaConf.create({"hydra": OmegaConf.to_container(hc)}), run_dir / HYDRA_CONFIG)
-    OmegaConf.save(hc.overrides.task, run_dir / OVERRIDES)
+    OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / OVERRIDES)
 
 
 def probe_task(cfg) -> None:

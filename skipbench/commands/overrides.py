@@ -19,6 +19,7 @@ from ..run_folder import OVERRIDES, UnreadableFile, read_yaml
 from .exits import one_line
 
 RUN_DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+OPEN_NODES = ("model.kwargs",)  # model=custom: keyword arguments for the user's target, any names
 
 
 def override_key(override: str) -> str:
@@ -49,6 +50,22 @@ def expand_home(args: list[str]) -> list[str]:
     return out
 
 
+# Hydra's upstream launcher names (hydra-submitit-launcher's, used by lightning-hydra-template) -> skipbench's
+# launchers built on them, which add the partition check, resume=auto on requeue and every job accounted for.
+LAUNCHER_ALIASES = {"submitit_slurm": "slurm", "submitit_local": "local"}
+
+
+def launcher_aliases(args: list[str]) -> list[str]:
+    """``hydra/launcher=submitit_slurm`` -> ``hydra/launcher=slurm`` (and ``submitit_local`` -> ``local``)."""
+    out = []
+    for a in args:
+        key, eq, value = a.partition("=")
+        if eq and key.lstrip("+") == "hydra/launcher" and value in LAUNCHER_ALIASES:
+            a = f"{key}={LAUNCHER_ALIASES[value]}"
+        out.append(a)
+    return out
+
+
 def check_run_dirs(args: list[str]) -> None:
     """``hydra.run.dir=`` (empty) would make Hydra write into the current folder: refuse it."""
     for a in args:
@@ -69,6 +86,8 @@ def check_added_keys(cfg, args: list[str]) -> None:
                 or "/" in key or (config_dir() / key).is_dir():  # a config group: Hydra checks its options
             continue
         parent_key, _, leaf = key.rpartition(".")
+        if parent_key in OPEN_NODES:  # free keyword arguments (the user's model's)
+            continue
         parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
         schema = OmegaConf.get_type(parent) if OmegaConf.is_config(parent) else None
         known = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []

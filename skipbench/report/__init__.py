@@ -12,3 +12,7 @@ One module per job, in the order the report runs them:
 
 The names both sides of a run folder agree on (statuses, files, tags) are in :mod:`skipbench.run_folder`.
 """
+
+from ..api_modules import make_callable
+
+make_callable(__name__)  # skipbench.report(...) is skipbench.api.report (see skipbench/api_modules.py)

@@ -60,6 +60,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "final value, a level every group reaches)")
     p.add_argument("--task", default=None, metavar="NAME",
                    help="only the runs of this task (denoise, reconstruct, segment, classify): a report compares one")
+    p.add_argument("--tags", default=None, metavar="TAG[,TAG]",
+                   help="only the runs carrying every one of these tags (skipbench train tags=[...])")
     p.add_argument("--out", default=None, metavar="DIR", help="folder for the report files (default: DIR)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return p
@@ -94,8 +96,7 @@ def _report(args: argparse.Namespace) -> int:
 
     root = Path(args.dir)
     runs = load_runs(root, on_skip=lambda line: print(f"{PROG}: {line}", file=sys.stderr))
-    if args.task:
-        runs = _of_task(runs, args.task, root)
+    runs = select_runs(runs, root, task=args.task, tags=[t for t in (args.tags or "").split(",") if t.strip()])
     group_by = [k for k in (args.group_by or "").split(",") if k.strip()] or None
     report = build_report(runs, root=str(args.dir), metric=args.metric, group_by=group_by, target=args.target)
 
@@ -124,6 +125,31 @@ def _report(args: argparse.Namespace) -> int:
     note = f"; no data for {', '.join(skipped)}" if skipped else ""
     print(f"wrote {', '.join(files + plots)} to {out}{note}", file=sys.stderr)
     return 0
+
+
+def select_runs(runs: list, root: Path, task: str | None = None, tags: list[str] | None = None) -> list:
+    """The runs of ``task`` (all when None) that carry every tag of ``tags``."""
+    if task:
+        runs = _of_task(runs, task, root)
+    if tags:
+        from .runs import ReportError
+
+        wanted = {t.strip() for t in tags}
+        kept = [r for r in runs if wanted <= run_tags(r)]
+        if not kept:
+            known = sorted(set().union(*(run_tags(r) for r in runs))) if runs else []
+            raise ReportError(f"--tags {','.join(sorted(wanted))}: no run below {root} carries all of them; "
+                              f"tags there: {', '.join(known) or '(none)'}")
+        runs = kept
+    return runs
+
+
+def run_tags(run) -> set[str]:
+    """A run's tags: its config's ``tags`` (metrics.json's for a folder without the key)."""
+    tags = run.config.get("tags")
+    if tags is None:
+        tags = (run.metrics or {}).get("tags") or []
+    return {str(t) for t in tags}
 
 
 def _of_task(runs: list, task: str, root: Path) -> list:

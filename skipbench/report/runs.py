@@ -142,6 +142,16 @@ def flat_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _label_custom_model(cfg: Mapping) -> None:
+    """model=custom saves ``name: ${model_label:${.target}}``; resolvers are never run on a run folder's
+    files, so apply the same pure string function (:func:`skipbench.models.custom.label`) to its target."""
+    from ..models.custom import label
+
+    model = cfg.get("model")
+    if isinstance(model, dict) and str(model.get("name", "")).startswith("${model_label:") and model.get("target"):
+        model["name"] = label(str(model["target"]))
+
+
 def load_run(path: Path, root: Path) -> Run:
     """One run folder, read as data (:func:`skipbench.run_folder.read_yaml`): a config that cannot be read
     raises :class:`ReportError`; an unreadable ``metrics.json`` leaves the run without one, saying why."""
@@ -152,6 +162,7 @@ def load_run(path: Path, root: Path) -> Run:
         raise ReportError(str(ex)) from None
     if not isinstance(cfg, Mapping):
         raise ReportError(f"{path / CONFIG}: not a mapping")
+    _label_custom_model(cfg)
     overrides: list[str] = []
     if (path / OVERRIDES).exists():
         try:

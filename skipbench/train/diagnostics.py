@@ -20,7 +20,8 @@ import re
 import torch
 from torch import nn
 
-from ..run_folder import (ACT_MEAN, ACT_STD, GRAD_LEVEL, GRAD_NORM, GRAD_RATIO, GRAD_TOTAL, UPDATE_RATIO, WEIGHT_NORM,
+from ..run_folder import (ACT_MEAN, ACT_STD, DEAD_LAYERS, GRAD_LEVEL, GRAD_MAX, GRAD_NORM, GRAD_RATIO, GRAD_TOTAL,
+                          HIST_GRAD, HIST_WEIGHT, UPDATE_RATIO, WEIGHT_NORM,
                           conv_name, layer_tags, level_name, section, section_pattern, up_conv_name)
 
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
@@ -127,19 +128,24 @@ class GradNorms:
 
     Call after ``backward()`` and before ``optimizer.step()`` (after unscaling, under a GradScaler).
     One fused ``torch._foreach_norm`` over all gradients; the result stays on the device as one
-    ``[L + 1 + V]`` tensor (layers by depth, total, levels by depth), so the caller pays a single
-    host transfer when it logs -- not one sync per layer or level.
+    ``[L + 1 + V (+ L)]`` tensor (layers by depth, total, levels by depth, and with ``grad_max`` each
+    layer's max |gradient|: fused abs and max over the layers' weights), so the caller pays a
+    single host transfer when it logs -- not one sync per layer or level.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, grad_max: bool = False) -> None:
         layers, _ = skeleton_layers(model)
         levels = skeleton_levels(model)
         self.names = [n for n, _ in layers]
         self.level_names = sorted(levels.values())
         self.tags = layer_tags(self.names, GRAD_NORM) + [GRAD_TOTAL] + layer_tags(self.level_names, GRAD_LEVEL)
+        self.grad_max = grad_max
+        if grad_max:
+            self.tags += layer_tags(self.names, GRAD_MAX)
         self.params = [p for p in model.parameters() if p.requires_grad]
         position = {id(p): i for i, p in enumerate(self.params)}
-        self.layer_index = torch.tensor([position[id(m.weight)] for _, m in layers], dtype=torch.long)
+        self.layer_list = [position[id(m.weight)] for _, m in layers]
+        self.layer_index = torch.tensor(self.layer_list, dtype=torch.long)
         in_level = [(position[id(p)], self.level_names.index(levels[child]))
                     for child, mod in model.named_children() if child in levels
                     for p in mod.parameters() if id(p) in position]
@@ -157,7 +163,12 @@ class GradNorms:
         level_sq = torch.zeros(len(self.level_names), device=norms.device).index_add_(
             0, self.level_of, norms[self.level_param].square())
         levels = level_sq.sqrt().clamp_min(GRAD_LEVEL_FLOOR).log10()
-        return torch.cat([norms[self.layer_index], total, levels])
+        parts = [norms[self.layer_index], total, levels]
+        if self.grad_max:
+            layer_grads = [grads[i] for i in self.layer_list]
+            # max |g|: abs + max is ~4x faster than _foreach_norm(ord=inf) on CPU (0.54 vs 2.25 ms, width-16 U-Net)
+            parts.append(torch.stack(torch._foreach_max(torch._foreach_abs(layer_grads))).float())
+        return torch.cat(parts)
 
 
 def count_flops(model: nn.Module, sample: torch.Tensor) -> int:
@@ -187,7 +198,9 @@ class Diagnostics:
         self.names = [n for n, _ in layers]  # stable names, sorted = by depth
         self.weights = [m.weight for _, m in layers]
         self.blocks = [(name, model.get_submodule(path)) for path, name in blocks.items()]
-        self.grad_norms = GradNorms(model) if cfg.grad_norms else None
+        self.grad_norms = GradNorms(model, grad_max=cfg.get("grad_max", False)) if cfg.grad_norms else None
+        self.zero_runs = [0] * len(self.names)  # consecutive log steps of exactly zero gradient, per layer
+        self.dead: list[str] = []  # layers flagged dead (diagnostics.dead_after), in the order found
         self.flow: list[tuple[int, list[float]]] = []  # (step, per-layer grad norms) for the heat map
         self._grads = self._before = self._ratios = self._copies = None
 
@@ -229,10 +242,35 @@ class Diagnostics:
         if not parts:
             return {}
         values = torch.cat([p.to(parts[0].device) for p in parts]).cpu().tolist()
+        out = dict(zip(keys, values))
         if self._grads is not None:
             self.flow.append((step, values[: len(self.names)]))
+            out.update(self._dead_layers(values[: len(self.names)]))
         self._grads = self._ratios = None
-        return dict(zip(keys, values))
+        return out
+
+    def _dead_layers(self, norms: list[float]) -> dict[str, float]:
+        """Count log steps of exactly zero gradient per layer; flag a layer (once, in the log) at ``dead_after``."""
+        after = int(self.cfg.get("dead_after", 0) or 0)
+        if not after:
+            return {}
+        import logging
+
+        for i, (name, norm) in enumerate(zip(self.names, norms)):
+            self.zero_runs[i] = self.zero_runs[i] + 1 if norm == 0.0 else 0
+            if self.zero_runs[i] == after and name not in self.dead:
+                self.dead.append(name)
+                logging.getLogger("skipbench").warning(
+                    "dead layer: %s has had exactly zero gradient for %d log steps (diagnostics.dead_after)", name, after)
+        return {DEAD_LAYERS: float(sum(r >= after for r in self.zero_runs))}
+
+    def histograms(self) -> dict[str, torch.Tensor]:
+        """Per-layer weight and gradient histograms (``diagnostics.histograms``), tags by depth."""
+        if not self.cfg.get("histograms", False):
+            return {}
+        out = {f"{HIST_WEIGHT}/{n}": w for n, w in zip(self.names, self.weights)}
+        out.update({f"{HIST_GRAD}/{n}": w.grad for n, w in zip(self.names, self.weights) if w.grad is not None})
+        return out
 
     # ---- at each eval
     @torch.no_grad()
@@ -286,6 +324,10 @@ class Diagnostics:
                 "first / last layer grad norm": ["Multiline", [f"^{GRAD_RATIO}$"]],
                 "total grad norm": ["Multiline", [f"^{GRAD_TOTAL}$"]]}
             layout["gradient norm by section"] = by_section(GRAD_NORM)
+            if self.cfg.get("grad_max", False):
+                layout["max |gradient| by section"] = by_section(GRAD_MAX)
+            if self.cfg.get("dead_after", 0):
+                layout["vanishing gradients"]["dead layers (exactly zero gradient)"] = ["Multiline", [f"^{DEAD_LAYERS}$"]]
         if self.cfg.weight_norms:
             layout["weight norm by section"] = by_section(WEIGHT_NORM)
         if self.cfg.update_ratios:

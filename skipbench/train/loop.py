@@ -31,12 +31,13 @@ from ..data import EpochSampler, ImageData, Split
 from ..errors import CheckpointError, ConfigError
 from ..run_folder import (BEST_SCORE, COMPLETED, COUNTERS, DIVERGED, FINAL_TRAIN_LOSS, IMAGES_PER_S, INTERRUPTED, LR,
                           METRICS, MODEL_FLOPS, MODEL_PARAMS, MODEL_STATE, OPTIMIZER_STATE, SAVED_CONFIG,
-                          SCHEDULER_STATE, SCORE, STEP, STEPS_PER_S, best_key, final_key, loss_tag, metric_tag,
+                          SCHEDULER_STATE, SCORE, STEP, STEPS_PER_S, LAYERS_JSON, LAYERS_MD, LAYERS_TEXT, best_key, final_key, loss_tag, metric_tag,
                           run_info_name, write_json)
 from ..tasks import Task
 from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_resume, save_checkpoint
 from .context import RunContext, contention_hint
 from .data_cache import load_data
+from .debug import anomaly_error, anomaly_mode, profiler, trim
 from .diagnostics import Diagnostics, count_flops
 from .memory import keep_freed_memory, peak_mb, reset_peak, saved_activations_mb
 from .tb import TBLogger, flatten, task_layout
@@ -151,10 +152,10 @@ def build(cfg: DictConfig, resume: str | None = None, context: RunContext | None
     threads = t.num_threads or context.threads
     if threads:
         torch.set_num_threads(threads)
-    data = load_data(cfg)
+    data = trim(load_data(cfg), t)  # all of it, unless a debug= preset asks for a few batches
     task: Task = instantiate_checked(cfg.task)
     task.setup(data)
-    if task.head == "classes" and str(cfg.model.long_skip) != "none":
+    if task.head == "classes" and str(cfg.model.get("long_skip", "none")) != "none":
         log.warning("note: model %s differs from plain only in its long skips (%s), and task=%s has no decoder "
                     "for them to connect: this run trains the same network as model=plain", cfg.model.name,
                     cfg.model.long_skip, task.name)
@@ -223,7 +224,7 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
     # Off a terminal (sweeps, cluster logs) refresh rarely, so log files do not fill with bars.
     bar = tqdm(total=t.max_steps, initial=start, disable=not t.progress, desc=cfg.model.name, unit="step",
                dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 30)
-    with StopFlag() as stop, logging_redirect_tqdm():
+    with StopFlag() as stop, logging_redirect_tqdm(), anomaly_mode(t), profiler(t, run_dir) as prof:
         for step in range(start + 1, t.max_steps + 1):  # `step` = optimizer steps done after this one
             # ---- data: the batch and its noise depend only on (seed, step), so resume is exact
             data_start = time.perf_counter()
@@ -240,10 +241,25 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
             loss = task.loss(output, target)
             # ---- backward
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                loss.backward()
+            except RuntimeError as ex:  # trainer.detect_anomaly: the op whose backward made a NaN names itself
+                why = anomaly_error(ex) if t.detect_anomaly else None
+                if why is None:
+                    raise
+                status, last["error"] = DIVERGED, f"{why} at step {step} (trainer.detect_anomaly)"
+                log.error("%s: stopping this run as diverged", last["error"])
+                break
             # ---- diagnostics: gradients as they are before the optimizer touches them
             log_now = step % t.log_every == 0 or step == t.max_steps
             diag.after_backward(log_now)
+            if step == start + 1:  # once: parameters the forward never used (a user's model may have some)
+                from ..models.custom import unused_parameters
+
+                unused = unused_parameters(model)
+                if unused:
+                    log.info("note: %d parameter tensor(s) got no gradient (unused by forward; shown as 0, "
+                             "a dead layer): %s", len(unused), ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
             if t.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             # ---- step (diagnostics around it measure the update)
@@ -255,6 +271,8 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
             run.step, window_steps = step, window_steps + 1
             loss_sum += loss.detach()
             bar.update(1)
+            if prof is not None:  # trainer.profile_steps
+                prof.step()
             # ---- log: the only host syncs of the hot path, every log_every steps
             if log_now or stop.reason:
                 now = time.perf_counter()  # the next window starts here: the cost of logging counts as training
@@ -287,6 +305,7 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
                     save_checkpoint(run_dir / CHECKPOINT, run.state_dict())
                 break
     bar.close()
+    last["dead_layers"] = list(diag.dead)
     return finish(run, tb, run_dir, status, last, time.perf_counter() - wall_start)
 
 
@@ -310,15 +329,42 @@ def start_tensorboard(run: TrainState, run_dir: Path, choices: dict[str, str] | 
     # purge_step: on resume, TensorBoard drops the earlier file's events past the checkpoint.
     tb = TBLogger(run_dir, purge_step=run.step + 1 if run.step else None)
     hparams = {**flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)), **(choices or {}),
-               "params": run.n_params, "flops_per_sample": run.flops}
+               "params": run.n_params, "flops_per_sample": run.flops, "tags": ",".join(cfg.get("tags") or [])}
     tb.hparams(hparams)
-    log.info("model %s (long_skip=%s, block=%s): %s parameters, %.3g GFLOPs/sample | task %s | data %s %s | device %s",
-             cfg.model.name, cfg.model.long_skip, cfg.model.block, f"{run.n_params:,}", run.flops / 1e9,
+    log.info("model %s (%s): %s parameters, %.3g GFLOPs/sample | task %s | data %s %s | device %s",
+             cfg.model.name, model_kind(cfg.model), f"{run.n_params:,}", run.flops / 1e9,
              run.task.name, run.data.name, tuple(run.data.train.images.shape[1:]), run.device)
+    if run.step == 0:
+        from ..models.custom import parameter_notes
+
+        for note in parameter_notes(run.model):
+            log.info("note: %s", note)
     log.info("run folder: %s", run_dir)
     if run.step == 0:
         tb.scalars({MODEL_PARAMS: run.n_params, MODEL_FLOPS: run.flops}, 0)
+        write_layer_table(run, run_dir, tb)
     return tb
+
+
+def write_layer_table(run: TrainState, run_dir: Path, tb: TBLogger) -> None:
+    """The per-layer cost table (shape, params, FLOPs, saved bytes) into the run folder and TensorBoard's Text tab."""
+    from .layer_table import layer_table, render, rows_json
+
+    sample = run.task.make_batch(run.data.val.take(slice(0, 1)).to(run.device), None)[0]
+    rows = layer_table(run.model, sample)
+    text = render(rows, f"{run.cfg.model.name}: per-layer cost")
+    (run_dir / LAYERS_MD).write_text(text)
+    write_json(run_dir / LAYERS_JSON, {"model": run.cfg.model.name, "per": "sample", "layers": rows_json(rows)})
+    tb.text(LAYERS_TEXT, text, 0)
+
+
+def model_kind(m: DictConfig) -> str:
+    """What the log line says the model is: its skips, or the user's module it was built from."""
+    from ..models.custom import is_custom
+
+    if is_custom(m):
+        return f"your nn.Module {m.target}"
+    return f"long_skip={m.long_skip}, block={m.block}"
 
 
 def eval_and_log(run: TrainState, tb: TBLogger, diag: Diagnostics, val: Split, train_loss: float | None) -> dict[str, float]:
@@ -337,6 +383,8 @@ def eval_and_log(run: TrainState, tb: TBLogger, diag: Diagnostics, val: Split, t
     every = cfg.diagnostics.figures_every
     draw = step == cfg.trainer.max_steps or bool(every) and step % every == 0
     tb.figures({**(diag.figures() if draw else {}), **task.figures()}, step)
+    if draw:
+        tb.histograms(diag.histograms(), step)
     if cfg.diagnostics.images:
         inputs, output, target = (x[: cfg.diagnostics.num_images] for x in sample)
         tb.images("samples/val", task.sample_rows(inputs, output, target), step,
@@ -358,9 +406,10 @@ def finish(run: TrainState, tb: TBLogger, run_dir: Path, status: str, last: dict
         FINAL_TRAIN_LOSS: last.get("train_loss"),
         **{final_key(k): v for k, v in last.items() if k.startswith("val_")},
         best_key(f"val_{m}"): run.best if run.best > -math.inf else None, "best_step": run.best_step,
-        "device": str(run.device), "seed": run.cfg.seed,
+        "device": str(run.device), "seed": run.cfg.seed, "tags": list(run.cfg.get("tags") or []),
         **dict(zip(("peak_memory_mb", "peak_memory_kind"), peak_mb(run.device))),  # see train/memory.py
         "activations_mb": activations_mb(run),
+        "dead_layers": last.get("dead_layers", []),  # exactly zero gradient for diagnostics.dead_after log steps
         **{k: last[k] for k in ("error", "signal") if k in last},  # why it diverged / which signal stopped it
     }
     write_json(run_dir / METRICS, summary)

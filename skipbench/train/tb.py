@@ -143,6 +143,13 @@ class TBLogger:
         for tag, fig in figures.items():
             self.writer.add_image(tag, to_rgb(fig), step, dataformats="HWC")
 
+    def text(self, tag: str, markdown: str, step: int) -> None:
+        self.writer.add_text(tag, markdown, step)
+
+    def histograms(self, values: Mapping[str, torch.Tensor], step: int) -> None:
+        for tag, tensor in values.items():
+            self.writer.add_histogram(tag, tensor.detach().float().cpu(), step)
+
     def layout(self, layout: dict) -> None:
         self.writer.add_custom_scalars(layout)
 

@@ -38,13 +38,22 @@ def check_runnable(cfg: DictConfig, resume: str | None) -> dict[str, Any] | None
     from ..models.blocks import block_class
     from ..models.merges import merge_class
 
+    from ..models.custom import is_custom, load_target
+
     check_config(cfg)
-    get_variant(cfg.model.name)  # "unknown model 'x'; known: ..."
-    with model_keys_named(cfg):  # skip names before any data is read (a real data set takes seconds)
-        block_class(cfg.model.block)
-        merge_class(cfg.model.long_skip, cfg.model.padding)
+    custom = is_custom(cfg.model)  # model=custom: the user's nn.Module
+    if custom:
+        load_target(cfg.model.target)  # importable, before any data is read
+    else:
+        get_variant(cfg.model.name)  # "unknown model 'x'; known: ..."
+        with model_keys_named(cfg):  # skip names before any data is read (a real data set takes seconds)
+            block_class(cfg.model.block)
+            merge_class(cfg.model.long_skip, cfg.model.padding)
+    from .debug import trim
+
     data = load_data(cfg)  # kept for the run, so nothing is loaded twice
     try:
+        data = trim(data, cfg.trainer)  # what the run trains on (debug= presets: a few batches)
         EpochSampler(len(data.train), cfg.trainer.batch_size, cfg.seed)  # refuses a batch larger than the split
         task = instantiate_checked(cfg.task)
         task.setup(data)  # task x data set: e.g. segment needs masks, classify needs labels
@@ -64,8 +73,14 @@ def check_model(cfg: DictConfig, data: ImageData, task: Any) -> torch.nn.Module:
     from ..config import instantiate_checked
 
     with model_keys_named(cfg), torch.random.fork_rng(devices=[]), torch.device("meta"):  # no memory, no RNG draws
-        return instantiate_checked(cfg.model, in_channels=data.channels, out_channels=task.out_channels,
-                                   head=task.head)
+        model = instantiate_checked(cfg.model, in_channels=data.channels, out_channels=task.out_channels,
+                                    head=task.head)
+        from ..models.custom import check_output, is_custom
+
+        if is_custom(cfg.model):  # the user's model: its output must be what the task scores
+            check_output(model, torch.empty(1, data.channels, *data.image_size), task.out_channels, task.head,
+                         cfg.model.target)
+        return model
 
 
 @contextmanager

@@ -18,7 +18,7 @@ import skipbench.config as sbconfig
 
 CONFIGS = sbconfig.config_dir()
 SCHEMA_DEFAULT = re.compile(r"^/schema/(\w+)/(\w+)@_here_$")  # what an option file's defaults list names
-PRESET_FOLDERS = ("experiment", "tuned")  # @package _global_: pinned values, not defaults
+PRESET_FOLDERS = ("experiment", "tuned", "debug")  # @package _global_: pinned values, not defaults
 PLUGIN_FOLDERS = ("hydra/launcher",)  # extend hydra-submitit-launcher's schemas (submitit_local, submitit_slurm)
 
 
