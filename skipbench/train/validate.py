@@ -64,8 +64,34 @@ def check_model(cfg: DictConfig, data: ImageData, task: Any) -> torch.nn.Module:
     from ..config import instantiate_checked
 
     with model_keys_named(cfg), torch.random.fork_rng(devices=[]), torch.device("meta"):  # no memory, no RNG draws
-        return instantiate_checked(cfg.model, in_channels=data.channels, out_channels=task.out_channels,
-                                   head=task.head)
+        model = instantiate_checked(cfg.model, in_channels=data.channels, out_channels=task.out_channels,
+                                    head=task.head)
+    check_model_fits(cfg, model)
+    return model
+
+
+MODEL_COPIES = 4  # weights, gradients and an optimizer's two moments (Adam), float32 each
+
+
+def check_model_fits(cfg: DictConfig, model: torch.nn.Module) -> None:
+    """The model's weights, gradients and optimizer state must fit the device's memory (the GPU's, or this
+    machine's): ``model.width=100000`` is refused in a second, not after minutes of swapping."""
+    import torch
+
+    from ..limits import check_fits
+    from .context import resolve_device
+
+    params = sum(p.numel() for p in model.parameters())
+    try:
+        device = resolve_device(str(cfg.trainer.device))
+    except (RuntimeError, ValueError):  # named wrong: said in its own line later; count this machine's memory
+        device = torch.device("cpu")
+    limit, where = None, "memory"
+    if device.type == "cuda" and torch.cuda.is_available():
+        limit, where = torch.cuda.get_device_properties(device).total_memory, f"memory on {device}"
+    check_fits(f"model {cfg.model.name} (model.width={cfg.model.width}, model.depth={cfg.model.depth}): {params:,} "
+               f"parameters with their gradients and optimizer state", params * 4 * MODEL_COPIES,
+               "lower model.width or model.depth", limit=limit, where=where)
 
 
 @contextmanager
