@@ -34,7 +34,7 @@ def check_classes(what: str, n: int, source: str) -> None:
 def check_pixels(what: str, h: int, w: int, note: str = "") -> None:
     """An image of ``h x w`` pixels is at most :data:`MAX_IMAGE_PIXELS`."""
     if h * w > MAX_IMAGE_PIXELS:
-        raise DataError(f"{what}: {h:,}x{w:,} = {h * w:,} pixels{note}, over the {MAX_IMAGE_PIXELS:,} allowed "
+        raise DataError(f"{what}: {w:,}x{h:,} = {h * w:,} pixels{note}, over the {MAX_IMAGE_PIXELS:,} allowed "
                         f"(as many as Pillow opens)")
 
 

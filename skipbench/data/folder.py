@@ -245,7 +245,7 @@ def _read_pair(base: Path, rel: Path, channels: int, mask_dir: Path | None, crop
     mask = None if mask_dir is None else _read_mask(mask_dir / rel.with_suffix(".png"), path, tuple(raw.shape[-2:]))
     if min(raw.shape[-2:]) < crop:
         h, w = raw.shape[-2:]
-        check_pixels(str(path), *_upscaled_size(h, w, crop), f" once upscaled from {w}x{h} so that its short side is "
+        check_pixels(str(path), *_upscaled_size(h, w, crop), f" once upscaled from {w:,}x{h:,} so that its short side is "
                      f"crop={crop}")
         image, mask = _upscale(raw.float() / white, mask, crop)
         return image, 1.0, mask
