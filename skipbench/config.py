@@ -22,6 +22,7 @@ repeats a schema default.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -432,10 +433,24 @@ def _check_trainer(t: DictConfig, cfg: DictConfig) -> None:
     require(t.profile_steps >= 0, "trainer.profile_steps", t.profile_steps, "must be >= 0 (0 = off)")
     require(t.profile_steps == 0 or t.profile_steps + 2 <= t.max_steps, "trainer.profile_steps", t.profile_steps,
             f"needs trainer.max_steps >= profile_steps + 2 (one step to wait, one to warm up); it is {t.max_steps}")
+    if t.compile:
+        compiler = cpp_compiler()
+        require(compiler is not None, "trainer.compile", "true", "torch.compile needs a C++ compiler and none was "
+                "found (CXX=" + os.environ.get("CXX", "unset") + ", no c++/g++/clang++ on PATH); install one "
+                "(e.g. apt install g++) or set trainer.compile=false")
     if str(t.device) == "cuda":
         import torch
 
         require(torch.cuda.is_available(), "trainer.device", t.device, "no CUDA device is available here; use auto or cpu")
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile (Inductor) would call: ``$CXX`` if set, else c++, g++ or clang++ on PATH."""
+    import shutil
+
+    if os.environ.get("CXX"):
+        return shutil.which(os.environ["CXX"])
+    return next((found for name in ("c++", "g++", "clang++") if (found := shutil.which(name))), None)
 
 
 def _check_optimizer(cfg: DictConfig) -> None:
@@ -448,6 +463,11 @@ def _check_optimizer(cfg: DictConfig) -> None:
     require(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, "must be >= 0")
     if "momentum" in opt:
         require(0 <= opt.momentum < 1, "optimizer.momentum", opt.momentum, "must be in [0, 1)")
+    if "betas" in opt:
+        betas = list(opt.betas) if OmegaConf.is_list(opt.betas) else opt.betas
+        shown = f"[{','.join(map(str, betas))}]" if isinstance(betas, list) else betas
+        require(isinstance(betas, list) and len(betas) == 2 and all(0 <= b < 1 for b in betas), "optimizer.betas",
+                shown, "must be two numbers in [0, 1), e.g. [0.9,0.999]")
     if "warmup_steps" in sched:
         require(sched.warmup_steps >= 0, "scheduler.warmup_steps", sched.warmup_steps, "must be >= 0")
         require(sched.warmup_steps < cfg.trainer.max_steps, "scheduler.warmup_steps", sched.warmup_steps,

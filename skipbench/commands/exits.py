@@ -114,7 +114,7 @@ _QUOTE_HINT = ("; quote it for Hydra inside shell quotes: 'key=\"value\"' "
 
 def explain(command: str, ex: BaseException) -> tuple[str, int] | None:
     """The one line and exit code for a fault, or ``None`` for a bug (its traceback is what helps)."""
-    from hydra.errors import HydraException, OverrideParseException
+    from hydra.errors import HydraException, InstantiationException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
     ours = _user_error(ex)
@@ -124,6 +124,9 @@ def explain(command: str, ex: BaseException) -> tuple[str, int] | None:
     while isinstance(cause, HydraException) and cause.__cause__ is not None:  # "Error in call to target"
         cause = cause.__cause__
     system = isinstance(cause, OSError) and not isinstance(cause, HydraException)  # Hydra's missing config is one
+    if cause is not ex and isinstance(ex, InstantiationException) and not system \
+            and not isinstance(cause, (HydraException, OmegaConfBaseException)):
+        return constructor_failure(ex, cause), 2
     if isinstance(ex, (HydraException, OmegaConfBaseException)) and not system:
         text = getattr(ex, "override", None) or ""
         if isinstance(ex, OverrideParseException) and any(ord(c) > 127 or c.isspace() for c in text):
@@ -142,6 +145,17 @@ def explain(command: str, ex: BaseException) -> tuple[str, int] | None:
     if isinstance(ex, KeyboardInterrupt):
         return "interrupted", 130
     return None
+
+
+def constructor_failure(ex: BaseException, cause: BaseException) -> str:
+    """``dataset (skipbench.data.folder.folder) failed: MemoryError: ...``: what Hydra's "Error in call to
+    target '...':" wraps, in one line: the config key, the target and the cause (its trace with
+    ``HYDRA_FULL_ERROR=1``)."""
+    text = str(ex)
+    target = re.search(r"target '([^']+)'", text)
+    key = re.search(r"full_key: (\S+)", text)
+    where = " ".join(x for x in (key[1] if key else "", f"({target[1]})" if target else "") if x) or "a constructor"
+    return f"{where} failed: {type(cause).__name__}: {_first_line(cause)}"
 
 
 def fail(command: str, ex: BaseException) -> int:

@@ -49,6 +49,10 @@ class ImageData:
     std: list[float] | None = None
 
     def __post_init__(self) -> None:
+        from ..limits import check_classes
+
+        check_classes(self.name, len(self.seg_classes), "its masks")  # any reader: before a confusion matrix
+        check_classes(self.name, len(self.classes), "its labels")
         if self.mean is None or self.std is None:
             from .stats import channel_stats
 

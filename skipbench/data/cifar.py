@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..limits import check_classes
 from .base import ImageData, Split, check_positive
 from .download import DataError, check_count, fetch, one_line
 from .stats import to_float_images
@@ -96,6 +97,7 @@ def _load_meta(path: Path) -> list[str]:
     names = meta.get(b"label_names")
     if not isinstance(names, (list, tuple)) or not names:
         raise DataError(f"{path}: no 'label_names' list (keys: {', '.join(repr(k) for k in meta)})")
+    check_classes(str(path), len(names), f"{len(names):,} label_names")
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
@@ -181,7 +183,7 @@ def cifar10(
         if data.shape[0] == 0:
             raise DataError(f"{what}: {', '.join(str(d / n) for n in names)} hold no images")
         raw = torch.from_numpy(data.reshape(-1, 3, 32, 32))
-        return Split(images=to_float_images(raw, size), masks=None, labels=torch.from_numpy(y))
+        return Split(images=to_float_images(raw, size, what=what), masks=None, labels=torch.from_numpy(y))
 
     return ImageData(
         name=what,

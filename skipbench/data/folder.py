@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import seeds
+from ..limits import check_classes, check_fits, check_pixels
+from ..run_folder import file_kind, is_regular
 from .base import ImageData, Split, check_channels, check_fraction, check_positive
 from .download import DataError, one_line
 
@@ -56,18 +58,27 @@ def _scan(root: Path, skip: Path | None) -> list[Path]:
         )
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in EXTENSIONS:
+                if not is_regular(here / name):  # a FIFO named x.png would block the reader for ever
+                    raise DataError(f"folder: {here / name} is not a regular file ({file_kind(here / name)}); "
+                                    "move it out of root")
                 found.append((here / name).relative_to(root))
     return sorted(found, key=lambda p: p.as_posix())
 
 
-def _unit_hash(text: str) -> float:
-    """A deterministic number in [0, 1) for ``text`` (the same on every machine and run)."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0**64
+def _unit_hash(rel: Path) -> float:
+    """A deterministic number in [0, 1) for a relative path (the same on every machine and run)."""
+    return int.from_bytes(_digest(rel)[:8], "big") / 2.0**64
 
 
 def _path_key(rel: Path) -> int:
     """A file's stream index for its crops: the same on every machine, whatever else the folder holds."""
-    return int.from_bytes(hashlib.sha256(rel.as_posix().encode()).digest()[:8], "big") >> 1
+    return int.from_bytes(_digest(rel)[:8], "big") >> 1
+
+
+def _digest(rel: Path) -> bytes:
+    # the name's bytes as on disk: a UTF-8 name hashes as its text always did, a non-UTF-8 one (read
+    # with surrogate escapes) hashes too instead of failing to encode
+    return hashlib.sha256(os.fsencode(rel.as_posix())).digest()
 
 
 def _read_image(path: Path, channels: int) -> tuple[torch.Tensor, float]:
@@ -113,13 +124,17 @@ def _read_mask(path: Path, image_path: Path, hw: tuple[int, int]) -> torch.Tenso
 
 def _upscale(x: torch.Tensor, m: torch.Tensor | None, crop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Float image (and mask) resized so that the short side is ``crop``."""
-    h, w = x.shape[-2:]
-    scale = crop / min(h, w)
-    size = (max(crop, round(h * scale)), max(crop, round(w * scale)))
+    size = _upscaled_size(*x.shape[-2:], crop)
     x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0].clamp_(0.0, 1.0)
     if m is not None:
         m = F.interpolate(m[None, None].float(), size=size, mode="nearest-exact")[0, 0].long()
     return x, m
+
+
+def _upscaled_size(h: int, w: int, crop: int) -> tuple[int, int]:
+    """``(h, w)`` scaled so that the short side is ``crop``."""
+    scale = crop / min(h, w)
+    return max(crop, round(h * scale)), max(crop, round(w * scale))
 
 
 Crop = tuple[torch.Tensor, "torch.Tensor | None", int]  # image [C, crop, crop], mask [crop, crop], label
@@ -148,13 +163,20 @@ def folder(
     rels = _image_paths(base, mask_dir)
     groups = sorted({r.parts[0] for r in rels if len(r.parts) > 1})
     classes = groups if len(groups) >= 2 and all(len(r.parts) > 1 for r in rels) else []
+    check_classes(what, len(classes), f"{len(classes)} class folders under {base}")
     val_set = _val_images(rels, val_fraction)
+    n_crops = (len(rels) - len(val_set)) * crops_per_image + len(val_set)
+    check_fits(f"folder: {n_crops:,} crops of {crop}x{crop} (crops_per_image={crops_per_image})",
+               n_crops * crop * crop * (4 * channels + (8 if mask_dir is not None else 0)),
+               "lower dataset.crops_per_image or dataset.crop")
 
     parts: dict[bool, list[Crop]] = {True: [], False: []}  # is val -> crops
     max_id = 0
     for rel in rels:
         raw, white, mask = _read_pair(base, rel, channels, mask_dir, crop)
-        max_id = max(max_id, int(mask.max()) if mask is not None and mask.numel() else 0)
+        if mask is not None and mask.numel() and int(mask.max()) > max_id:
+            max_id = int(mask.max())
+            check_classes(what, max_id + 1, f"mask value {max_id} in {mask_dir / rel.with_suffix('.png')}")
         label = classes.index(rel.parts[0]) if classes else -1
         for top, left in _crop_corners(rel, raw.shape[-2:], crop, rel in val_set, seed, crops_per_image):
             x = (raw[:, top : top + crop, left : left + crop].float() / white).clamp_(0.0, 1.0)
@@ -208,8 +230,8 @@ def _image_paths(base: Path, mask_dir: Path | None) -> list[Path]:
 
 def _val_images(rels: list[Path], val_fraction: float) -> set[Path]:
     """Split by path hash, so an image keeps its side whatever else is added; neither side is empty."""
-    order = sorted(rels, key=lambda r: _unit_hash(r.as_posix()))
-    n_val = sum(_unit_hash(r.as_posix()) < val_fraction for r in rels)
+    order = sorted(rels, key=_unit_hash)
+    n_val = sum(_unit_hash(r) < val_fraction for r in rels)
     n_val = min(max(n_val, 1), len(rels) - 1)
     return set(order[:n_val])
 
@@ -222,6 +244,9 @@ def _read_pair(base: Path, rel: Path, channels: int, mask_dir: Path | None, crop
     raw, white = _read_image(path, channels)
     mask = None if mask_dir is None else _read_mask(mask_dir / rel.with_suffix(".png"), path, tuple(raw.shape[-2:]))
     if min(raw.shape[-2:]) < crop:
+        h, w = raw.shape[-2:]
+        check_pixels(str(path), *_upscaled_size(h, w, crop), f" once upscaled from {w:,}x{h:,} so that its short side is "
+                     f"crop={crop}")
         image, mask = _upscale(raw.float() / white, mask, crop)
         return image, 1.0, mask
     return raw, white, mask

@@ -17,6 +17,7 @@ that count as background.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..limits import MAX_IDX_BYTES
 from .base import ImageData, Split, check_positive
 from .download import DataError, check_count, fetch, md5sum, one_line
 from .stats import threshold_masks, to_float_images
@@ -56,35 +58,44 @@ FASHION_CLASSES = [
 
 
 def read_idx(path: str | Path, magic: int) -> np.ndarray:
-    """Read one IDX file of unsigned bytes (plain or ``.gz``), checking magic number and length."""
+    """Read one IDX file of unsigned bytes (plain or ``.gz``), checking magic number and length.
+
+    The header is read first and the data size it states (an exact product: four 32-bit dimensions
+    overflow 64 bits) checked against :data:`~skipbench.limits.MAX_IDX_BYTES`; then exactly that much
+    is read (decompressed), plus one byte to tell a file that is too long -- never the whole stream."""
     path = Path(path)
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                data = f.read()
-        else:
-            data = path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            head = f.read(header)
+            dims, expected = _idx_header(path, head, magic, header, ndim)
+            data = f.read(expected + 1)
     except (OSError, EOFError, zlib.error) as ex:  # BadGzipFile is an OSError; cut-off gzip: EOFError
         raise DataError(f"{path}: cannot read ({one_line(ex)}); the file is corrupt or truncated") from None
-    if len(data) < 4:
-        raise DataError(f"{path}: truncated IDX file ({len(data)} bytes, no header)")
-    (found,) = struct.unpack(">I", data[:4])
+    if len(data) != expected:
+        state = "truncated" if len(data) < expected else "too long"
+        found = f"found {len(data)}" if len(data) < expected else "found more"
+        raise DataError(f"{path}: {state}: header says {'x'.join(map(str, dims))} = {expected} bytes of data, {found}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _idx_header(path: Path, head: bytes, magic: int, header: int, ndim: int) -> tuple[tuple[int, ...], int]:
+    """The dimensions an IDX header states and their product, checked (magic, length, size bound)."""
+    if len(head) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(head)} bytes, no header)")
+    (found,) = struct.unpack(">I", head[:4])
     if found != magic:
         kind = "images" if magic == IMAGES_MAGIC else "labels"
         raise DataError(f"{path}: not an IDX {kind} file: magic number 0x{found:08x}, expected 0x{magic:08x}")
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes, expected {header})")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(dims, dtype=np.int64))
-    if len(data) - header != expected:
-        state = "truncated" if len(data) - header < expected else "too long"
-        raise DataError(
-            f"{path}: {state}: header says {'x'.join(map(str, dims))} = {expected} bytes of data, "
-            f"found {len(data) - header}"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    if len(head) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(head)} bytes, expected {header})")
+    dims = struct.unpack(f">{ndim}I", head[4:header])
+    expected = math.prod(dims)  # Python ints: exact, however large
+    if expected > MAX_IDX_BYTES:
+        raise DataError(f"{path}: header says {'x'.join(map(str, dims))} = {expected:,} bytes of data, over the "
+                        f"{MAX_IDX_BYTES:,} an IDX file may hold here (MNIST's largest holds 47,040,000)")
+    return dims, expected
 
 
 def _dirs(root: Path, folder: str) -> list[Path]:
@@ -126,7 +137,7 @@ def _load_idx_set(
     def split(prefix: str, limit: int | None, limit_name: str) -> Split:
         images, labels = _read_split(what, found[f"{prefix}-images-idx3-ubyte"], found[f"{prefix}-labels-idx1-ubyte"],
                                      len(classes), limit, limit_name)
-        images = to_float_images(torch.from_numpy(images.copy()).unsqueeze(1), size)
+        images = to_float_images(torch.from_numpy(images.copy()).unsqueeze(1), size, what=what, mask_bytes=8)
         y = torch.from_numpy(labels.astype(np.int64))
         return Split(images=images, masks=threshold_masks(images, y), labels=y)
 

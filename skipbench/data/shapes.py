@@ -16,6 +16,7 @@ import math
 import torch
 
 from .. import seeds
+from ..limits import check_fits
 from .base import ImageData, Split, check_channels, check_positive
 
 CLASSES = ("background", "disc", "square", "triangle", "line")
@@ -87,6 +88,9 @@ def shapes(
     for name, value in (("size", size), ("train_size", train_size), ("val_size", val_size), ("max_shapes", max_shapes)):
         check_positive("shapes", name, value)
     check_channels("shapes", channels)
+    check_fits(f"shapes: {train_size + val_size:,} images of {channels}x{size}x{size} (size={size})",
+               (train_size + val_size) * size * size * (4 * channels + 8),  # float images, long masks
+               "the documented sizes are 32..128; lower dataset.size or dataset.train_size")
 
     def split(stream: int, n: int) -> Split:
         g = seeds.generator(seed, "data", stream)

@@ -34,14 +34,20 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     return mean.tolist(), var.sqrt().tolist()
 
 
-def to_float_images(raw: torch.Tensor, size: int | None = None, scale: float = 255.0) -> torch.Tensor:
+def to_float_images(raw: torch.Tensor, size: int | None = None, scale: float = 255.0, what: str = "dataset",
+                    mask_bytes: int = 0) -> torch.Tensor:
     """``uint8`` (or any numeric) images ``[N, C, H, W]`` -> float in [0, 1], optionally resized.
 
     ``size`` resizes to ``size x size`` with bilinear interpolation (antialiased when shrinking);
-    ``None`` keeps the stored size.
+    ``None`` keeps the stored size. Refused before allocating when the result (plus ``mask_bytes`` a
+    pixel for masks made from it) would not fit this machine's memory.
     """
+    from ..limits import check_fits
+
     n, c, h, w = raw.shape
     out_h, out_w = (h, w) if size is None else (size, size)
+    check_fits(f"{what}: {n:,} images of {c}x{out_h}x{out_w}" + (f" (size={size})" if size else ""),
+               n * out_h * out_w * (4 * c + mask_bytes), "lower dataset.size, dataset.train_size or dataset.val_size")
     out = torch.empty(n, c, out_h, out_w)
     for start in range(0, n, CHUNK):
         x = raw[start : start + CHUNK].to(torch.float32) / scale

@@ -80,7 +80,34 @@ def check_model(cfg: DictConfig, data: ImageData, task: Any) -> torch.nn.Module:
         if is_custom(cfg.model):  # the user's model: its output must be what the task scores
             check_output(model, torch.empty(1, data.channels, *data.image_size), task.out_channels, task.head,
                          cfg.model.target)
-        return model
+    check_model_fits(cfg, model)
+    return model
+
+
+MODEL_COPIES = 4  # weights, gradients and an optimizer's two moments (Adam), float32 each
+
+
+def check_model_fits(cfg: DictConfig, model: torch.nn.Module) -> None:
+    """The model's weights, gradients and optimizer state must fit the device's memory (the GPU's, or this
+    machine's): ``model.width=100000`` is refused in a second, not after minutes of swapping."""
+    import torch
+
+    from ..limits import check_fits
+    from .context import resolve_device
+
+    params = sum(p.numel() for p in model.parameters())
+    try:
+        device = resolve_device(str(cfg.trainer.device))
+    except (RuntimeError, ValueError):  # named wrong: said in its own line later; count this machine's memory
+        device = torch.device("cpu")
+    limit, where = None, "memory"
+    if device.type == "cuda" and torch.cuda.is_available():
+        limit, where = torch.cuda.get_device_properties(device).total_memory, f"memory on {device}"
+    sizes = [f"model.{k}={cfg.model[k]}" for k in ("width", "depth") if cfg.model.get(k) is not None]
+    shown = f" ({', '.join(sizes)})" if sizes else ""
+    check_fits(f"model {cfg.model.get('name', '?')}{shown}: {params:,} parameters with their gradients and optimizer "
+               "state", params * 4 * MODEL_COPIES, f"lower {' or '.join(s.split('=')[0] for s in sizes) or 'its size'}",
+               limit=limit, where=where)
 
 
 @contextmanager
