@@ -84,7 +84,7 @@ def probe(args: list[str]) -> int:
     if wants_help(args):
         print(PROBE_HELP, end="")
         return 0
-    return run_hydra("probe", hydra_app(probe_task, "train"), expand_home(args))
+    return run_hydra("probe", hydra_app(probe_task, "train"), expand_home(args), check=True)
 
 
 def tb(args: list[str]) -> int:
