@@ -102,9 +102,38 @@ def origin(d: Path, before: Snapshot) -> str:
     return RESUMED if had_checkpoint else RAN
 
 
-def summarize(sweep_dir: Path, before: Snapshot | None = None) -> Outcome:
-    """Count the jobs' statuses; a job folder without a readable ``metrics.json`` is recorded as lost.
-    ``before``: the folder's :func:`snapshot` when the sweep started (counts reused/resumed/run)."""
+def planned_jobs(config: DictConfig) -> list[list[str]] | None:
+    """The overrides of every job the sweep will launch, as Hydra's basic sweeper expands them (None
+    for another sweeper: an optimising one decides its trials as it goes)."""
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = config.hydra.sweeper.get("params") or {}
+        args = [f"{k}={v}" for k, v in params.items()] + [str(o) for o in config.hydra.overrides.task]
+        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(args), None)
+    except Exception:  # Hydra's internals moved, or overrides it will refuse itself: no plan
+        return None
+    return [list(job) for batch in batches for job in batch]
+
+
+def never_started(sweep_dir: Path, planned: list[list[str]], master: dict[str, Any]) -> list[list[str]]:
+    """The planned jobs that have no folder in the sweep (the sweep stopped, or died, before them)."""
+    from .run_names import job_folders, job_key, same_job
+
+    folders = job_folders(Path(sweep_dir))
+    return [job for job in planned
+            if not any(same_job(job_key(job), master, folder, theirs) for folder, theirs in folders)]
+
+
+def summarize(sweep_dir: Path, before: Snapshot | None = None, planned: list[list[str]] | None = None,
+              master: dict[str, Any] | None = None, write: bool = True) -> Outcome:
+    """Count the jobs' statuses; a job folder without a readable ``metrics.json`` is recorded as lost
+    (``write``: in that file too), and so is a ``planned`` job that never started (in the summary: it
+    has no folder; a re-run of the sweep runs it). ``before``: the folder's :func:`snapshot` when the
+    sweep started (counts reused/resumed/run); ``master``: the sweep's config, to match planned jobs."""
     from .run_folder import UnreadableFile, read_json, write_json
 
     out = Outcome(Path(sweep_dir))
@@ -118,13 +147,17 @@ def summarize(sweep_dir: Path, before: Snapshot | None = None) -> Outcome:
         except UnreadableFile:
             metrics = {"status": LOST, "error": f"no {METRICS} when the sweep ended: the job was killed "
                                                 f"before it could write one (see {HYDRA_LOG} and .submitit/)"}
-            write_json(d / METRICS, metrics)
+            if write:
+                write_json(d / METRICS, metrics)
         status = str(metrics.get("status", LOST))
         out.counts[status] += 1
         if status != COMPLETED:
-            why = metrics.get("error") or (f"stopped at step {metrics['steps']}/{metrics['max_steps']}"
+            why = metrics.get("error") or (f"stopped at step {metrics['steps']}/{metrics.get('max_steps', '?')}"
                                            if "steps" in metrics else "")
             out.problems.append(f"{d.name}: {status}" + (f": {why}" if why else ""))
+    for job in never_started(out.sweep_dir, planned, master or {}) if planned else []:
+        out.counts[LOST] += 1
+        out.problems.append(f"{' '.join(job)}: {LOST}: never started (run the sweep again to run it)")
     return out
 
 
@@ -249,7 +282,33 @@ def watch_parent(poll_s: float = 0.5, grace_s: float = 20.0) -> bool:
 
 
 # ---------------------------------------------------------------- the callback
-_started: dict[str, Snapshot] = {}  # sweep folder -> its snapshot when this process started the sweep
+@dataclass
+class Started:
+    """A sweep this process started: its folder as it was, the jobs it plans, its config."""
+
+    sweep_dir: Path
+    before: Snapshot
+    planned: list[list[str]] | None
+    master: dict[str, Any]
+
+    def outcome(self, write: bool = True) -> Outcome:
+        return summarize(self.sweep_dir, self.before, self.planned, self.master, write)
+
+
+_started: dict[str, Started] = {}  # by sweep folder (absolute)
+
+
+def print_outcome(out: Outcome) -> None:
+    for problem in out.problems:
+        print(f"  {problem}", file=sys.stderr)
+    print(out.line(), file=sys.stderr)
+
+
+def stopped_early() -> None:
+    """The sweep stopped before its end (Ctrl-C, SIGTERM, a launcher's error): its line all the same,
+    the jobs it never started counted lost (nothing is written: a worker may still be saving)."""
+    for key in list(_started):
+        print_outcome(_started.pop(key).outcome(write=False))
 
 
 class SweepSummary(Callback):
@@ -265,17 +324,19 @@ class SweepSummary(Callback):
             check_same_experiment(sweep_dir, config)
         except SkipbenchError as ex:
             raise SweepRefused(ex) from None
-        _started[str(sweep_dir)] = snapshot(sweep_dir)
+        from omegaconf import OmegaConf
+
+        _started[str(sweep_dir)] = Started(Path(str(config.hydra.sweep.dir)), snapshot(sweep_dir),
+                                           planned_jobs(config), OmegaConf.to_container(config, resolve=False))
         os.environ[SWEEP_PID] = f"{socket.gethostname()}:{os.getpid()}"  # inherited by the workers
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _last
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        _last = summarize(sweep_dir, _started.pop(str(sweep_dir.absolute()), None))
+        started = _started.pop(str(sweep_dir.absolute()), None)
+        _last = started.outcome() if started else summarize(sweep_dir)
         os.environ.pop(SWEEP_PID, None)
-        for problem in _last.problems:
-            print(f"  {problem}", file=sys.stderr)
-        print(_last.line(), file=sys.stderr)
+        print_outcome(_last)
 
 
 def take_outcome() -> Outcome | None:

@@ -52,6 +52,11 @@ def run_hydra(command: str, app: Callable[[], None], args: list[str], check: boo
             app()
         except SweepRefused as refused:  # the sweep folder's contract, checked before Hydra wrote into it
             raise refused.error from None
+        except BaseException:  # Ctrl-C, SIGTERM, a launcher's error: a sweep still says what it left
+            from ..sweep import stopped_early
+
+            stopped_early()
+            raise
     finally:
         sys.argv = [prog]
         _PRECHECKED[0] = False

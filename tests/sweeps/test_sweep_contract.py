@@ -151,3 +151,22 @@ def test_default_sweep_folder_names_have_microseconds():
         body = preset.read_text()
         assert "%S}" not in body, f"{preset.name}: a sweep folder named to the second"
     assert compose(["seed=1"]).seed == 1  # the config still composes with the new resolvers
+
+
+def test_jobs_that_never_started_are_counted_lost(tmp_path):
+    from omegaconf import OmegaConf
+
+    from skipbench.sweep import planned_jobs
+
+    cfg = OmegaConf.create({"seed": 0, "hydra": {
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": {"seed": "0,1"}},
+        "overrides": {"task": ["model=a,b", "trainer.max_steps=4"]}}})
+    planned = planned_jobs(cfg)
+    assert sorted(map(sorted, planned)) == sorted(sorted([m, s, "trainer.max_steps=4"]) for m in ("model=a", "model=b")
+                                                  for s in ("seed=0", "seed=1"))
+    _job(tmp_path, "a0", ["model=a", "seed=0", "trainer.max_steps=4"], metrics={"status": "completed", "steps": 4})
+    _job(tmp_path, "a1", ["model=a", "seed=1", "trainer.max_steps=4"], metrics={"status": "interrupted", "steps": 2})
+    out = summarize(tmp_path, planned=planned, master=OmegaConf.to_container(cfg))
+    assert out.line().startswith("sweep: 4 jobs: 1 completed, 1 interrupted, 2 lost;"), out.line()
+    assert sum("never started" in p for p in out.problems) == 2
+    assert planned_jobs(OmegaConf.create({"hydra": {"sweeper": {"_target_": "optuna"}}})) is None
