@@ -163,8 +163,8 @@ def job_dir_name(sweep_dir: str, name: str, overrides: Sequence[str], cfg: Any =
 
 def output_subdir(output_dir: str) -> str | None:
     """``hydra.output_subdir``: ``.hydra`` for a new job folder; None (Hydra writes nothing) for a folder
-    that already holds a job -- a finished job is not rewritten, a resumed one writes its own once loaded."""
-    return None if (Path(output_dir) / OVERRIDES).exists() else ".hydra"
+    that already holds a job's config -- a finished job is not rewritten, a resumed one keeps its own."""
+    return None if (Path(output_dir) / CONFIG).exists() else ".hydra"
 
 
 def register_resolvers() -> None:

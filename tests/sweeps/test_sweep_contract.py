@@ -170,3 +170,13 @@ def test_jobs_that_never_started_are_counted_lost(tmp_path):
     assert out.line().startswith("sweep: 4 jobs: 1 completed, 1 interrupted, 2 lost;"), out.line()
     assert sum("never started" in p for p in out.problems) == 2
     assert planned_jobs(OmegaConf.create({"hydra": {"sweeper": {"_target_": "optuna"}}})) is None
+
+
+def test_a_job_that_never_reached_python_is_found_again_by_its_overrides(tmp_path):
+    """A SLURM job that failed before Python started: the launcher records it, with its overrides."""
+    from skipbench.launcher import record_unfinished
+
+    record_unfinished(tmp_path / "denoise_resnet_seed=1", "failed", "SLURM state NODE_FAIL", ["model=resnet", "seed=1"])
+    assert job_dir_name(str(tmp_path), "denoise_resnet_seed=1", ["model=resnet", "seed=1", "resume=auto"]) \
+        == "denoise_resnet_seed=1"
+    assert output_subdir(str(tmp_path / "denoise_resnet_seed=1")) == ".hydra"  # no config saved yet: Hydra writes it

@@ -157,11 +157,19 @@ def test_kill_9_of_a_joblib_sweep_kills_its_workers_and_a_rerun_resumes_them(tmp
                                                 text=True).stdout.split()]
     assert len(children) >= 2, children  # the two workers (and loky's resource trackers)
     proc.kill()
-    proc.communicate()
     killed = time.monotonic()
-    while any(_alive(p) for p in children) and time.monotonic() - killed < 30:
-        time.sleep(0.2)
-    assert not any(_alive(p) for p in children), f"outlived the sweep by 30 s: {[p for p in children if _alive(p)]}"
-    assert time.monotonic() - killed < 25  # within seconds (a running job first saves its checkpoint)
+    proc.wait()  # not communicate(): an orphan holding the pipes would keep it waiting
+    try:
+        while any(_alive(p) for p in children) and time.monotonic() - killed < 30:
+            time.sleep(0.2)
+        took = time.monotonic() - killed
+        assert not any(_alive(p) for p in children), f"outlived the sweep by 30 s: {[p for p in children if _alive(p)]}"
+        assert took < 25  # within seconds (a running job first saves its checkpoint)
+    finally:
+        for p in children:  # a worker the bug under test left behind
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+        proc.stdout.close()
+        proc.stderr.close()
     statuses = sorted(read_metrics(d)["status"] for d in sweep.iterdir() if (d / "metrics.json").exists())
     assert statuses == ["interrupted", "interrupted"], statuses  # saved on the way out: a re-run resumes them
