@@ -183,9 +183,6 @@ def train_task(cfg) -> float | None:
 
     from ..run_lock import claim_run_folder
     from ..sweep import mark_in_job, watch_parent
-    from ..train.checkpoint import resolve_resume
-    from ..train.loop import build, fit
-    from ..train.validate import check_runnable
 
     wall_start = time.perf_counter()
     hc = HydraConfig.get()
@@ -207,6 +204,10 @@ def train_task(cfg) -> float | None:
             folder = claim_run_folder(run_dir, resume=True)
             watch_parent()  # a worker of a parallel sweep dies with the sweep (kill -9 included)
             mark_in_job(True)
+        from ..train.checkpoint import resolve_resume  # torch: not imported for a sweep whose jobs are all done
+        from ..train.loop import build, fit
+        from ..train.validate import check_runnable
+
         checked, _PRECHECKED[0] = _PRECHECKED[0] and not sweep, False  # checked before Hydra made the folder
         # A sweep job continues from its own folder's checkpoint (interrupted, killed, requeued) if it has one.
         resume = resolve_resume(cfg.resume if cfg.resume or not sweep else "auto", run_dir)
