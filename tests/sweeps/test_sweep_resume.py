@@ -68,7 +68,11 @@ def test_an_interrupted_sweep_resumes_to_the_results_of_an_uninterrupted_one(tmp
     while not list(cut.glob("*/checkpoint.pt")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)  # what a scheduler sends: the job saves and the sweep stops
-    proc.communicate(timeout=200)
+    _, err = proc.communicate(timeout=200)
+    assert proc.returncode == 143, err[-3000:]
+    # a stopped sweep still says what it left: the job it never started is counted lost
+    assert err.strip().splitlines()[-1] == f"sweep: 2 jobs: 1 interrupted, 1 lost; report: skipbench report {cut}", err
+    assert "never started" in err
     first = read_metrics(job_dir(cut, "seed=0"))
     assert first["status"] == "interrupted" and first["steps"] < 60, first
     assert not (cut / "seed=1").exists() and len([d for d in cut.iterdir() if d.is_dir()]) == 1  # never started
