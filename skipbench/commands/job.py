@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import config_dir, register_configs
-from ..errors import SkipbenchError
+from ..errors import RunFolderError, SkipbenchError
 from ..run_folder import (COMPLETED, CONFIG, DIVERGED, FAILED, HYDRA_CONFIG, HYDRA_DIR, INTERRUPTED, METRICS,
-                          OVERRIDES, headline_value)
+                          OVERRIDES, PROBE, headline_value)
 from .exits import fail, one_line
 from .overrides import check_added_keys, quote
 
@@ -201,6 +201,9 @@ def train_task(cfg) -> float | None:
             if done is not None:  # a sweep run again: a finished job is reused, not one byte rewritten
                 summary = done
                 return objective(summary, sweeper)
+            if (run_dir / PROBE).exists():  # a probe sweep's folder: never trained over
+                raise RunFolderError(f"{run_dir}: holds a probe ({PROBE}), not a training run; train into "
+                                     "another hydra.sweep.dir")
             folder = claim_run_folder(run_dir, resume=True)
             watch_parent()  # a worker of a parallel sweep dies with the sweep (kill -9 included)
             mark_in_job(True)
@@ -303,7 +306,6 @@ def probe_task(cfg) -> None:
     from hydra.types import RunMode
 
     from ..claims.probes import probe_run, probe_summary
-    from ..run_folder import PROBE
     from ..run_lock import claim_run_folder
 
     hc = HydraConfig.get()

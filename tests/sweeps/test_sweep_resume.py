@@ -177,3 +177,21 @@ def test_kill_9_of_a_joblib_sweep_kills_its_workers_and_a_rerun_resumes_them(tmp
         proc.stderr.close()
     statuses = sorted(read_metrics(d)["status"] for d in sweep.iterdir() if (d / "metrics.json").exists())
     assert statuses == ["interrupted", "interrupted"], statuses  # saved on the way out: a re-run resumes them
+
+
+def test_a_training_sweep_never_trains_over_a_probe_sweeps_folder(tmp_path, capsys):
+    from conftest import run_main
+
+    sweep = tmp_path / "sweep"
+    job = sweep / "denoise_unet_concat"
+    (job / ".hydra").mkdir(parents=True)
+    overrides = ["seed=0", *TINY, *SHORT]
+    (job / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides))  # JSON is YAML
+    (job / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    (job / "probe.json").write_text("{}")
+    (job / "train.log").write_text("probed\n")  # Hydra's job log, as every job folder has
+    (job / "metrics.json").write_text(json.dumps({"status": "completed", "probe": "probe.json"}))
+    before = files(sweep)
+    code, _, err = run_main(["train", "-m", *overrides, f"hydra.sweep.dir={sweep}"], capsys)
+    assert f"error: {job}: holds a probe (probe.json), not a training run" in err, err
+    assert files(sweep) == before
