@@ -42,14 +42,17 @@ Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
 def train(args: list[str]) -> int:
     from .cli_help import train_help, wants_help
     from .commands.job import hydra_app, run_hydra, train_task
-    from .commands.overrides import check_run_dirs, expand_home, launcher_aliases, with_resume
+    from .commands.overrides import check_run_dirs, expand_home, launcher_aliases, resume_sweep, with_resume
 
     args = launcher_aliases(expand_home(args))
     check_run_dirs(args)
     if wants_help(args):  # Hydra's own --help takes ~2 s listing config groups
         print(train_help("train", args))
         return 0
-    if "-m" not in args and "--multirun" not in args:
+    sweep = resume_sweep(args)  # resume=SWEEP_DIR: that sweep again (finished jobs reused)
+    if sweep is not None:
+        args = sweep
+    elif "-m" not in args and "--multirun" not in args:
         args = with_resume(args)
     return run_hydra("train", hydra_app(train_task, "train"), args, check=True)
 
@@ -85,7 +88,7 @@ def probe(args: list[str]) -> int:
     if wants_help(args):
         print(PROBE_HELP, end="")
         return 0
-    return run_hydra("probe", hydra_app(probe_task, "train"), expand_home(args))
+    return run_hydra("probe", hydra_app(probe_task, "train"), expand_home(args), check=True)
 
 
 def summary(args: list[str]) -> int:

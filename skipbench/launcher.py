@@ -159,9 +159,11 @@ def _last_error_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def record_unfinished(job_dir: Path, status: str, error: str) -> None:
-    """Mark ``job_dir/metrics.json`` with ``status`` (keeping what the job wrote, if anything)."""
-    from .run_folder import UnreadableFile, read_json, write_json
+def record_unfinished(job_dir: Path, status: str, error: str, overrides: Sequence[str] = ()) -> None:
+    """Mark ``job_dir/metrics.json`` with ``status`` (keeping what the job wrote, if anything). A job that
+    never reached Python also gets its ``overrides``, so a re-run of the sweep finds this folder
+    (:func:`skipbench.run_names.job_dir_name`) instead of starting a second one beside it."""
+    from .run_folder import OVERRIDES, UnreadableFile, read_json, write_json
 
     path = job_dir / METRICS
     try:
@@ -172,6 +174,11 @@ def record_unfinished(job_dir: Path, status: str, error: str) -> None:
     if metrics.get("status") == COMPLETED:
         return  # finished its work; only submitit's bookkeeping was lost
     job_dir.mkdir(parents=True, exist_ok=True)
+    if overrides and not (job_dir / OVERRIDES).exists():
+        from omegaconf import OmegaConf
+
+        (job_dir / OVERRIDES).parent.mkdir(exist_ok=True)
+        OmegaConf.save(OmegaConf.create([str(o) for o in overrides]), job_dir / OVERRIDES)
     write_json(path, {**metrics, "status": status, "error": error})
 
 
@@ -326,7 +333,7 @@ class Accounting:
             status = FAILED if failed_in_job else _state_to_status(state)
             error = f"SLURM state {state}" + (f": {err}" if err else "") + f" (log: {job.paths.stderr})"
             job_dir = self._job_dir(overrides, num)
-            record_unfinished(job_dir, status, error)
+            record_unfinished(job_dir, status, error, overrides)
             log.debug("job %d (%s): %s: %s", num, " ".join(filter_overrides(overrides)), status, error)
             return JobReturn(overrides=list(overrides), working_dir=str(job_dir), status=JobStatus.COMPLETED,
                              _return_value=None)

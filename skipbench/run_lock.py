@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import RunFolderError
-from .run_folder import CHECKPOINT, HYDRA_DIR, HYDRA_LOG, METRICS, write_json
+from .run_folder import CHECKPOINT, HYDRA_DIR, HYDRA_LOG, METRICS, PROBE, write_json
 
 HYDRA_ONLY = {HYDRA_DIR, HYDRA_LOG}  # what Hydra writes before our task runs
+SWEEP_KEY = "hydra.sweep.dir"
 
 
 @dataclass
@@ -30,6 +31,7 @@ class RunFolderLock:
     resume: bool
     created: list[Path] = field(default_factory=list)  # folders this process made, deepest first
     fd: int | None = None
+    key: str = "hydra.run.dir"  # the setting that names the folder, for the error line
 
     def lock(self) -> None:
         """Exclusive, non-blocking ``flock`` on the folder itself: no lock file, nothing stale after kill -9."""
@@ -38,8 +40,9 @@ class RunFolderLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunFolderError(f"{self.path}: another skipbench run is using this run folder; wait for it to "
-                                 "finish or choose another hydra.run.dir") from None
+            what = "sweep" if self.key == SWEEP_KEY else "run"
+            raise RunFolderError(f"{self.path}: another skipbench {what} is using this {what} folder; wait for it "
+                                 f"to finish or choose another {self.key}") from None
         self.fd = fd
         _HELD[str(self.path)] = self
 
@@ -91,6 +94,8 @@ def _claim(run_dir: Path, resume: bool) -> RunFolderLock:
             raise RunFolderError(f"{run_dir}: the run folder is read-only; a resume must write into it "
                                  "(copy it somewhere writable and resume the copy)")
     else:
+        if (run_dir / PROBE).exists():
+            raise RunFolderError(f"hydra.run.dir={run_dir}: already holds a probe (its {PROBE}); choose another folder")
         if run_dir.is_dir() and any((run_dir / name).exists() for name in (CHECKPOINT, METRICS)):
             raise RunFolderError(f"hydra.run.dir={run_dir}: already holds a run; continue it with resume={run_dir} "
                                  "or choose another folder")
@@ -110,6 +115,25 @@ def _claim(run_dir: Path, resume: bool) -> RunFolderLock:
     except RunFolderError:
         folder.created = []  # someone else's folder now: never remove it
         raise
+    return folder
+
+
+def claim_sweep_folder(sweep_dir: Path) -> RunFolderLock:
+    """Make the sweep folder and lock it for the sweep's lifetime, before Hydra writes into it: two
+    sweeps into one folder cannot mix. A folder that holds a single run is refused."""
+    sweep_dir = Path(sweep_dir).absolute()
+    if str(sweep_dir) in _HELD:
+        return _HELD[str(sweep_dir)]
+    if any((sweep_dir / name).exists() for name in (CHECKPOINT, METRICS, PROBE)):
+        raise RunFolderError(f"{SWEEP_KEY}={sweep_dir}: holds a single run, not a sweep; choose another folder")
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(sweep_dir, os.W_OK):
+            raise RunFolderError(f"{SWEEP_KEY}={sweep_dir}: the folder is read-only; choose a writable one")
+        folder = RunFolderLock(sweep_dir, resume=True, key=SWEEP_KEY)  # resume: never removed on failure
+        folder.lock()
+    except OSError as ex:
+        raise RunFolderError(f"{SWEEP_KEY}={sweep_dir}: cannot use it ({ex.strerror or ex})") from None
     return folder
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import config_dir, register_configs
-from ..errors import SkipbenchError
+from ..errors import RunFolderError, SkipbenchError
 from ..run_folder import (COMPLETED, CONFIG, DIVERGED, FAILED, HYDRA_CONFIG, HYDRA_DIR, INTERRUPTED, METRICS,
-                          OVERRIDES, headline_value)
+                          OVERRIDES, PROBE, headline_value)
 from .exits import fail, one_line
 from .overrides import check_added_keys, quote
 
@@ -42,11 +42,21 @@ def run_hydra(command: str, app: Callable[[], None], args: list[str], check: boo
     prog = sys.argv[0]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
     try:
-        pinned = precheck(command, args) if check else []
+        pinned = (precheck(command, args) if command == "train" else precheck_probe(args)) if check else []
         if pinned is None:
             return 0  # nothing to do (said why)
         sys.argv = [prog, *args, *pinned]  # argv[0] stays the executable: Hydra names completion after it
-        app()
+        from ..sweep import SweepRefused
+
+        try:
+            app()
+        except SweepRefused as refused:  # the sweep folder's contract, checked before Hydra wrote into it
+            raise refused.error from None
+        except BaseException:  # Ctrl-C, SIGTERM, a launcher's error: a sweep still says what it left
+            from ..sweep import stopped_early
+
+            stopped_early()
+            raise
     finally:
         sys.argv = [prog]
         _PRECHECKED[0] = False
@@ -68,13 +78,11 @@ def precheck(config_name: str, args: list[str]) -> list[str] | None:
         return []
     from omegaconf import open_dict
 
-    from ..config import compose_config, planned_run_dir
     from ..run_lock import claim_run_folder
     from ..train.checkpoint import resolve_resume
     from ..train.validate import check_runnable
 
-    cfg = compose_config(args, config_name, hydra=True)
-    run_dir = planned_run_dir(cfg)  # None: only a real job can name it; the task function locks it instead
+    cfg, run_dir = compose_run(config_name, args)
     with open_dict(cfg):
         del cfg["hydra"]
         if cfg.resume == "auto":  # this folder's own checkpoint if it has one, else a fresh run
@@ -94,6 +102,29 @@ def precheck(config_name: str, args: list[str]) -> list[str] | None:
     if cfg.resume:
         pinned.append("hydra.output_subdir=null")  # written by the task once the checkpoint has loaded
     return pinned
+
+
+def compose_run(config_name: str, args: list[str]) -> tuple[Any, Path | None]:
+    """The config of a single run (its ``hydra`` node included) and the folder Hydra would make for it
+    (None where only a real job can resolve it)."""
+    from ..config import compose_config, planned_run_dir
+
+    cfg = compose_config(args, config_name, hydra=True)
+    return cfg, planned_run_dir(cfg)
+
+
+def precheck_probe(args: list[str]) -> list[str]:
+    """A single probe's folder, made and locked before Hydra writes into it: never a training run's (nor
+    another probe's) folder. Returns the override that pins Hydra to it."""
+    from ..run_lock import claim_run_folder
+
+    if any(a.startswith("-") for a in args):
+        return []
+    _, run_dir = compose_run("train", args)
+    if run_dir is None:
+        return []
+    folder = claim_run_folder(run_dir, resume=False)
+    return [f"hydra.run.dir={quote(str(folder.path))}"]
 
 
 def objective(summary: dict | None, sweeper_target: str = "") -> float | None:
@@ -142,9 +173,7 @@ def train_task(cfg) -> float | None:
     from hydra.types import RunMode
 
     from ..run_lock import claim_run_folder
-    from ..train.checkpoint import resolve_resume
-    from ..train.loop import build, fit
-    from ..train.validate import check_runnable
+    from ..sweep import mark_in_job, watch_parent
 
     wall_start = time.perf_counter()
     hc = HydraConfig.get()
@@ -159,9 +188,23 @@ def train_task(cfg) -> float | None:
     try:
         if sweep:  # a single run was checked and its folder locked before Hydra made it
             check_added_keys(cfg, list(hc.overrides.task))
+            done = finished(run_dir, cfg.trainer.max_steps)
+            if done is not None:  # a sweep run again: a finished job is reused, not one byte rewritten
+                summary = done
+                return objective(summary, sweeper)
+            if (run_dir / PROBE).exists():  # a probe sweep's folder: never trained over
+                raise RunFolderError(f"{run_dir}: holds a probe ({PROBE}), not a training run; train into "
+                                     "another hydra.sweep.dir")
             folder = claim_run_folder(run_dir, resume=True)
+            watch_parent()  # a worker of a parallel sweep dies with the sweep (kill -9 included)
+            mark_in_job(True)
+        from ..train.checkpoint import resolve_resume  # torch: not imported for a sweep whose jobs are all done
+        from ..train.loop import build, fit
+        from ..train.validate import check_runnable
+
         checked, _PRECHECKED[0] = _PRECHECKED[0] and not sweep, False  # checked before Hydra made the folder
-        resume = resolve_resume(cfg.resume, run_dir)
+        # A sweep job continues from its own folder's checkpoint (interrupted, killed, requeued) if it has one.
+        resume = resolve_resume(cfg.resume if cfg.resume or not sweep else "auto", run_dir)
         if not checked:
             check_runnable(cfg, resume)
         context = job_context(cfg, hc)
@@ -169,17 +212,38 @@ def train_task(cfg) -> float | None:
         save_hydra_files(cfg, hc, run_dir)  # the checkpoint has loaded: now the folder may change
         summary = fit(run, run_dir, context, wall_start)
     except Exception as ex:
-        job_failed(ex, hc, run_dir, sweep)
+        job_failed(ex, hc, run_dir, sweep, held=folder is not None)
     else:
         job_finished(summary, hc, run_dir, sweep)
     finally:
+        mark_in_job(False)
         if folder is not None:
             folder.release()  # a long sweep must not hold one descriptor per finished job
     return objective(summary, sweeper)
 
 
-def job_failed(ex: Exception, hc, run_dir: Path, sweep: bool) -> None:
-    """A single run leaves with its one line and exit code; a sweep's job fails alone and the sweep goes on."""
+def finished(run_dir: Path, max_steps: int) -> dict | None:
+    """The summary of a job folder whose run is over for good -- completed (or diverged) with at least
+    ``max_steps`` steps -- or None: a job to resume (interrupted, killed, failed, or ``max_steps`` grew) or run."""
+    from ..run_folder import UnreadableFile, read_json
+
+    try:
+        summary = read_json(run_dir / METRICS)
+    except UnreadableFile:
+        return None
+    if not isinstance(summary, dict):
+        return None
+    steps = summary.get("steps")
+    if summary.get("status") == DIVERGED:
+        return summary  # it would diverge again: the same seed, the same steps
+    if summary.get("status") == COMPLETED and isinstance(steps, int) and steps >= max_steps:
+        return summary
+    return None
+
+
+def job_failed(ex: Exception, hc, run_dir: Path, sweep: bool, held: bool = True) -> None:
+    """A single run leaves with its one line and exit code; a sweep's job fails alone and the sweep goes on.
+    ``held``: this job holds its folder (a job refused its folder writes nothing into it: another's)."""
     from ..run_folder import write_json
 
     if not sweep:
@@ -193,6 +257,8 @@ def job_failed(ex: Exception, hc, run_dir: Path, sweep: bool) -> None:
               file=sys.stderr)
     else:
         log.exception("job %s crashed; the sweep goes on", hc.job.num)
+    if not held:
+        return
     write_json(run_dir / METRICS, {"status": FAILED, "error": f"{type(ex).__name__}: {ex}"
                                    if not isinstance(ex, SkipbenchError) else str(ex)})
 
@@ -231,10 +297,19 @@ def write_hydra_files(cfg, hc, overrides, run_dir: Path) -> None:
 
 
 def probe_task(cfg) -> None:
-    """Hydra's task function for ``skipbench probe``."""
+    """Hydra's task function for ``skipbench probe``: never into a training run's folder; a probe sweep run
+    again keeps the probes it has."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from ..claims.probes import probe_run, probe_summary
+    from ..run_lock import claim_run_folder
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    if hc.mode == RunMode.MULTIRUN:
+        if (run_dir / PROBE).is_file():
+            print(f"skipbench probe: {run_dir}: probed already, kept as it is", file=sys.stderr)
+            return
+        claim_run_folder(run_dir, resume=False)  # a training job's folder: refused in one line
     print(probe_summary(probe_run(cfg, run_dir), run_dir))

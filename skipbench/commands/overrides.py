@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import config_dir
 from ..errors import ConfigError, RunFolderError
-from ..run_folder import OVERRIDES, UnreadableFile, read_yaml
+from ..run_folder import MULTIRUN, OVERRIDES, UnreadableFile, read_multirun, read_yaml
 from .exits import one_line
 
 RUN_DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
@@ -123,16 +123,71 @@ def with_resume(args: list[str]) -> list[str]:
     return [*old, *rest, f"resume={quote(str(path))}", f"hydra.run.dir={quote(str(run_dir))}"]
 
 
+def resume_sweep(args: list[str]) -> list[str] | None:
+    """``resume=SWEEP_DIR`` (with or without ``-m``): that sweep again, into its folder, with its own
+    overrides (yours win, and may add values: ``seed=0,1,2,3``): finished jobs are reused, interrupted
+    ones resumed, missing ones run. None when ``resume`` names no sweep folder.
+
+    A sweep folder may come from someone else: its task overrides are checked as a run's are (sweeps
+    allowed), and of its Hydra overrides only the launcher's choice and plain launcher settings are re-applied.
+    """
+    resume = [a for a in args if override_key(a) == "resume"]
+    if not resume:
+        return None
+    value = resume[-1].split("=", 1)[1].strip("'\"")
+    path = Path(value).expanduser().resolve()
+    if not (path / MULTIRUN).is_file() or (path / OVERRIDES).is_file():
+        return None
+    saved = read_multirun(path)
+    hydra = saved.get("hydra") if isinstance(saved, dict) else None
+    overrides = hydra.get("overrides") if isinstance(hydra, dict) else None
+    if not isinstance(overrides, dict):
+        raise RunFolderError(f"resume={value}: {path / MULTIRUN} is not a sweep's config (no hydra.overrides)")
+    source = path / MULTIRUN
+    task = trusted_lines(overrides.get("task") or [], source, sweeps=True)
+    launch = trusted_launcher(overrides.get("hydra") or [], source)
+    rest = [a for a in args if override_key(a) != "resume" and a not in ("-m", "--multirun")]
+    mine = {override_key(a) for a in rest}
+    old = [o for o in (*launch, *task) if override_key(o) not in mine]
+    return ["-m", *old, *rest, f"hydra.sweep.dir={quote(str(path))}"]
+
+
+def trusted_launcher(lines: list, source: Path) -> list[str]:
+    """A sweep's Hydra overrides worth re-applying: ``hydra/launcher=NAME`` and ``hydra.launcher.KEY=VALUE``
+    (plain values); where the sweep ran (``hydra.sweep.dir``, ``hydra.run.dir``) is left out, anything
+    else refused in one line."""
+    out = []
+    for line in lines:
+        line = str(line)
+        key, _, val = line.partition("=")
+        key = key.lstrip("+")
+        if key in (*RUN_DIR_KEYS, "hydra.mode"):  # where and how it ran: -m and the folder are given anew
+            continue
+        plain = "${" not in val and not any(p.startswith("_") for p in key.split("."))
+        if key == "hydra/launcher" and re.fullmatch(r"[A-Za-z0-9_\-]+", val) or \
+                key.startswith("hydra.launcher.") and plain:
+            out.append(line)
+        else:
+            raise RunFolderError(f"{source}: refusing to re-apply '{one_line(line, 120)}': only the launcher "
+                                 "(hydra/launcher=..., hydra.launcher.KEY=...) is re-applied on resume")
+    return out
+
+
 def trusted_overrides(saved: Path) -> list[str]:
     """The overrides in a run's ``.hydra/overrides.yaml``, each checked against skipbench's schema."""
-    from hydra.errors import HydraException
-
-    from ..config import SCHEMAS, DiagnosticsConfig, TrainConfig, TrainerConfig
-
     try:
         lines = read_yaml(saved)
     except UnreadableFile as ex:
         raise RunFolderError(one_line(str(ex), 300)) from None
+    return trusted_lines(lines, saved)
+
+
+def trusted_lines(lines, saved: Path, sweeps: bool = False) -> list[str]:
+    """Overrides read from a run (or, with ``sweeps``, a sweep) folder, each checked against skipbench's schema."""
+    from hydra.errors import HydraException
+
+    from ..config import SCHEMAS, DiagnosticsConfig, TrainConfig, TrainerConfig
+
     if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
         raise RunFolderError(f"{saved}: not a list of overrides")
     names = lambda *classes: {f.name for c in classes for f in dataclasses.fields(c)}  # noqa: E731
@@ -151,7 +206,8 @@ def trusted_overrides(saved: Path) -> list[str]:
             continue
         if override.is_hydra_override() or key.startswith("hydra"):
             raise RunFolderError(f"{refuse}: hydra.* settings are not re-applied on resume (key {key})")
-        if not line.startswith(key) or override.package or override.is_sweep_override():
+        swept = override.is_sweep_override()
+        if not line.startswith(key) or override.package or swept and not sweeps:
             raise RunFolderError(f"{refuse}: only plain KEY=VALUE overrides are re-applied (not +, ++, ~, @ or sweeps)")
         parts = key.split(".")
         if any(p.startswith("_") for p in parts):
@@ -159,8 +215,12 @@ def trusted_overrides(saved: Path) -> list[str]:
         if "${" in line.split("=", 1)[-1]:
             raise RunFolderError(f"{refuse}: interpolations (${{...}}) are not re-applied")
         if len(parts) == 1 and key in groups:
-            choice = str(override.value())
-            ok = re.fullmatch(r"[A-Za-z0-9_\-]+", choice) and (config_dir() / key / f"{choice}.yaml").is_file()
+            try:
+                choices = list(override.sweep_string_iterator()) if swept else [str(override.value())]
+            except Exception:  # a range or glob of a config group: no sweep of ours
+                choices = [""]
+            ok = all(re.fullmatch(r"[A-Za-z0-9_\-]+", c) and (config_dir() / key / f"{c}.yaml").is_file()
+                     for c in choices)
         elif len(parts) == 1:
             ok = key in fields and key not in known and key not in groups
         else:

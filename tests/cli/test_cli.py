@@ -135,8 +135,8 @@ def test_multirun_of_models_and_tasks(tiny_sweep):
             m = read_metrics(job)
             assert m["status"] == "completed" and m["model"] == model and m["task"] == task and m["steps"] == 4
             assert len(event_files(job)) == 1 and event_files(job)[0].parent == job
-            # <num>_<task>_<model>: the overrides every job shares (max_steps, TINY's) are not repeated
-            assert job.name.split("_", 1)[1] == f"{task}_{model}", job.name
+            # <task>_<model>: the overrides every job shares (max_steps, TINY's) are not repeated, no job number
+            assert job.name == f"{task}_{model}", job.name
     assert not (sweep.parent / "outputs").exists()
 
 
