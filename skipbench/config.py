@@ -90,6 +90,42 @@ class MLPModelConfig(BlockKnobs):
     input_size: int = 8  # images are area-averaged to input_size x input_size, then flattened
 
 
+@dataclass
+class CifarModelConfig(BlockKnobs):
+    """He et al. 2016a's CIFAR nets (skeleton ``cifar``): 6n+2 layers at 16/32/64 channels."""
+
+    n: int = 3  # blocks per stage: 3, 5, 7, 9, 18 = ResNet-20, 32, 44, 56, 110
+
+
+@dataclass
+class PaperModelConfig:
+    """What every paper network's schema names (it has one block and one padding: not knobs)."""
+
+    _target_: str = "skipbench.models.build_model"
+    name: str = MISSING
+    long_skip: str = MISSING
+    block: str = MISSING
+    padding: int = MISSING
+
+
+@dataclass
+class DenseNetBCConfig(PaperModelConfig):
+    """Huang et al. 2017's DenseNet-BC for 32 px images (skeleton ``densenet_bc``)."""
+
+    L: int = 100  # weight layers: (L - 4) / 6 bottleneck layers per dense block
+    k: int = 12  # growth rate
+    compression: float = 0.5  # theta: a transition keeps floor(theta * channels)
+
+
+@dataclass
+class RedNetConfig(PaperModelConfig):
+    """Mao et al. 2016's RED-Net (skeleton ``rednet``); model.long_skip=none drops its skips."""
+
+    depth: int = 30  # weight layers: depth / 2 convs + depth / 2 deconvs
+    width: int = 128  # feature maps of every hidden layer
+    skip_every: int = 2  # a symmetric skip every skip_every layers
+
+
 # ---------------------------------------------------------------- data sets
 @dataclass
 class ShapesConfig:
@@ -263,7 +299,8 @@ def model_schemas() -> dict[str, ModelConfig]:
     """``schema/model/<name>`` for every registered variant: ``configs/model/<name>.yaml`` extends it."""
     from .models.registry import MODELS  # imports no torch
 
-    schema = {"encdec": ModelConfig, "mlp": MLPModelConfig}
+    schema = {"encdec": ModelConfig, "mlp": MLPModelConfig, "cifar": CifarModelConfig, "densenet_bc": DenseNetBCConfig,
+              "rednet": RedNetConfig}
     return {name: schema[v.skeleton](name=name, long_skip=v.long_skip, block=v.block, padding=v.padding, **dict(v.knobs))
             for name, v in MODELS.items()}
 
@@ -393,8 +430,8 @@ def _check_task(task: DictConfig) -> None:
 def check_image_size(cfg: DictConfig, size: int) -> None:
     """The model must fit the images (``size`` px, the smaller side): ``2**depth`` pixels, more with valid convs."""
     m = cfg.model
-    if "depth" not in m:  # the fully connected skeleton area-averages any image to its input_size
-        return
+    if "depth" not in m or "blocks_per_level" not in m:  # not the conv skeleton: the MLP area-averages any image,
+        return  # the papers' nets take any size (RED-Net keeps it, the CIFAR nets and DenseNet-BC pool globally)
     if size < 2**m.depth:
         raise ConfigError(f"model.depth={m.depth}: needs images of at least 2**{m.depth} = {2**m.depth} pixels, "
                           f"but the images are {size} px")
