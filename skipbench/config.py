@@ -158,6 +158,7 @@ class FashionMnistConfig(MnistConfig):
 class Cifar10Config(MnistConfig):
     _target_: str = "skipbench.data.cifar.cifar10"
     root: str = "data/cifar10"  # holds cifar-10-batches-py/ or cifar-10-python.tar.gz
+    holdout: Optional[int] = None  # val = the last N training images (He et al.: 5000, a 45k/5k split); null = test set
 
 
 @dataclass
@@ -198,6 +199,7 @@ class SegmentConfig:
 @dataclass
 class ClassifyConfig:
     _target_: str = "skipbench.tasks.Classify"
+    normalization: str = "channel"  # channel: (x - mean) / std per channel; pixel_mean: x - the per-pixel mean (He 2016a)
 
 
 @dataclass
@@ -213,7 +215,8 @@ class SGDConfig:
     lr: float = 0.05
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 0.0  # never applied to norm weights or biases
+    weight_decay: float = 0.0  # on conv/linear weights only, unless decay=all
+    decay: str = "weights"  # weights: no decay on norm weights and biases; all: every parameter (the papers' Caffe/Torch)
     fused: Optional[bool] = None  # null: torch's one-kernel update on CPU/CUDA (faster than its per-tensor loop)
 
 
@@ -248,6 +251,22 @@ class CosineScheduleConfig:
     _partial_: bool = True
     warmup_steps: int = 100  # linear warmup from 0
     min_lr_ratio: float = 0.0  # final lr = lr * min_lr_ratio
+
+
+@dataclass
+class MultiStepScheduleConfig:
+    _target_: str = "skipbench.train.schedule.multistep"
+    _partial_: bool = True
+    milestones: list[int] = field(default_factory=lambda: [32000, 48000])  # optimizer steps; lr *= gamma at each
+    gamma: float = 0.1
+
+
+@dataclass
+class AugmentConfig:
+    """Training-batch augmentation (skipbench/data/augment.py), on the run's device; never at eval."""
+
+    crop_padding: int = 0  # pad by p px (zeros), then a random crop of the original size; 4 in He et al.
+    flip: bool = False  # random horizontal flip, probability 1/2
 
 
 # ---------------------------------------------------------------- trainer and the root
@@ -290,6 +309,7 @@ class TrainConfig:
     scheduler: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0  # model init, batch order, noise
     resume: Optional[str] = None  # a run directory (or its checkpoint.pt) to continue; auto = this run's own, if any
     tuned_lr: dict[str, float] = field(default_factory=dict)  # model.name -> lr, from tuned=<task>_<dataset>
@@ -312,7 +332,7 @@ SCHEMAS = {
     "task": {"denoise": DenoiseConfig, "reconstruct": ReconstructConfig, "segment": SegmentConfig,
              "classify": ClassifyConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig},
-    "scheduler": {"none": ConstantScheduleConfig, "cosine": CosineScheduleConfig},
+    "scheduler": {"none": ConstantScheduleConfig, "cosine": CosineScheduleConfig, "multistep": MultiStepScheduleConfig},
 }
 
 
@@ -381,6 +401,10 @@ def check_config(cfg: DictConfig) -> None:
     _check_trainer(cfg.trainer, cfg)
     _check_optimizer(cfg)
     _check_task(cfg.task)
+    from .data.augment import check_augment
+
+    if cfg.get("augment") is not None:
+        check_augment(cfg.augment.crop_padding, cfg.augment.flip)
     d = cfg.dataset
     if "root" in d.keys() and OmegaConf.is_missing(d, "root"):
         raise ConfigError("dataset.root is not set: give the folder of your images, e.g. dataset.root=~/photos")
@@ -417,12 +441,22 @@ def _check_optimizer(cfg: DictConfig) -> None:
         require(sched.warmup_steps < cfg.trainer.max_steps, "scheduler.warmup_steps", sched.warmup_steps,
                 f"must be < trainer.max_steps ({cfg.trainer.max_steps}), else the lr never leaves its warmup")
         require(0 <= sched.min_lr_ratio <= 1, "scheduler.min_lr_ratio", sched.min_lr_ratio, "must be in [0, 1]")
+    if "milestones" in sched:
+        ms = list(sched.milestones)
+        require(all(0 < m < cfg.trainer.max_steps for m in ms) and ms == sorted(set(ms)), "scheduler.milestones",
+                ms, f"must be increasing steps in 1..{cfg.trainer.max_steps - 1} (below trainer.max_steps, else never reached)")
+        require(0 < sched.gamma <= 1, "scheduler.gamma", sched.gamma, "must be in (0, 1]")
+    if "decay" in opt:
+        require(opt.decay in ("weights", "all"), "optimizer.decay", opt.decay, "unknown; known: weights, all")
 
 
 def _check_task(task: DictConfig) -> None:
     if "sigma" in task:
         require(task.sigma >= 0, "task.sigma", task.sigma, "must be >= 0")
         require(0 <= task.amount <= 1, "task.amount", task.amount, "must be in [0, 1]")
+    if "normalization" in task:
+        require(task.normalization in ("channel", "pixel_mean"), "task.normalization", task.normalization,
+                "unknown; known: channel, pixel_mean")
     if "dice_weight" in task:
         require(task.dice_weight >= 0, "task.dice_weight", task.dice_weight, "must be >= 0")
 
