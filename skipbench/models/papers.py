@@ -46,16 +46,17 @@ def _fixed(**given_and_only: tuple) -> None:
 
 def cifar_net(
     in_channels: int = 3, out_channels: int = 10, n: int = 3, width: int = 16, block: str = "residual",
-    head: str = "classes", shortcut: str = "zero_pad", long_skip: str = "none", padding: int = 1, **knobs,
+    head: str = "classes", shortcut: str | None = None, long_skip: str = "none", padding: int = 1, **knobs,
 ) -> EncoderDecoder:
     """He et al.'s CIFAR ResNet-(6n+2) (``block=residual``) or its plain twin (``block=plain``):
-    ``[B, 3, 32, 32] -> [B, 10]``. ``knobs``: the other block knobs of :class:`EncoderDecoder`."""
+    ``[B, 3, 32, 32] -> [B, 10]``. ``shortcut``: None = option A (``zero_pad``) for residual blocks.
+    ``knobs``: the other block knobs of :class:`EncoderDecoder`."""
     _require(isinstance(n, int) and n in CIFAR_N, "n", n,
              "must be an integer in 1..200 (6n+2 layers: n = 3, 5, 7, 9, 18 are ResNet-20, 32, 44, 56, 110)")
     _require(head == "classes", "head", head, "the CIFAR networks classify only: use task=classify")
     _require(long_skip == "none", "long_skip", long_skip, "the CIFAR networks have no decoder to skip to; use none")
-    if block == "plain" and shortcut != "identity":
-        shortcut = "identity"  # a plain net has no shortcut; the knob's residual default must not refuse it
+    if shortcut is None:  # option A for the ResNets; a plain net has no shortcut to choose
+        shortcut = "identity" if block == "plain" else "zero_pad"
     return EncoderDecoder(in_channels=in_channels, out_channels=out_channels, depth=2, width=width, blocks_per_level=n,
                           long_skip="none", block=block, head="classes", padding=padding, shortcut=shortcut,
                           stem=True, downsample="stride", **knobs)

@@ -169,10 +169,8 @@ def build(cfg: DictConfig, resume: str | None = None, context: RunContext | None
     try:
         # fused=null: torch's fused kernel where it has one; its default is a Python loop over tensors on CPU
         fused = {"fused": True} if cfg.optimizer.get("fused", False) is None and device.type in ("cpu", "cuda") else {}
-        node = cfg.optimizer  # `decay` says which parameters decay: for param_groups, not an optimizer argument
-        decay = str(node.get("decay", "weights"))
-        node = OmegaConf.masked_copy(node, [k for k in node if k != "decay"]) if "decay" in node else node
-        optimizer = instantiate_checked(node)(param_groups(model, cfg.optimizer.weight_decay, decay), **fused)
+        groups = param_groups(model, cfg.optimizer.weight_decay, str(t.get("weight_decay_on", "weights")))
+        optimizer = instantiate_checked(cfg.optimizer)(groups, **fused)
     except ValueError as ex:  # torch's own argument checks, e.g. "Invalid beta parameter at index 0: 2.0"
         raise ConfigError(f"optimizer: {ex}") from None
     use_amp = t.amp and device.type in ("cuda", "cpu")

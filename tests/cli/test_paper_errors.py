@@ -17,7 +17,7 @@ from conftest import run_main
     (["model=rednet", "model.depth=31"], "model.depth=31: must be an even integer"),
     (["model=rednet", "task=classify"], "RED-Net restores images"),
     (["experiment=he2016_cifar10", "dataset.root=missing_cifar", "hydra.mode=RUN"], "cifar10: data_batch_1"),
-    (["scheduler=multistep", "trainer.max_steps=10"], "scheduler.milestones=[32000, 48000]"),
+    (["scheduler=multistep", "scheduler.milestones=[32000,48000]"], "scheduler.milestones=[32000.0, 48000.0]: must be"),
     (["augment.crop_padding=-1"], "augment.crop_padding=-1"),
 ])
 def test_one_line_before_training(tmp_path, monkeypatch, capsys, args, words):

@@ -19,7 +19,7 @@ from skipbench.train.loop import param_groups, train
 from conftest import TINY, compose
 
 
-def lrs(milestones: list[int], gamma: float, steps: int) -> list[float]:
+def lrs(milestones: list[float], gamma: float, steps: int) -> list[float]:
     cfg = compose(["scheduler=multistep", f"scheduler.milestones=[{','.join(map(str, milestones))}]",
                    f"scheduler.gamma={gamma}", "optimizer=sgd", "optimizer.lr=0.1"])
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
@@ -33,24 +33,28 @@ def lrs(milestones: list[int], gamma: float, steps: int) -> list[float]:
 
 
 def test_multistep_divides_by_ten_after_each_milestone():
-    got = lrs([3, 5], 0.1, 7)
+    got = lrs([0.43, 0.7], 0.1, 7)  # steps 3 and 5 of 7
     assert got == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
 def test_the_paper_schedule_is_the_default():
     cfg = compose(["scheduler=multistep"])
-    assert list(cfg.scheduler.milestones) == [32000, 48000] and cfg.scheduler.gamma == 0.1
+    assert list(cfg.scheduler.milestones) == [0.5, 0.75] and cfg.scheduler.gamma == 0.1
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = instantiate(cfg.scheduler)(opt, total_steps=64000)
+    factor = sched.lr_lambdas[0]
+    assert [factor(s) for s in (31999, 32000, 47999, 48000)] == pytest.approx([1, 0.1, 0.1, 0.01])  # He et al.'s
 
 
 @pytest.mark.parametrize("override, words", [
-    ("scheduler.milestones=[300,200]", "scheduler.milestones=[300, 200]: must be increasing"),
-    ("scheduler.milestones=[100,400]", "below trainer.max_steps"),
+    ("scheduler.milestones=[0.7,0.2]", "scheduler.milestones=[0.7, 0.2]: must be increasing fractions"),
+    ("scheduler.milestones=[32000,48000]", "fractions of trainer.max_steps in (0, 1)"),
     ("scheduler.gamma=0", "scheduler.gamma=0"),
-    ("optimizer.decay=bias", "optimizer.decay=bias: unknown; known: weights, all"),
+    ("trainer.weight_decay_on=bias", "trainer.weight_decay_on=bias: unknown; known: weights, all"),
     ("task.normalization=pixel", "task.normalization=pixel: unknown; known: channel, pixel_mean"),
 ])
 def test_bad_recipe_values_are_one_line(override, words):
-    cfg = compose(["scheduler=multistep", "scheduler.milestones=[100,200]", "optimizer=sgd", "task=classify",
+    cfg = compose(["scheduler=multistep", "scheduler.milestones=[0.3,0.6]", "optimizer=sgd", "task=classify",
                    "trainer.max_steps=300", override])
     with pytest.raises(ConfigError) as info:
         check_config(cfg)
@@ -68,7 +72,7 @@ def test_decay_all_puts_norm_weights_and_biases_under_weight_decay():
 def test_decay_reaches_the_optimizer_in_a_run(tmp_path: Path):
     from skipbench.train.loop import build
 
-    cfg = compose([*TINY, "optimizer=sgd", "optimizer.weight_decay=0.001", "optimizer.decay=all"])
+    cfg = compose([*TINY, "optimizer=sgd", "optimizer.weight_decay=0.001", "trainer.weight_decay_on=all"])
     run = build(cfg)
     assert [g["weight_decay"] for g in run.optimizer.param_groups] == [0.001]
     cfg = compose([*TINY, "optimizer=sgd", "optimizer.weight_decay=0.001"])
@@ -94,11 +98,11 @@ def test_he2016_preset_is_the_papers_recipe():
     cfg = compose(["experiment=he2016_cifar10"])
     assert (cfg.model.name, cfg.model.shortcut, cfg.task.normalization) == ("cifar_resnet", "zero_pad", "pixel_mean")
     o, s, t, a = cfg.optimizer, cfg.scheduler, cfg.trainer, cfg.augment
-    assert (o._target_, o.lr, o.momentum, o.weight_decay, o.decay) == ("torch.optim.SGD", 0.1, 0.9, 1e-4, "all")
-    assert (list(s.milestones), s.gamma, t.max_steps, t.batch_size) == ([32000, 48000], 0.1, 64000, 128)
+    assert (o._target_, o.lr, o.momentum, o.weight_decay, t.weight_decay_on) == ("torch.optim.SGD", 0.1, 0.9, 1e-4, "all")
+    assert (list(s.milestones), s.gamma, t.max_steps, t.batch_size) == ([0.5, 0.75], 0.1, 64000, 128)
     assert (a.crop_padding, a.flip, cfg.dataset.holdout) == (4, True, 5000)
     small = compose(["experiment=he2016_cifar10_small"])
-    assert small.model.name == "cifar_resnet" and small.optimizer.decay == "all" and small.augment.flip
+    assert small.model.name == "cifar_resnet" and small.trainer.weight_decay_on == "all" and small.augment.flip
     assert small.trainer.max_steps <= 300 and small.dataset._target_ == "skipbench.data.shapes"
 
 
