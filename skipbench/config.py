@@ -7,6 +7,17 @@ anything is built. The model options (``schema/model/<name>``) are made from the
 :data:`skipbench.models.registry.MODELS`. Ranges that types cannot express are checked by
 :func:`check_config` (the rules no constructor or loader owns) and, once per run, by
 :func:`skipbench.train.validate.check_runnable`.
+
+Each default lives once, here: a schema states every key of its node with its default, and a file in
+``configs/`` holds only what its option changes from the schema it extends (``model/unet_crop.yaml``'s
+``depth: 1``), besides its ``defaults:`` list. Here rather than in the YAML because the schema must
+name every key anyway (types, enum values and unknown keys are checked against it), the model options
+are made from the registry with no YAML values of their own, and code that builds a node from a
+schema class gets the same defaults as the command line. Experiment and tuned presets are not
+defaults: they pin their values whatever the defaults become; the launcher files
+(``configs/hydra/launcher/``) extend the submitit plugin's schemas, not these, and pin the job sizes a
+plugin release could change. ``tests/configs/test_defaults_once.py`` fails on an option file that
+repeats a schema default.
 """
 
 from __future__ import annotations
@@ -164,7 +175,7 @@ class Cifar10Config(MnistConfig):
 @dataclass
 class FolderConfig:
     _target_: str = "skipbench.data.folder.folder"
-    root: str = MISSING  # your images (PNG/JPEG/BMP, searched recursively; class sub-folders for classify)
+    root: str = MISSING  # required, e.g. dataset.root=~/photos: PNG/JPEG/BMP, searched recursively; class sub-folders for classify
     masks: Optional[str] = None  # parallel folder of PNG masks (default: <root>/../masks if present)
     crop: int = 64  # crop size in pixels
     crops_per_image: int = 8  # random training crops per image
@@ -185,7 +196,7 @@ class DigitsConfig:
 @dataclass
 class DenoiseConfig:
     _target_: str = "skipbench.tasks.Denoise"
-    noise: Noise = Noise.gaussian
+    noise: Noise = Noise.gaussian  # gaussian | salt_pepper
     sigma: float = 0.2  # std of the additive Gaussian noise (images are in [0, 1])
     amount: float = 0.1  # salt_pepper: fraction of pixels set to 0 or 1
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 from ..report.aggregate import t_quantile
 
@@ -37,6 +37,10 @@ class Effect:
     direction: str  # ">0", "<0" or "~0" (equivalence within margin)
     margin: float = 0.0
     paired: bool = True
+    se: float | None = None  # standard error of the mean difference (None when fewer than 2 pairs)
+    df: float = 0.0  # degrees of freedom of its t distribution
+    # the groups' values (A, B) as given: a sequential look recomputes the effect on fewer seeds
+    samples: tuple[Any, Any] = field(default=((), ()), repr=False, compare=False)
 
     @property
     def low(self) -> float:
@@ -95,27 +99,29 @@ def effect(name: str, a: dict[int, float] | Sequence[float], b: dict[int, float]
     """B - A over seeds. Dicts keyed by seed are paired on their common seeds; lists are unpaired (Welch)."""
     if direction not in (">0", "<0", "~0"):
         raise ValueError(f"direction must be '>0', '<0' or '~0', got {direction!r}")
+    samples = (dict(a), dict(b)) if isinstance(a, dict) and isinstance(b, dict) else (list(a), list(b))
     if isinstance(a, dict) and isinstance(b, dict):
         seeds = sorted(set(a) & set(b))
         diffs = [b[s] - a[s] for s in seeds if math.isfinite(a[s]) and math.isfinite(b[s])]
+        se, df, ci = None, float(len(diffs) - 1), None
         if len(diffs) >= 2:
-            sd = statistics.stdev(diffs)
-            ci = t_quantile(0.975, len(diffs) - 1) * sd / math.sqrt(len(diffs))
-        else:
-            ci = None
-        return Effect(name, statistics.mean(diffs) if diffs else math.nan, ci, len(diffs), direction, margin)
+            se = statistics.stdev(diffs) / math.sqrt(len(diffs))
+            ci = t_quantile(0.975, df) * se
+        return Effect(name, statistics.mean(diffs) if diffs else math.nan, ci, len(diffs), direction, margin,
+                      se=se, df=df, samples=samples)
     xa = [v for v in (a.values() if isinstance(a, dict) else a) if math.isfinite(v)]
     xb = [v for v in (b.values() if isinstance(b, dict) else b) if math.isfinite(v)]
     if not xa or not xb:
-        return Effect(name, math.nan, None, 0, direction, margin, paired=False)
+        return Effect(name, math.nan, None, 0, direction, margin, paired=False, samples=samples)
     mean = statistics.mean(xb) - statistics.mean(xa)
     if len(xa) < 2 or len(xb) < 2:
-        return Effect(name, mean, None, min(len(xa), len(xb)), direction, margin, paired=False)
+        return Effect(name, mean, None, min(len(xa), len(xb)), direction, margin, paired=False, samples=samples)
     va, vb = statistics.variance(xa) / len(xa), statistics.variance(xb) / len(xb)
     se = math.sqrt(va + vb)
     # Welch-Satterthwaite degrees of freedom (se = 0: identical constants, any df will do)
     df = (va + vb) ** 2 / (va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1)) if se > 0 else len(xa) + len(xb) - 2
-    return Effect(name, mean, t_quantile(0.975, df) * se, min(len(xa), len(xb)), direction, margin, paired=False)
+    return Effect(name, mean, t_quantile(0.975, df) * se, min(len(xa), len(xb)), direction, margin, paired=False,
+                  se=se, df=df, samples=samples)
 
 
 def verdict(effects: Sequence[Effect]) -> str:

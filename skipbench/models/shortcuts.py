@@ -52,9 +52,9 @@ def fixup_factor(branches: int, layers_per_branch: int) -> float:
 
 
 def crop_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Centre-crop the maps ``x: [B, C, H, W]`` to ``ref``'s spatial size (a no-op with padded convs and
+    """Centre-crop the maps ``x: [B, C, H, W]`` (or masks ``[B, H, W]``) to ``ref``'s spatial size (a no-op with padded convs and
     for vectors ``[B, C]``)."""
-    if x.dim() < 4:
+    if x.dim() < 3 or ref.dim() < 3:  # vectors [B, C] have no pixels (masks [B, H, W] do)
         return x
     dh, dw = x.shape[-2] - ref.shape[-2], x.shape[-1] - ref.shape[-1]
     if dh == 0 and dw == 0:

@@ -6,6 +6,7 @@ bisection) so the report needs no SciPy.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t >= 0 else tail
 
 
+@functools.lru_cache(maxsize=4096)  # sequential looks ask for the same (p, df) again and again
 def t_quantile(p: float, df: float) -> float:
     """Quantile of Student's t (e.g. ``t_quantile(0.975, 2) = 4.3027``), by bisection on the CDF."""
     if not 0.0 < p < 1.0 or df <= 0:
