@@ -112,6 +112,42 @@ class CustomModelConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # more keyword arguments for target (+model.kwargs.hidden=32)
 
 
+@dataclass
+class CifarModelConfig(BlockKnobs):
+    """He et al. 2016a's CIFAR nets (skeleton ``cifar``): 6n+2 layers at 16/32/64 channels."""
+
+    n: int = 3  # blocks per stage: 3, 5, 7, 9, 18 = ResNet-20, 32, 44, 56, 110
+
+
+@dataclass
+class PaperModelConfig:
+    """What every paper network's schema names (it has one block and one padding: not knobs)."""
+
+    _target_: str = "skipbench.models.build_model"
+    name: str = MISSING
+    long_skip: str = MISSING
+    block: str = MISSING
+    padding: int = MISSING
+
+
+@dataclass
+class DenseNetBCConfig(PaperModelConfig):
+    """Huang et al. 2017's DenseNet-BC for 32 px images (skeleton ``densenet_bc``)."""
+
+    L: int = 100  # weight layers: (L - 4) / 6 bottleneck layers per dense block
+    k: int = 12  # growth rate
+    compression: float = 0.5  # theta: a transition keeps floor(theta * channels)
+
+
+@dataclass
+class RedNetConfig(PaperModelConfig):
+    """Mao et al. 2016's RED-Net (skeleton ``rednet``); model.long_skip=none drops its skips."""
+
+    depth: int = 30  # weight layers: depth / 2 convs + depth / 2 deconvs
+    width: int = 128  # feature maps of every hidden layer
+    skip_every: int = 2  # a symmetric skip every skip_every layers
+
+
 # ---------------------------------------------------------------- data sets
 @dataclass
 class ShapesConfig:
@@ -144,6 +180,7 @@ class FashionMnistConfig(MnistConfig):
 class Cifar10Config(MnistConfig):
     _target_: str = "skipbench.data.cifar.cifar10"
     root: str = "data/cifar10"  # holds cifar-10-batches-py/ or cifar-10-python.tar.gz
+    holdout: Optional[int] = None  # val = the last N training images (He et al.: 5000, a 45k/5k split); null = test set
 
 
 @dataclass
@@ -184,6 +221,7 @@ class SegmentConfig:
 @dataclass
 class ClassifyConfig:
     _target_: str = "skipbench.tasks.Classify"
+    normalization: str = "channel"  # channel: (x - mean) / std per channel; pixel_mean: x - the per-pixel mean (He 2016a)
 
 
 @dataclass
@@ -199,7 +237,7 @@ class SGDConfig:
     lr: float = 0.05  # learning rate
     momentum: float = 0.9  # in [0, 1)
     nesterov: bool = False  # Nesterov momentum
-    weight_decay: float = 0.0  # never applied to norm weights or biases
+    weight_decay: float = 0.0  # on conv/linear weights only, unless trainer.weight_decay_on=all
     fused: Optional[bool] = None  # null: torch's one-kernel update on CPU/CUDA (faster than its per-tensor loop)
 
 
@@ -236,6 +274,23 @@ class CosineScheduleConfig:
     min_lr_ratio: float = 0.0  # final lr = lr * min_lr_ratio
 
 
+@dataclass
+class MultiStepScheduleConfig:
+    _target_: str = "skipbench.train.schedule.multistep"
+    _partial_: bool = True
+    # fractions of trainer.max_steps; lr *= gamma at each (He et al.: 32k and 48k of 64k steps = 0.5, 0.75)
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
+    gamma: float = 0.1
+
+
+@dataclass
+class AugmentConfig:
+    """Training-batch augmentation (skipbench/data/augment.py), on the run's device; never at eval."""
+
+    crop_padding: int = 0  # pad by p px (zeros), then a random crop of the original size; 4 in He et al.
+    flip: bool = False  # random horizontal flip, probability 1/2
+
+
 # ---------------------------------------------------------------- trainer and the root
 @dataclass
 class TrainerConfig:
@@ -252,6 +307,9 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the model
     compile_mode: CompileMode = CompileMode.default  # torch.compile's mode; reduce-overhead = CUDA graphs
     grad_clip: Optional[float] = None  # max global gradient norm
+    # which parameters optimizer.weight_decay applies to: weights (conv/linear; not norm weights or biases)
+    # or all (every parameter, as the papers' Caffe / Torch code did: He et al. 2016a's 1e-4)
+    weight_decay_on: str = "weights"
     progress: bool = True  # tqdm bar
     # The debug= presets' knobs (configs/debug/, skipbench/train/debug.py):
     overfit_batches: int = 0  # > 0: train on the first N batches over and over, validate on the same images (debug=overfit)
@@ -284,6 +342,7 @@ class TrainConfig:
     scheduler: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0  # model init, batch order, noise
     resume: Optional[str] = None  # a run directory (or its checkpoint.pt) to continue; auto = this run's own, if any
     tuned_lr: dict[str, float] = field(default_factory=dict)  # model.name -> lr, from tuned=<task>_<dataset>
@@ -296,7 +355,8 @@ def model_schemas() -> dict[str, ModelConfig]:
 
     from .models.custom import CUSTOM
 
-    schema = {"encdec": ModelConfig, "mlp": MLPModelConfig}
+    schema = {"encdec": ModelConfig, "mlp": MLPModelConfig, "cifar": CifarModelConfig, "densenet_bc": DenseNetBCConfig,
+              "rednet": RedNetConfig}
     return {**{name: schema[v.skeleton](name=name, long_skip=v.long_skip, block=v.block, padding=v.padding,
                                         **dict(v.knobs)) for name, v in MODELS.items()}, CUSTOM: CustomModelConfig()}
 
@@ -308,7 +368,7 @@ SCHEMAS = {
     "task": {"denoise": DenoiseConfig, "reconstruct": ReconstructConfig, "segment": SegmentConfig,
              "classify": ClassifyConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig},
-    "scheduler": {"none": ConstantScheduleConfig, "cosine": CosineScheduleConfig},
+    "scheduler": {"none": ConstantScheduleConfig, "cosine": CosineScheduleConfig, "multistep": MultiStepScheduleConfig},
 }
 
 
@@ -412,6 +472,10 @@ def check_config(cfg: DictConfig) -> None:
     _check_trainer(cfg.trainer, cfg)
     _check_optimizer(cfg)
     _check_task(cfg.task)
+    from .data.augment import check_augment
+
+    if cfg.get("augment") is not None:
+        check_augment(cfg.augment.crop_padding, cfg.augment.flip)
     d = cfg.dataset
     if "root" in d.keys() and OmegaConf.is_missing(d, "root"):
         raise ConfigError("dataset.root is not set: give the folder of your images, e.g. dataset.root=~/photos")
@@ -473,12 +537,22 @@ def _check_optimizer(cfg: DictConfig) -> None:
         require(sched.warmup_steps < cfg.trainer.max_steps, "scheduler.warmup_steps", sched.warmup_steps,
                 f"must be < trainer.max_steps ({cfg.trainer.max_steps}), else the lr never leaves its warmup")
         require(0 <= sched.min_lr_ratio <= 1, "scheduler.min_lr_ratio", sched.min_lr_ratio, "must be in [0, 1]")
+    if "milestones" in sched:
+        ms = list(sched.milestones)
+        require(all(0 < m < 1 for m in ms) and ms == sorted(set(ms)), "scheduler.milestones", ms,
+                "must be increasing fractions of trainer.max_steps in (0, 1), e.g. [0.5, 0.75]")
+        require(0 < sched.gamma <= 1, "scheduler.gamma", sched.gamma, "must be in (0, 1]")
+    decay_on = cfg.trainer.get("weight_decay_on", "weights")
+    require(decay_on in ("weights", "all"), "trainer.weight_decay_on", decay_on, "unknown; known: weights, all")
 
 
 def _check_task(task: DictConfig) -> None:
     if "sigma" in task:
         require(task.sigma >= 0, "task.sigma", task.sigma, "must be >= 0")
         require(0 <= task.amount <= 1, "task.amount", task.amount, "must be in [0, 1]")
+    if "normalization" in task:
+        require(task.normalization in ("channel", "pixel_mean"), "task.normalization", task.normalization,
+                "unknown; known: channel, pixel_mean")
     if "dice_weight" in task:
         require(task.dice_weight >= 0, "task.dice_weight", task.dice_weight, "must be >= 0")
 
@@ -488,8 +562,8 @@ def check_image_size(cfg: DictConfig, size: int) -> None:
     m = cfg.model
     if is_custom(m):  # model=custom: its own forward is checked on a sample (validate.check_model)
         return
-    if "depth" not in m:  # the fully connected skeleton area-averages any image to its input_size
-        return
+    if "depth" not in m or "blocks_per_level" not in m:  # not the conv skeleton: the MLP area-averages any image,
+        return  # the papers' nets take any size (RED-Net keeps it, the CIFAR nets and DenseNet-BC pool globally)
     if size < 2**m.depth:
         raise ConfigError(f"model.depth={m.depth}: needs images of at least 2**{m.depth} = {2**m.depth} pixels, "
                           f"but the images are {size} px")

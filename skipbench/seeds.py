@@ -30,6 +30,7 @@ PURPOSES: dict[str, str] = {
     "landscape": "loss-landscape direction k (seed: the run seed)",
     "lesion": "lesion draw k: which blocks are deleted together (seed: the run seed)",
     "drop_path": "stochastic depth: whether block l runs in its n-th training forward, k = (n, l) (seed: the run seed)",
+    "augment": "training step k's random crop offsets and flips (seed: the run seed)",
     "stats_simulation": "a seeded statistics simulation, trial k (seed: the simulation's seed)",
     "data": "a built-in data set's images, stream k (seed: dataset.seed)",
     "data_split": "a data set's train/val split order (seed: dataset.seed)",

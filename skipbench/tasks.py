@@ -291,8 +291,14 @@ class Classify(Task):
     loss_name = "ce"
     normalize = True
 
+    def __init__(self, normalization: str = "channel") -> None:
+        self.normalization = normalization
+
     def setup(self, data):
         super().setup(data)
+        if self.normalization == "pixel_mean":  # He et al. 2016a: subtract the training split's mean image, no std
+            mean = data.train.images.float().mean(0, keepdim=True)  # [1, C, H, W]
+            self._stats = torch.stack([mean, torch.ones_like(mean)])  # [2, 1, C, H, W], as (mean, std)
         self.classes = _require(data, self.name, "image labels", data.classes)
         self._confusion = None
 

@@ -154,17 +154,21 @@ def cifar10(
     size: int | None = None,
     train_size: int | None = None,
     val_size: int | None = None,
+    holdout: int | None = None,
 ) -> ImageData:
     """CIFAR-10: 50 000 train / 10 000 val colour images ``[N, 3, 32, 32]`` (or ``size x size``).
 
     ``train_size`` / ``val_size`` keep the first N images (batches read in order, and only as many
     as needed). Labels are the ten classes of ``batches.meta``; there are no masks.
+    ``holdout=N``: the validation split is the *last* N training images instead of the test batch, and
+    the training split the rest (He et al. 2016a's 45k/5k split: ``holdout=5000``); the test set stays unseen.
     """
     what = "cifar10"
     if size is not None:
         check_positive(what, "size", size, " (or None for 32)")
     check_count(what, "train_size", train_size)
     check_count(what, "val_size", val_size)
+    check_count(what, "holdout", holdout)
     d = _locate(Path(root).expanduser(), download)
     classes = _load_meta(d / META)
 
@@ -185,10 +189,19 @@ def cifar10(
         raw = torch.from_numpy(data.reshape(-1, 3, 32, 32))
         return Split(images=to_float_images(raw, size, what=what), masks=None, labels=torch.from_numpy(y))
 
+    if holdout:
+        full = split(TRAIN, None, "train_size")
+        if holdout >= len(full):
+            raise DataError(f"{what}: holdout={holdout} leaves no training images (the training batches hold {len(full)})")
+        keep = len(full) - holdout
+        train = full.take(slice(0, min(keep, train_size or keep)))
+        val = full.take(slice(keep, keep + (val_size or holdout)))
+    else:
+        train, val = split(TRAIN, train_size, "train_size"), split((TEST,), val_size, "val_size")
     return ImageData(
         name=what,
-        train=split(TRAIN, train_size, "train_size"),
-        val=split((TEST,), val_size, "val_size"),
+        train=train,
+        val=val,
         channels=3,
         seg_classes=[],
         classes=classes,

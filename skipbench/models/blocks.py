@@ -27,6 +27,7 @@ takes a knob of :class:`BlockOptions`) plus one line in :data:`BLOCKS`.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Iterable
@@ -52,19 +53,20 @@ class Layers:
     norm: str = "batch"
     norm_groups: int = 8
 
-    def main(self, in_ch: int, out_ch: int, bias: bool | None = None) -> nn.Module:
-        """A main-path layer; it has a bias only without a norm after it (the norm has its own shift)."""
+    def main(self, in_ch: int, out_ch: int, bias: bool | None = None, stride: int = 1) -> nn.Module:
+        """A main-path layer; it has a bias only without a norm after it (the norm has its own shift).
+        ``stride=2``: the strided conv that opens a stage of a ResNet (``downsample=stride``)."""
         bias = self.norm == "none" if bias is None else bias
         if self.kind == "linear":
             return nn.Linear(in_ch, out_ch, bias=bias)
-        return nn.Conv2d(in_ch, out_ch, 3, padding=self.padding, bias=bias)
+        return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=self.padding, bias=bias)
 
-    def point(self, in_ch: int, out_ch: int, bias: bool | None = None) -> nn.Module:
+    def point(self, in_ch: int, out_ch: int, bias: bool | None = None, stride: int = 1) -> nn.Module:
         """A 1x1 conv (or a linear layer): projections, gates, transitions."""
         bias = self.norm == "none" if bias is None else bias
         if self.kind == "linear":
             return nn.Linear(in_ch, out_ch, bias=bias)
-        return nn.Conv2d(in_ch, out_ch, 1, bias=bias)
+        return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=bias)
 
     def norm_layer(self, ch: int) -> nn.Module:
         if self.norm == "none":
@@ -143,21 +145,25 @@ def _layers(layers: Layers | None, padding: int) -> Layers:
     return Layers(padding=padding) if layers is None else layers
 
 
-def projection(in_ch: int, out_ch: int, layers: Layers | None = None, always: bool = False) -> nn.Module:
-    """Identity when shapes agree (unless ``always``), else a 1x1 conv + norm (ResNet option B)."""
+def projection(in_ch: int, out_ch: int, layers: Layers | None = None, always: bool = False, stride: int = 1,
+               zero_pad: bool = False) -> nn.Module:
+    """Identity when shapes agree (unless ``always``), else a 1x1 conv + norm (ResNet option B), or with
+    ``zero_pad`` the parameter-free option A (:class:`~skipbench.models.shortcuts.ZeroPadShortcut`)."""
     layers = layers or Layers()
-    if in_ch == out_ch and not always:
+    if in_ch == out_ch and stride == 1 and not always:
         return nn.Identity()
-    return nn.Sequential(layers.point(in_ch, out_ch), layers.norm_layer(out_ch))
+    if zero_pad and not always:
+        return shortcuts.ZeroPadShortcut(in_ch, out_ch, stride)
+    return nn.Sequential(layers.point(in_ch, out_ch, stride=stride), layers.norm_layer(out_ch))
 
 
 class PlainBlock(Block):
     """Two conv-BN-ReLU layers, nothing around them."""
 
-    def __init__(self, in_ch: int, out_ch: int, padding: int = 1, layers: Layers | None = None) -> None:
+    def __init__(self, in_ch: int, out_ch: int, padding: int = 1, layers: Layers | None = None, stride: int = 1) -> None:
         super().__init__()
         layers = _layers(layers, padding)
-        self.conv1 = layers.main(in_ch, out_ch)
+        self.conv1 = layers.main(in_ch, out_ch, stride=stride)
         self.bn1 = layers.norm_layer(out_ch)
         self.conv2 = layers.main(out_ch, out_ch)
         self.bn2 = layers.norm_layer(out_ch)
@@ -187,17 +193,19 @@ class ResidualBlock(Block):
     def __init__(
         self, in_ch: int, out_ch: int, zero_init_residual: bool = False, padding: int = 1, layers: Layers | None = None,
         shortcut: str = "identity", residual_scale: str = "none", shortcut_scale: float = 0.5,
-        shortcut_gate_bias: float = -6.0, shortcut_dropout: float = 0.5, seed: int = 0,
+        shortcut_gate_bias: float = -6.0, shortcut_dropout: float = 0.5, seed: int = 0, stride: int = 1,
     ) -> None:
         super().__init__()
         layers = _layers(layers, padding)
         fixup = residual_scale == "fixup"
         bias = ScalarBias if fixup else nn.Identity
         conv_bias = False if fixup else None  # Fixup's scalar biases replace the convs' own
-        self.bias1a, self.conv1, self.bn1, self.bias1b = bias(), layers.main(in_ch, out_ch, conv_bias), \
+        self.bias1a, self.conv1, self.bn1, self.bias1b = bias(), layers.main(in_ch, out_ch, conv_bias, stride), \
             layers.norm_layer(out_ch), bias()
         self.bias2a, self.conv2, self.bn2 = bias(), layers.main(out_ch, out_ch, conv_bias), layers.norm_layer(out_ch)
-        self.shortcut = projection(in_ch, out_ch, layers, always=shortcut == "conv1x1")
+        # He et al. 2016a's options: A zero_pad (free), B identity (a projection only where shapes change), C conv1x1
+        self.shortcut = projection(in_ch, out_ch, layers, always=shortcut == "conv1x1", stride=stride,
+                                   zero_pad=shortcut == "zero_pad")
         self.scale = shortcuts.residual_scale(residual_scale)
         self.drop = DropPath(seed)
         self.join = shortcuts.join(shortcut, in_ch, out_ch, layers.point, shortcut_scale, shortcut_gate_bias, shortcut_dropout)
@@ -289,16 +297,24 @@ class PreActResidualBlock(ResidualBlock):
 
 
 class DenseLayer(nn.Module):
-    """BN-ReLU-conv3x3 producing only the ``growth`` new channels (the block concatenates)."""
+    """BN-ReLU-conv3x3 producing only the ``growth`` new channels (the block concatenates).
 
-    def __init__(self, in_ch: int, growth: int, padding: int = 1, layers: Layers | None = None) -> None:
+    ``bottleneck=b``: DenseNet-B's BN-ReLU-conv1x1 to ``b`` channels first (Huang et al. 2017: ``b = 4k``).
+    """
+
+    def __init__(self, in_ch: int, growth: int, padding: int = 1, layers: Layers | None = None,
+                 bottleneck: int | None = None) -> None:
         super().__init__()
         layers = _layers(layers, padding)
-        self.bn = layers.norm_layer(in_ch)
-        self.conv = layers.main(in_ch, growth, bias=layers.norm == "none")  # no norm follows it within the layer
+        self.bottleneck = None if bottleneck is None else nn.Sequential(
+            layers.norm_layer(in_ch), nn.ReLU(), layers.point(in_ch, bottleneck, bias=layers.norm == "none"))
+        self.bn = layers.norm_layer(bottleneck or in_ch)
+        self.conv = layers.main(bottleneck or in_ch, growth, bias=layers.norm == "none")  # no norm follows it within the layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Not in-place: x is the shared concatenation that later layers read too.
+        if self.bottleneck is not None:
+            x = self.bottleneck(x)
         return self.conv(torch.relu(self.bn(x)))
 
 
@@ -307,19 +323,23 @@ class DenseBlock(Block):
 
     ``growth`` defaults to ``max(4, out_ch // n_layers)``, so the layers add about ``out_ch`` new
     channels in all (``out_ch // 2`` each for two layers); a 1x1 transition (BN-ReLU-conv) maps the
-    concatenated ``in_ch + n_layers * growth`` channels back to ``out_ch``.
+    concatenated ``in_ch + n_layers * growth`` channels back to ``out_ch``. ``out_ch=None`` (DenseNet's
+    last block): no transition, the block returns all ``in_ch + n_layers * growth`` channels (:attr:`out_ch`).
+    ``bottleneck``: each layer's 1x1 bottleneck width (DenseNet-B; :class:`DenseLayer`).
     """
 
     def __init__(
-        self, in_ch: int, out_ch: int, n_layers: int = 2, growth: int | None = None, padding: int = 1,
-        layers: Layers | None = None,
+        self, in_ch: int, out_ch: int | None, n_layers: int = 2, growth: int | None = None, padding: int = 1,
+        layers: Layers | None = None, bottleneck: int | None = None,
     ) -> None:
         super().__init__()
         layers = _layers(layers, padding)
-        growth = growth or max(4, out_ch // n_layers)
-        self.layers = nn.ModuleList(DenseLayer(in_ch + i * growth, growth, layers=layers) for i in range(n_layers))
+        growth = growth or max(4, (out_ch or in_ch) // n_layers)
+        self.layers = nn.ModuleList(DenseLayer(in_ch + i * growth, growth, layers=layers, bottleneck=bottleneck)
+                                    for i in range(n_layers))
         total = in_ch + n_layers * growth
-        self.transition = nn.Sequential(
+        self.out_ch = total if out_ch is None else out_ch
+        self.transition = nn.Identity() if out_ch is None else nn.Sequential(
             layers.norm_layer(total), nn.ReLU(inplace=True), layers.point(total, out_ch, bias=layers.norm == "none")
         )
 
@@ -404,7 +424,15 @@ def final_activation(block: str, layers: Layers, ch: int) -> nn.Module:
 
 
 class Stage(nn.Sequential):
-    """``n`` blocks at one resolution: the first maps ``in_ch -> out_ch``, the rest keep ``out_ch``."""
+    """``n`` blocks at one resolution: the first maps ``in_ch -> out_ch``, the rest keep ``out_ch``.
 
-    def __init__(self, block: BlockFactory, in_ch: int, out_ch: int, n: int) -> None:
-        super().__init__(*(block(in_ch if i == 0 else out_ch, out_ch) for i in range(n)))
+    ``stride=2``: the first block downsamples itself (a ResNet stage's strided conv and shortcut), in
+    place of the skeleton's max-pool. ``stem``: a module run before the blocks (the network's first conv),
+    registered as ``stem`` so the diagnostics call its conv the level's ``conv0``.
+    """
+
+    def __init__(self, block: BlockFactory, in_ch: int, out_ch: int, n: int, stride: int = 1,
+                 stem: nn.Module | None = None) -> None:
+        first = {"stride": stride} if stride != 1 else {}  # blocks without a stride argument stay callable as before
+        blocks = [(str(i), block(in_ch if i == 0 else out_ch, out_ch, **(first if i == 0 else {}))) for i in range(n)]
+        super().__init__(OrderedDict(([("stem", stem)] if stem is not None else []) + blocks))

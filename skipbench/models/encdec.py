@@ -32,6 +32,11 @@ block applies its own skip init (``zero_init_residual``, the highway gate bias, 
 alpha = 0, Fixup's rescaled and zeroed layers); with Fixup the head starts at zero too (the paper's
 zero-initialised classification layer).
 
+Paper stems and strides (the CIFAR ResNets of He et al. 2016a, :mod:`.papers`): ``stem=True`` puts a
+3x3 conv (+ norm, ReLU) from the image to ``width`` channels before ``enc0``'s blocks (``enc0.stem``, named
+``00_enc0/conv0`` by the diagnostics); ``downsample="stride"`` drops the max-pools and lets the first block
+of each deeper level stride its first conv (and its shortcut) by 2.
+
 The block knobs (``norm``, ``residual_scale``, ``shortcut``, ``drop_path``, ...) are
 :class:`~skipbench.models.blocks.BlockOptions`, checked by :func:`~skipbench.models.blocks.check_options`
 and shared with the fully connected skeleton (:mod:`.mlp`). The merges have no norm (the add-merge's
@@ -44,8 +49,12 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .blocks import BlockOptions, Layers, Stage, block_class, check_options, final_activation, place_blocks
+from .blocks import (BLOCKS, BlockOptions, Layers, PreActResidualBlock, Stage, block_class, check_options, final_activation,
+                     place_blocks)
 from .merges import match_size, merge_class
+
+
+STRIDED_BLOCKS = ("plain", "residual", "preact_residual")  # blocks whose first conv takes a stride
 
 
 class DecoderLevel(nn.Module):
@@ -128,6 +137,7 @@ def check_arguments(**args) -> None:
         "padding": (lambda v: v in (0, 1), "must be 1 (padded convs) or 0 (valid convs)"),
         "head": (lambda v: v in ("pixels", "classes"), "unknown head; known: pixels, classes"),
         "dense_growth": (lambda v: v is None or v >= 1, "must be >= 1 or null"),
+        "downsample": (lambda v: v in ("pool", "stride"), "unknown downsampling; known: pool, stride"),
     }
     for name, value in args.items():
         ok, rule = rules[name]
@@ -154,7 +164,9 @@ class EncoderDecoder(nn.Module):
         highway_gate_bias: initial bias of highway gates (negative = start near carry).
         dense_growth: channels each dense layer adds (default ``out_ch // 2``).
         norm, norm_groups, residual_scale, shortcut, shortcut_scale, shortcut_gate_bias, shortcut_dropout,
-            drop_path, seed: the block knobs (:class:`~skipbench.models.blocks.BlockOptions`,
+            stem: a 3x3 conv (+ norm, ReLU) from the image to ``width`` channels before ``enc0``'s blocks.
+        downsample: ``pool`` (2x2 max-pool between levels) or ``stride`` (the first block of a level strides).
+        drop_path, seed: the block knobs (:class:`~skipbench.models.blocks.BlockOptions`,
             :mod:`~skipbench.models.shortcuts`); ``seed`` is the run's, for stochastic depth's draws.
     """
 
@@ -181,10 +193,15 @@ class EncoderDecoder(nn.Module):
         shortcut_dropout: float = 0.5,
         drop_path: float = 0.0,
         seed: int = 0,
+        stem: bool = False,
+        downsample: str = "pool",
     ) -> None:
         super().__init__()
         check_arguments(depth=depth, width=width, blocks_per_level=blocks_per_level, padding=padding, head=head,
-                        dense_growth=dense_growth)
+                        dense_growth=dense_growth, downsample=downsample)
+        if downsample == "stride" and (block not in STRIDED_BLOCKS or padding != 1):
+            raise ConfigError(f"downsample=stride: needs padded convs (padding=1) and a block whose first conv can "
+                              f"stride ({', '.join(STRIDED_BLOCKS)}), not block={block}, padding={padding}")
         merge_class(long_skip, padding)  # a known merge that works with this padding
         # Valid convs: each stage loses 4 px per block (a dense stage as many, over 2x the layers).
         self.valid_blocks = blocks_per_level if padding == 0 else 0
@@ -197,11 +214,20 @@ class EncoderDecoder(nn.Module):
         self.depth, self.head_kind = depth, head
         ch = [width * 2**i for i in range(depth + 1)]
 
-        self.pool = nn.MaxPool2d(2)
+        self.pool = nn.MaxPool2d(2) if downsample == "pool" else nn.Identity()
+        stride = 2 if downsample == "stride" else 1
+        first = in_channels
+        stem_module = None
+        if stem:  # pre-activation nets start with a bare conv: their first block normalises its input
+            first = ch[0]
+            norm_act = [] if BLOCKS[block] is PreActResidualBlock else [layers.norm_layer(ch[0]), nn.ReLU(inplace=True)]
+            stem_module = nn.Sequential(layers.main(in_channels, ch[0]), *norm_act)
         self.enc_names = [f"enc{i}" for i in range(depth)]
         for i, name in enumerate(self.enc_names):
-            self.add_module(name, Stage(make_block, in_channels if i == 0 else ch[i - 1], ch[i], blocks_per_level))
-        self.bottleneck = Stage(make_block, ch[depth - 1] if depth else in_channels, ch[depth], blocks_per_level)
+            self.add_module(name, Stage(make_block, first if i == 0 else ch[i - 1], ch[i], blocks_per_level,
+                                        stride=1 if i == 0 else stride, stem=stem_module if i == 0 else None))
+        self.bottleneck = Stage(make_block, ch[depth - 1] if depth else first, ch[depth], blocks_per_level,
+                                stride=stride if depth else 1, stem=None if depth else stem_module)
 
         self.dec_names = [] if head == "classes" else [f"dec{i}" for i in reversed(range(depth))]
         for name in self.dec_names:

@@ -2,7 +2,8 @@
 
 A variant is a name, its long skip (a name in :data:`~skipbench.models.merges.MERGES`), its block (a
 name in :data:`~skipbench.models.blocks.BLOCKS`), its padding, its skeleton (``encdec``: the conv
-encoder-decoder; ``mlp``: the fully connected one, :mod:`.mlp`) and the block knobs it sets (``norm``,
+encoder-decoder; ``mlp``: the fully connected one, :mod:`.mlp`; ``cifar``, ``densenet_bc``, ``rednet``: the
+papers' own networks, :mod:`.papers`) and the block knobs it sets (``norm``,
 ``residual_scale``, ...: their defaults in its config). Hydra's ``model=<name>`` options are
 made from this table (:func:`skipbench.config.register_configs` stores each as
 ``schema/model/<name>``), so ``configs/model/<name>.yaml`` only names it; ``model.long_skip``,
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UnknownModelError
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from .encdec import EncoderDecoder
     from .mlp import MLP
 
@@ -62,8 +65,19 @@ MODELS: dict[str, Variant] = {
     "mlp_residual": Variant("none", "residual", "fully connected: residual MLP blocks", skeleton="mlp"),
     "mlp_highway": Variant("none", "highway", "fully connected: highway layers (Srivastava 2015)", skeleton="mlp"),
     "mlp_dense": Variant("none", "dense", "fully connected: one dense block over all layers", skeleton="mlp"),
+    # The papers' own networks (skipbench/models/papers.py); their sizes are the papers'.
+    "cifar_resnet": Variant("none", "residual", "He et al. 2016a CIFAR ResNet-(6n+2): 16/32/64 channels, option A shortcuts",
+                            skeleton="cifar", knobs=(("shortcut", "zero_pad"),)),
+    "cifar_plain": Variant("none", "plain", "He et al. 2016a's plain CIFAR net: ResNet-(6n+2) without shortcuts",
+                           skeleton="cifar"),
+    "unet2015": Variant("crop_concat", "plain", "Ronneberger et al. 2015 U-Net: valid convs, 64..1024 channels, 572 -> 388 px",
+                        0, knobs=(("depth", 4), ("width", 64), ("norm", "none"))),
+    "densenet_bc": Variant("none", "dense", "Huang et al. 2017 DenseNet-BC (L, k, compression): bottlenecks, transitions",
+                           skeleton="densenet_bc"),
+    "rednet": Variant("add", "plain", "Mao et al. 2016 RED-Net: convs + mirrored deconvs, symmetric add skips",
+                      skeleton="rednet"),
 }
-SKELETONS = ("encdec", "mlp")
+SKELETONS = ("encdec", "mlp", "cifar", "densenet_bc", "rednet")
 
 
 def list_models() -> list[str]:
@@ -78,7 +92,7 @@ def get_variant(name: str) -> Variant:
 
 def build_model(
     name: str, long_skip: str | None = None, block: str | None = None, padding: int | None = None, **kwargs: Any
-) -> EncoderDecoder | MLP:
+) -> nn.Module:
     """Build a registered variant; ``long_skip``/``block``/``padding`` and its knobs default to the registered ones.
 
     ``kwargs`` go to :class:`EncoderDecoder` (``in_channels``, ``out_channels``, ``depth``, ...) or, for
@@ -86,10 +100,12 @@ def build_model(
     """
     from .encdec import EncoderDecoder
     from .mlp import MLP
+    from .papers import DenseNetBC, RedNet, cifar_net
 
     variant = get_variant(name)
     kwargs = {**dict(variant.knobs), **kwargs}
-    return (MLP if variant.skeleton == "mlp" else EncoderDecoder)(
+    skeleton = {"encdec": EncoderDecoder, "mlp": MLP, "cifar": cifar_net, "densenet_bc": DenseNetBC, "rednet": RedNet}
+    return skeleton[variant.skeleton](
         long_skip=str(long_skip or variant.long_skip),
         block=str(block or variant.block),
         padding=variant.padding if padding is None else padding,

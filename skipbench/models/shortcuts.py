@@ -12,6 +12,9 @@ Joins, ``model.shortcut`` (He, Zhang, Ren & Sun 2016b, "Identity mappings", Tabl
     shortcut_gated  F + (1 - g) * s             shortcut-only gating
     conv1x1         F + s                       s is a 1x1 conv (+ norm) on every block, not only where shapes change
     dropout         F + dropout_p(s)            p = model.shortcut_dropout
+    zero_pad        F + s                       where shapes change, s = x subsampled and zero-padded to the new
+                                                channels (He et al. 2016a's option A: no parameters);
+                                                ``identity`` there is option B (a 1x1 projection), ``conv1x1`` option C
 
 Residual scales, ``model.residual_scale``::
 
@@ -36,7 +39,7 @@ from torch import nn
 
 from .. import seeds
 
-SHORTCUTS = ("identity", "scaled", "gated", "shortcut_gated", "conv1x1", "dropout")
+SHORTCUTS = ("identity", "scaled", "gated", "shortcut_gated", "conv1x1", "dropout", "zero_pad")
 RESIDUAL_SCALES = ("none", "rezero", "skipinit", "fixup")
 
 
@@ -57,6 +60,27 @@ def crop_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     if dh == 0 and dw == 0:
         return x
     return x[..., dh // 2 : dh // 2 + ref.shape[-2], dw // 2 : dw // 2 + ref.shape[-1]]
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A (He et al. 2016a, Sec. 4.2): ``[B, in_ch, H, W] -> [B, out_ch, H/stride, W/stride]`` by taking
+    every ``stride``-th pixel and padding the new channels with zeros (half before, half after the old
+    ones, as the authors' Torch code did); no parameters."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        if out_ch < in_ch:
+            raise ValueError(f"zero_pad shortcut: cannot pad {in_ch} channels down to {out_ch}")
+        self.in_ch, self.out_ch, self.stride = in_ch, out_ch, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[..., :: self.stride, :: self.stride]
+        extra = self.out_ch - self.in_ch
+        return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2)) if x.dim() == 4 else F.pad(x, (extra // 2, extra - extra // 2))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_ch} -> {self.out_ch}, stride={self.stride}"
 
 
 # ---------------------------------------------------------------- scalars

@@ -9,6 +9,7 @@ variant and tags sort by depth::
     03_enc1/conv2.shortcut   a layer only some variants have, named after the main-path conv where
                              its output joins the main path: it never shifts the shared names
     05_dec1/conv0_up         a decoder level's upsampling (transposed) conv
+    00_enc0/conv0            a network's stem conv (``enc0.stem``: the CIFAR ResNets, DenseNet-BC)
 
 A model that is not the skeleton (a test's two-layer net) gets its top-level children as levels.
 """
@@ -101,12 +102,17 @@ def skeleton_layers(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], dict
             rel = path[len(child) + 1:]
             b = owner(path)
             if b is None:
+                extra = _extra(rel.split("."))
                 if rel == "up":
                     named.append((up_conv_name(level, width), m))
+                elif rel.split(".")[0] == "stem":  # a network's first conv, before enc0's blocks
+                    named.append((conv_name(level, 0, width), m))
                 elif isinstance(m, nn.Linear) and child == "head":
                     named.append((f"{level}/linear", m))
+                elif extra is None:  # a bare layer of a level (RED-Net's convs): the next main-path conv
+                    count += 1
+                    named.append((conv_name(level, count, width), m))
                 else:
-                    extra = _extra(rel.split(".")) or rel.replace(".", "_")
                     named.append((conv_name(level, count, width, extra), m))
                 continue
             if b not in done:

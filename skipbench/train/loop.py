@@ -28,6 +28,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from .. import seeds
 from ..config import instantiate_checked
 from ..data import EpochSampler, ImageData, Split
+from ..data.augment import augment
 from ..errors import CheckpointError, ConfigError
 from ..run_folder import (BEST_SCORE, COMPLETED, COUNTERS, DIVERGED, FINAL_TRAIN_LOSS, IMAGES_PER_S, INTERRUPTED, LR,
                           METRICS, MODEL_FLOPS, MODEL_PARAMS, MODEL_STATE, OPTIMIZER_STATE, SAVED_CONFIG,
@@ -51,9 +52,12 @@ def cuda_graphs(trainer: DictConfig, device: torch.device) -> bool:
     return bool(trainer.compile) and device.type == "cuda" and str(trainer.compile_mode) in ("reduce-overhead", "max-autotune")
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on conv/linear weights only, never on norm weights or biases (all 1-d)."""
+def param_groups(model: torch.nn.Module, weight_decay: float, decay: str = "weights") -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights only, never on norm weights or biases (all 1-d); ``decay="all"``:
+    on every parameter, as the papers' Caffe / Torch code did (He et al. 2016a's 1e-4)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if decay == "all":
+        return [{"params": params, "weight_decay": weight_decay}]
     return [
         {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
@@ -166,7 +170,8 @@ def build(cfg: DictConfig, resume: str | None = None, context: RunContext | None
     try:
         # fused=null: torch's fused kernel where it has one; its default is a Python loop over tensors on CPU
         fused = {"fused": True} if cfg.optimizer.get("fused", False) is None and device.type in ("cpu", "cuda") else {}
-        optimizer = instantiate_checked(cfg.optimizer)(param_groups(model, cfg.optimizer.weight_decay), **fused)
+        groups = param_groups(model, cfg.optimizer.weight_decay, str(t.get("weight_decay_on", "weights")))
+        optimizer = instantiate_checked(cfg.optimizer)(groups, **fused)
     except ValueError as ex:  # torch's own argument checks, e.g. "Invalid beta parameter at index 0: 2.0"
         raise ConfigError(f"optimizer: {ex}") from None
     use_amp = t.amp and device.type in ("cuda", "cpu")
@@ -209,6 +214,7 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
     train_split, val_split = run.data.train.to(run.device), run.data.val.to(run.device)
     sampler, noise = EpochSampler(len(train_split), t.batch_size, cfg.seed, run.device), torch.Generator(run.device)
     graphs = cuda_graphs(t, run.device)
+    aug = cfg.get("augment") or OmegaConf.create({"crop_padding": 0, "flip": False})  # older run configs lack it
     write_json(run_dir / run_info_name(run.step), run_info(run, context))
     diag, tb = Diagnostics(model, cfg.diagnostics), start_tensorboard(run, run_dir, context.choices)
     train_loss_tag = loss_tag(task.loss_name, "train")  # names the loss: a CE run and an MSE run never share a chart
@@ -229,6 +235,8 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
             # ---- data: the batch and its noise depend only on (seed, step), so resume is exact
             data_start = time.perf_counter()
             batch = train_split.take(sampler.indices(step - 1))
+            if aug.crop_padding or aug.flip:  # training batches only; a function of (seed, step): resume is exact
+                batch = augment(batch, cfg.seed, step, aug.crop_padding, aug.flip)
             inputs, target = task.make_batch(batch, noise.manual_seed(seeds.derive(cfg.seed, "noise", step)))
             if run.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)

@@ -26,6 +26,16 @@ def test_schema_groups_are_the_config_groups():
 
 
 SMALL = ["dataset.train_size=32", "dataset.val_size=8", "trainer.batch_size=8", "model.width=4"]
+# The papers' networks (skipbench/models/papers.py) at small sizes (DenseNet-BC's width is its growth rate k)
+PAPER_SMALL = {"cifar_resnet": ["model.n=1"], "cifar_plain": ["model.n=1"], "densenet_bc": ["model.L=10", "model.k=4"],
+               "rednet": ["model.depth=6"], "unet2015": ["model.depth=1"]}
+
+
+def _small(group: str, option: str, data_sizes: bool = False) -> list[str]:
+    small = [o for o in SMALL if data_sizes or not (group == "dataset" and o.startswith("dataset."))]
+    if group == "model" and option in PAPER_SMALL:
+        small = [o for o in small if option != "densenet_bc" or o != "model.width=4"] + PAPER_SMALL[option]
+    return small
 
 
 def _fill_missing(cfg, tmp_path):
@@ -43,8 +53,7 @@ def _fill_missing(cfg, tmp_path):
     ids=lambda v: str(v)
 )
 def test_every_option_composes_and_checks(group, option, tmp_path):
-    small = [o for o in SMALL if not (group == "dataset" and o.startswith("dataset."))]
-    cfg = compose([f"{group}={option}", *small])
+    cfg = compose([f"{group}={option}", *_small(group, option)])
     assert cfg[group] is not None
     _fill_missing(cfg, tmp_path)
     sbconfig.check_config(cfg)
@@ -78,12 +87,14 @@ def test_every_option_builds(group, option):
     from skipbench.train.loop import build
 
     from skipbench.models.mlp import MLP
+    from skipbench.models.papers import DenseNetBC, RedNet
 
-    mlp = group == "model" and MODELS[option].skeleton == "mlp"  # the fully connected skeleton only classifies
-    cfg = compose([f"{group}={option}", *SMALL, *(["task=classify"] if mlp else [])])
+    skeleton = MODELS[option].skeleton if group == "model" else "encdec"
+    classify = skeleton in ("mlp", "cifar", "densenet_bc")  # these skeletons only classify
+    cfg = compose([f"{group}={option}", *_small(group, option, data_sizes=True), *(["task=classify"] if classify else [])])
     sbconfig.check_config(cfg)
     run = build(cfg)
-    assert isinstance(run.model, MLP if mlp else EncoderDecoder)
+    assert isinstance(run.model, {"mlp": MLP, "densenet_bc": DenseNetBC, "rednet": RedNet}.get(skeleton, EncoderDecoder))
     assert isinstance(run.data, ImageData) and len(run.data.train) == 32 and len(run.data.val) == 8
     assert isinstance(run.task, Task)
     if group == "task":
