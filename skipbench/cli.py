@@ -23,6 +23,7 @@ Commands:
   train     train one model (or a sweep with -m) and log to TensorBoard under outputs/
   report    aggregate finished runs below a folder: tables (md/csv/json) and plots
   probe     measure models at initialisation (gradients by depth, shattering, memory): probe.json
+  analyze   lesion or landscape studies of a finished run (or a sweep folder): lesion.json, landscape.json
   reproduce run the literature's claims about skips and write docs/results.md with verdicts
 
 Examples:
@@ -31,6 +32,8 @@ Examples:
   skipbench train --cfg job
   skipbench train --help          # config groups, options and every key
   skipbench report outputs/multirun/<sweep>
+  skipbench analyze lesion outputs/runs/<run> lesion.draws=3
+  skipbench analyze landscape -m outputs/multirun/<sweep> landscape.grid=11
   tensorboard --logdir outputs/
 
 Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
@@ -65,6 +68,12 @@ def probe(args: list[str]) -> int:
     return run_hydra("probe", hydra_app(probe_task, "train"), expand_home(args))
 
 
+def analyze(args: list[str]) -> int:
+    from .commands.analyze import main as analyze_main
+
+    return analyze_main(args)
+
+
 def reproduce(args: list[str]) -> int:
     from .claims.reproduce import main as reproduce_main
 
@@ -72,7 +81,7 @@ def reproduce(args: list[str]) -> int:
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train, "report": report, "probe": probe,
-                                                   "reproduce": reproduce}
+                                                   "analyze": analyze, "reproduce": reproduce}
 
 
 def _complete(args: list[str]) -> int:

@@ -14,6 +14,12 @@ have the same depth and widths; only what happens around the convolutions differ
 
 A new short skip is one class here (a :class:`Block` subclass; override :meth:`Block.stage` if it
 takes a knob of :class:`BlockOptions`) plus one line in :data:`BLOCKS`.
+
+Lesions (Veit et al. 2016): every unit a lesion can delete -- a plain, residual or highway block, one
+layer of a dense block -- carries a ``lesioned`` flag (off by default; :mod:`skipbench.analyze.lesion`
+switches it). A lesioned unit keeps what it carries and drops its branch: residual ``relu(P(x))``,
+highway the carried ``x``, a dense layer contributes zeros, a plain block becomes the identity where
+its shape allows (:meth:`Lesionable.lesion_blocker` says why not elsewhere).
 """
 
 from __future__ import annotations
@@ -41,7 +47,23 @@ class BlockOptions:
     dense_growth: int | None = None
 
 
-class Block(nn.Module):
+class Lesionable:
+    """A unit a lesion study can delete at test time: ``lesioned`` switches its forward to the carried path."""
+
+    lesioned: bool = False
+    lesion_unit: bool = True  # False: a container whose parts are the units (a dense block)
+
+    def lesion_blocker(self) -> str | None:
+        """Why this unit cannot be deleted (one phrase), or None if it can."""
+        return None
+
+
+def _shrink(x: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Centre-crop ``pixels`` from each side of ``x: [B, C, H, W]`` (what two valid 3x3 convs take: 2)."""
+    return x if pixels == 0 else x[..., pixels:-pixels, pixels:-pixels]
+
+
+class Block(Lesionable, nn.Module):
     """A block ``[B, in_ch, H, W] -> [B, out_ch, H', W']``; says how the skeleton builds a stage of it."""
 
     @classmethod
@@ -80,8 +102,16 @@ class PlainBlock(Block):
         self.conv2 = conv3x3(out_ch, out_ch, padding)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.relu = nn.ReLU(inplace=True)
+        self.in_ch, self.out_ch, self.padding = in_ch, out_ch, padding
+
+    def lesion_blocker(self) -> str | None:
+        if self.in_ch != self.out_ch:
+            return f"changes channels {self.in_ch} -> {self.out_ch}: no identity replaces it"
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lesioned:  # the identity; with valid convs cropped as the two convs would have
+            return _shrink(x, 2 * (1 - self.padding))
         x = self.relu(self.bn1(self.conv1(x)))
         return self.relu(self.bn2(self.conv2(x)))
 
@@ -112,12 +142,14 @@ class ResidualBlock(Block):
             nn.init.zeros_(self.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lesioned:  # the branch F is gone; the shortcut (identity or projection) stays
+            return self.relu(_shrink(self.shortcut(x), 2 * (1 - self.conv1.padding[0])))
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + crop_to(self.shortcut(x), out))
 
 
-class DenseLayer(nn.Module):
+class DenseLayer(Lesionable, nn.Module):
     """BN-ReLU-conv3x3 producing only the ``growth`` new channels (the block concatenates)."""
 
     def __init__(self, in_ch: int, growth: int, padding: int = 1) -> None:
@@ -126,11 +158,17 @@ class DenseLayer(nn.Module):
         self.conv = conv3x3(in_ch, growth, padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-            # Not in-place: x is the shared concatenation that later layers read too.
+        if self.lesioned:  # its new channels are zeros; the concatenated input passes on untouched
+            p = 1 - self.conv.padding[0]
+            return x.new_zeros(x.shape[0], self.conv.out_channels, x.shape[-2] - 2 * p, x.shape[-1] - 2 * p)
+        # Not in-place: x is the shared concatenation that later layers read too.
         return self.conv(torch.relu(self.bn(x)))
 
 
 class DenseBlock(Block):
+    # Deleted layer by layer (its ``.layers.<i>``): the transition itself has no carried path.
+    lesion_unit = False
+
     """DenseNet block of ``n_layers`` layers (default 2, matching the other blocks' depth).
 
     ``growth`` defaults to ``max(4, out_ch // n_layers)``, so the layers add about ``out_ch`` new
@@ -187,6 +225,8 @@ class HighwayBlock(Block):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.carry(x)
+        if self.lesioned:  # the gated transform H is gone: only the carried input (as if T = 0)
+            return _shrink(x, 2 * (1 - self.transform.padding))
         h = self.transform(x)
         x = crop_to(x, h)
         t = torch.sigmoid(self.gate(x))
