@@ -17,6 +17,7 @@ and ``|lambda_min / lambda_max|`` of the Hessian at the minimum (Li et al. Fig. 
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Iterable, Mapping
 
 import torch
@@ -74,7 +75,9 @@ def losses_at(model: nn.Module, points: Params, inputs: torch.Tensor, target: to
     model.eval()
     out = []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # vmap has no batching rule for the pooled head's as_strided_: it loops there, correctly
+            warnings.filterwarnings("ignore", message=".*batching rule.*")
             for start in progress(range(0, n, chunk)):
                 part = {k: v[start:start + chunk] for k, v in points.items()}
                 if chunk == 1:

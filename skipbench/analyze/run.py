@@ -221,9 +221,6 @@ def landscape_study(run, cfg, initial: dict[str, torch.Tensor] | None = None) ->
     return out
 
 
-LOG_LOSS_RANGE = (-3.0, 1.0)  # log10 loss: the contour colour scale, one for every run of a task
-
-
 def contour(ax, result: dict[str, Any], vmin: float, vmax: float):
     """A filled contour of log10 loss of one ``landscape.json`` on a fixed colour scale; the mappable."""
     import numpy as np

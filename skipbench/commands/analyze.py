@@ -94,8 +94,8 @@ def summary_line(kind: str, path: Path, r: dict) -> str:
     metric = r["metric"]
     if kind == "lesion":
         drop = r["single_drop"]
-        return (f"{path}: {r['model']}: val {metric} {r['baseline'][metric]:.4g}, one block deleted "
-                f"{'-' if drop is None else f'{r['single_mean']:.4g} (drop {drop:.4g})'}; "
+        deleted = "-" if drop is None else f"{r['single_mean']:.4g} (drop {drop:.4g})"
+        return (f"{path}: {r['model']}: val {metric} {r['baseline'][metric]:.4g}, one block deleted {deleted}; "
                 f"{len(r['not_deletable'])} not deletable; {r['seconds']:.1f} s -> lesion.json")
     h = r.get("hessian", {})
     return (f"{path}: {r['model']}: loss {r['centre_loss']:.4g} at the centre, nonconvex fraction "
