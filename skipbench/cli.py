@@ -23,6 +23,7 @@ Commands:
   train     train one model (or a sweep with -m) and log to TensorBoard under outputs/
   report    aggregate finished runs below a folder: tables (md/csv/json) and plots
   probe     measure models at initialisation (gradients by depth, shattering, memory): probe.json
+  analyze   lesion or landscape studies of a finished run (or a sweep folder): lesion.json, landscape.json
   reproduce run the literature's claims about skips and write docs/results.md with verdicts
   summary   per-layer cost table of a model (shape, params, FLOPs, saved activations), no training
   tb        the TensorBoard command for a folder of runs (names lead with task and variant) and its views' links
@@ -33,6 +34,8 @@ Examples:
   skipbench train --cfg job
   skipbench train --help          # config groups, options and every key
   skipbench report outputs/multirun/<sweep>
+  skipbench analyze lesion outputs/runs/<run> lesion.draws=3
+  skipbench analyze landscape -m outputs/multirun/<sweep> landscape.grid=11
   tensorboard --logdir outputs/    # or: skipbench tb outputs/ (readable run names, links to the views)
 
 Shell completion (bash):  eval "$(skipbench train -sc install=bash)"
@@ -103,6 +106,12 @@ def tb(args: list[str]) -> int:
     return tb_main(args)
 
 
+def analyze(args: list[str]) -> int:
+    from .commands.analyze import main as analyze_main
+
+    return analyze_main(args)
+
+
 def reproduce(args: list[str]) -> int:
     from .claims.reproduce import main as reproduce_main
 
@@ -110,7 +119,8 @@ def reproduce(args: list[str]) -> int:
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train, "report": report, "probe": probe,
-                                                   "reproduce": reproduce, "tb": tb, "summary": summary}
+                                                   "analyze": analyze, "reproduce": reproduce, "tb": tb,
+                                                   "summary": summary}
 
 
 def _complete(args: list[str]) -> int:

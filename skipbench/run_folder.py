@@ -45,6 +45,8 @@ STATUSES = (COMPLETED, FAILED, DIVERGED, INTERRUPTED, CANCELLED, LOST)  # in the
 METRICS = "metrics.json"  # the run's summary, written atomically when it ends (status and final values)
 CHECKPOINT = "checkpoint.pt"
 PROBE = "probe.json"  # what `skipbench probe` measured, instead of training
+LESION = "lesion.json"  # what `skipbench analyze lesion` measured on the trained checkpoint
+LANDSCAPE = "landscape.json"  # what `skipbench analyze landscape` measured on the trained checkpoint
 HYDRA_DIR = ".hydra"
 CONFIG = Path(HYDRA_DIR) / "config.yaml"
 HYDRA_CONFIG = Path(HYDRA_DIR) / "hydra.yaml"
@@ -168,6 +170,15 @@ LR = "lr"
 STEPS_PER_S, IMAGES_PER_S = "perf/steps_per_s", "perf/images_per_s"
 MODEL_PARAMS, MODEL_FLOPS = "model/params", "model/flops_per_sample"
 SCORE, BEST_SCORE = "hparams/score", "hparams/best_score"  # the headline metric under one name for HParams
+# `skipbench analyze`: scalars by k (step = k blocks deleted), pictures (step 0)
+LESION_K = "lesion/metric_vs_k"  # mean headline metric with k random blocks deleted (k = 0: intact)
+LESION_K_LOSS = "lesion/loss_vs_k"
+LESION_SINGLE = "lesion/single"  # step = the deleted block's index in forward order
+LESION_FIGURE = "lesion/curves"
+LANDSCAPE_LINE = "landscape/line"  # step = grid index along the 1-d direction
+LANDSCAPE_FIGURE = "landscape/contour"
+LANDSCAPE_INTERP = "landscape/interpolation"  # step = point index from the initial to the trained weights
+LANDSCAPE_MESH = "landscape/surface"
 
 
 # ---------------------------------------------------------------- the summary (metrics.json)

@@ -193,17 +193,37 @@ def probe_summary(result: dict[str, Any], run_dir: Path) -> str:
 
 def load_trained(run_dir: Path):
     """The trained run in ``run_dir`` rebuilt from its saved config and checkpoint (for post-training probes)."""
+    return trained_and_initial(run_dir)[0]
+
+
+def trained_and_initial(run_dir: Path) -> tuple[Any, dict[str, torch.Tensor]]:
+    """``(run, initial state_dict)``: the run rebuilt from its saved config (which draws its initial weights
+    from the run's seed again) with the checkpoint loaded, eval mode, and the weights it started from.
+    One-line errors for a folder that is not a finished run, or a checkpoint of another architecture."""
     from omegaconf import OmegaConf
 
+    from ..errors import CheckpointError, ConfigError
     from ..train.checkpoint import load_checkpoint
     from ..train.loop import build
 
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no {CONFIG}); give a folder `skipbench train` wrote")
+    if not (run_dir / CHECKPOINT).is_file():
+        raise ConfigError(f"{run_dir}: no {CHECKPOINT} (the run stopped before its first eval, or was a probe); "
+                          "train it first")
     # the folder's config as data: its own ${a.b} filled in, a resolver call (${oc.env:...}) kept literal
-    cfg = OmegaConf.create(literal(resolve_nodes(read_yaml(Path(run_dir) / CONFIG))))
+    cfg = OmegaConf.create(literal(resolve_nodes(read_yaml(run_dir / CONFIG))))
+    state = load_checkpoint(run_dir / CHECKPOINT, torch.device("cpu"))[MODEL_STATE]
     run = build(cfg)
-    run.model.load_state_dict(load_checkpoint(Path(run_dir) / CHECKPOINT, torch.device("cpu"))[MODEL_STATE])
+    initial = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    try:
+        run.model.load_state_dict(state)
+    except RuntimeError as ex:
+        raise CheckpointError(f"{run_dir / CHECKPOINT}: does not fit the model its config builds ({cfg.model.name}): "
+                              f"{' '.join(str(ex).split())[:200]}") from None
     run.model.eval()
-    return run
+    return run, initial
 
 
 def val_psnr_on(run, size: int, batch_size: int = 64) -> float:

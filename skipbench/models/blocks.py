@@ -22,6 +22,12 @@ depth and widths; only what happens around the layers differs:
 
 A new short skip is one class here (a :class:`Block` subclass; override :meth:`Block.stage` if it
 takes a knob of :class:`BlockOptions`) plus one line in :data:`BLOCKS`.
+
+Lesions (Veit et al. 2016): every unit a lesion can delete -- a plain, residual or highway block, one
+layer of a dense block -- carries a ``lesioned`` flag (off by default; :mod:`skipbench.analyze.lesion`
+switches it). A lesioned unit keeps what it carries and drops its branch: residual ``relu(P(x))``,
+highway the carried ``x``, a dense layer contributes zeros, a plain block becomes the identity where
+its shape allows (:meth:`Lesionable.lesion_blocker` says why not elsewhere).
 """
 
 from __future__ import annotations
@@ -132,7 +138,18 @@ def check_options(block: str, o: BlockOptions) -> None:
             raise ConfigError(f"{key}={value}: {rule}")
 
 
-class Block(nn.Module):
+class Lesionable:
+    """A unit a lesion study can delete at test time: ``lesioned`` switches its forward to the carried path."""
+
+    lesioned: bool = False
+    lesion_unit: bool = True  # False: a container whose parts are the units (a dense block)
+
+    def lesion_blocker(self) -> str | None:
+        """Why this unit cannot be deleted (one phrase), or None if it can."""
+        return None
+
+
+class Block(Lesionable, nn.Module):
     """A block ``[B, in_ch, ...] -> [B, out_ch, ...]``; says how the skeleton builds a stage of it."""
 
     @classmethod
@@ -168,8 +185,18 @@ class PlainBlock(Block):
         self.conv2 = layers.main(out_ch, out_ch)
         self.bn2 = layers.norm_layer(out_ch)
         self.relu = nn.ReLU(inplace=True)
+        self.in_ch, self.out_ch, self.stride = in_ch, out_ch, stride
+
+    def lesion_blocker(self) -> str | None:
+        if self.in_ch != self.out_ch:
+            return f"changes channels {self.in_ch} -> {self.out_ch}: no identity replaces it"
+        if self.stride != 1:
+            return f"downsamples (stride {self.stride}): no identity replaces it"
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lesioned:  # the identity; with valid convs cropped as the two convs would have
+            return _cropped_like(x, self.conv1, self.conv2)
         x = self.relu(self.bn1(self.conv1(x)))
         return self.relu(self.bn2(self.conv2(x)))
 
@@ -242,7 +269,8 @@ class ResidualBlock(Block):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xb = self.bias1a(x)
         # The branch before the shortcut: layers run in registration order (the diagnostics' depth order).
-        f = self.drop(self.scale(self.branch(xb))) if self.drop.keep() else None
+        # lesioned (deleted at test time, Veit et al. 2016): F = 0, as a dropped branch
+        f = self.drop(self.scale(self.branch(xb))) if not self.lesioned and self.drop.keep() else None
         out = self._join(f, self.shortcut(x if isinstance(self.shortcut, nn.Identity) else xb), x)
         return self.relu(out) if self.post else out
 
@@ -292,11 +320,12 @@ class PreActResidualBlock(ResidualBlock):
         if isinstance(self.shortcut, nn.Identity):
             return super().forward(x)
         pre = self.preact(x)  # a projection reads the pre-activated input; F starts from it too
-        f = self.drop(self.scale(self.conv2(self.relu(self.bn2(self.conv1(pre)))))) if self.drop.keep() else None
+        f = (self.drop(self.scale(self.conv2(self.relu(self.bn2(self.conv1(pre))))))
+             if not self.lesioned and self.drop.keep() else None)
         return self._join(f, self.shortcut(pre), x)
 
 
-class DenseLayer(nn.Module):
+class DenseLayer(Lesionable, nn.Module):
     """BN-ReLU-conv3x3 producing only the ``growth`` new channels (the block concatenates).
 
     ``bottleneck=b``: DenseNet-B's BN-ReLU-conv1x1 to ``b`` channels first (Huang et al. 2017: ``b = 4k``).
@@ -312,6 +341,9 @@ class DenseLayer(nn.Module):
         self.conv = layers.main(bottleneck or in_ch, growth, bias=layers.norm == "none")  # no norm follows it within the layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lesioned:  # its new channels are zeros; the concatenated input passes on untouched
+            ref = _cropped_like(x, self.conv)
+            return ref.new_zeros(ref.shape[0], self.conv.out_channels, *ref.shape[2:])
         # Not in-place: x is the shared concatenation that later layers read too.
         if self.bottleneck is not None:
             x = self.bottleneck(x)
@@ -319,6 +351,9 @@ class DenseLayer(nn.Module):
 
 
 class DenseBlock(Block):
+    # Deleted layer by layer (its ``.layers.<i>``): the transition itself has no carried path.
+    lesion_unit = False
+
     """DenseNet block of ``n_layers`` layers (default 2, matching the other blocks' depth).
 
     ``growth`` defaults to ``max(4, out_ch // n_layers)``, so the layers add about ``out_ch`` new
@@ -383,6 +418,8 @@ class HighwayBlock(Block):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.carry(x)
+        if self.lesioned:  # the gated transform H is gone: only the carried input (as if T = 0)
+            return _cropped_like(x, self.transform.conv1, self.transform.conv2)
         h = self.transform(x)
         x = crop_to(x, h)
         t = torch.sigmoid(self.gate(x))

@@ -8,6 +8,9 @@ decoder stage how many channels it receives. The skip is optional at call time (
 A new long skip is one class here (``__init__(up_ch, skip_ch)`` setting ``out_ch``; ``crops = True``
 if it works with valid convs, whose skips are larger than the upsampled map) plus one line in
 :data:`MERGES`.
+
+A lesion (:mod:`skipbench.analyze.lesion`) drops one long-skip level by setting the merge's
+``lesioned`` flag: the merge then sees zeros where the encoder's features were.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .blocks import Lesionable
 
 
 def match_size(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -36,10 +40,13 @@ def _before(d: int) -> int:
     return d // 2 if d >= 0 else -(-d // 2)
 
 
-class NoMerge(nn.Module):
+class NoMerge(Lesionable, nn.Module):
     """No long skip: everything must pass the bottleneck (plain autoencoder)."""
 
     crops = True  # nothing to align: works with valid convs
+
+    def lesion_blocker(self) -> str | None:
+        return "no long skip to drop"
 
     def __init__(self, up_ch: int, skip_ch: int) -> None:
         super().__init__()
@@ -49,7 +56,7 @@ class NoMerge(nn.Module):
         return up
 
 
-class ConcatMerge(nn.Module):
+class ConcatMerge(Lesionable, nn.Module):
     """U-Net: ``cat([skip, up])``; the next conv learns how to mix. Channels ``C_skip + C_up``."""
 
     def __init__(self, up_ch: int, skip_ch: int) -> None:
@@ -57,7 +64,9 @@ class ConcatMerge(nn.Module):
         self.out_ch = up_ch + skip_ch
 
     def forward(self, up: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        return up if skip is None else torch.cat([skip, up], dim=1)
+        if skip is None:
+            return up
+        return torch.cat([torch.zeros_like(skip) if self.lesioned else skip, up], dim=1)
 
 
 class CropConcatMerge(ConcatMerge):
@@ -71,7 +80,7 @@ class CropConcatMerge(ConcatMerge):
         return super().forward(up, match_size(skip, (up.shape[-2], up.shape[-1])))
 
 
-class AddMerge(nn.Module):
+class AddMerge(Lesionable, nn.Module):
     """``up + P(skip)``: no extra parameters when channels agree, else a 1x1 projection ``P``."""
 
     def __init__(self, up_ch: int, skip_ch: int) -> None:
@@ -80,7 +89,8 @@ class AddMerge(nn.Module):
         self.proj = nn.Identity() if up_ch == skip_ch else nn.Conv2d(skip_ch, up_ch, 1, bias=False)
 
     def forward(self, up: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        return up if skip is None else up + self.proj(skip)
+        # Lesioned: the skip is zeros, and P (a bias-free 1x1 conv or the identity) maps zeros to zeros.
+        return up if skip is None or self.lesioned else up + self.proj(skip)
 
 
 # The one place a long-skip kind is named (``model.long_skip``).
