@@ -1,7 +1,7 @@
 """``skipbench tb [DIR]``: TensorBoard over DIR with run names that lead with what differs, and the
 links that open it on the views that tell the story.
 
-TensorBoard names a run by its path below ``--logdir`` (``multirun/2026-12-03_06-10-00/0_denoise_...``)
+TensorBoard names a run by its path below ``--logdir`` (``multirun/2026-12-03_06-10-00.118204/denoise_...``)
 and cuts long names short, so every card and HParams trial reads ``multirun/2026-1...``. With
 ``--logdir_spec NAME:PATH,...`` each run is shown as ``NAME/...``: here ``<task> <model> [swept values]``,
 the sweep's time only where two runs would share a name.

@@ -71,8 +71,8 @@ def test_compare_trains_every_model_and_seed_and_returns_the_table(compared):
     assert all(row["n"] == 2 and row["failed"] == 0 and len(row["run_names"]) == 2 for row in table)
     assert all(isinstance(row["final_val_psnr_mean"], float) for row in table)
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())[:4] == [
-        "0_denoise_autoencoder_seed=0", "1_denoise_autoencoder_seed=1", "2_denoise_unet_concat_seed=0",
-        "3_denoise_unet_concat_seed=1"]
+        "denoise_autoencoder_seed=0", "denoise_autoencoder_seed=1", "denoise_unet_concat_seed=0",
+        "denoise_unet_concat_seed=1"]
     assert (sweep_dir / "report.md").is_file()
 
 
