@@ -124,10 +124,10 @@ class PaperModelConfig:
     """What every paper network's schema names (it has one block and one padding: not knobs)."""
 
     _target_: str = "skipbench.models.build_model"
-    name: str = MISSING
-    long_skip: str = MISSING
-    block: str = MISSING
-    padding: int = MISSING
+    name: str = MISSING  # the variant's name (set by configs/model/<name>.yaml)
+    long_skip: str = MISSING  # the paper's long skip (none / add / concat); rednet: add or none
+    block: str = MISSING  # the paper's block (fixed by the architecture)
+    padding: int = MISSING  # 1 = same-size convs, 0 = valid convs (fixed by the architecture)
 
 
 @dataclass
@@ -278,9 +278,8 @@ class CosineScheduleConfig:
 class MultiStepScheduleConfig:
     _target_: str = "skipbench.train.schedule.multistep"
     _partial_: bool = True
-    # fractions of trainer.max_steps; lr *= gamma at each (He et al.: 32k and 48k of 64k steps = 0.5, 0.75)
-    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
-    gamma: float = 0.1
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of trainer.max_steps (He et al.: 32k, 48k of 64k)
+    gamma: float = 0.1  # lr *= gamma at each milestone
 
 
 @dataclass
@@ -307,9 +306,7 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the model
     compile_mode: CompileMode = CompileMode.default  # torch.compile's mode; reduce-overhead = CUDA graphs
     grad_clip: Optional[float] = None  # max global gradient norm
-    # which parameters optimizer.weight_decay applies to: weights (conv/linear; not norm weights or biases)
-    # or all (every parameter, as the papers' Caffe / Torch code did: He et al. 2016a's 1e-4)
-    weight_decay_on: str = "weights"
+    weight_decay_on: str = "weights"  # what optimizer.weight_decay applies to: weights (conv/linear, not norms or biases) or all (the papers' Caffe/Torch code)
     progress: bool = True  # tqdm bar
     # The debug= presets' knobs (configs/debug/, skipbench/train/debug.py):
     overfit_batches: int = 0  # > 0: train on the first N batches over and over, validate on the same images (debug=overfit)

@@ -19,5 +19,5 @@ def test_every_run_of_every_task_has_every_declared_metric(tiny_sweep):
         declared = {m.name.tag for m in exp.metric_infos}
         missing = declared - set(events.Tags()["scalars"])
         assert declared and not missing, (job.name, sorted(missing))
-        tasks.add(job.name.split("_")[1])
+        tasks.add(job.name.split("_")[0])
     assert len(tasks) >= 3  # denoise, segment, classify ... all checked
