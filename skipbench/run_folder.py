@@ -218,7 +218,7 @@ def headline_value(summary: Mapping[str, Any]) -> float | None:
 # ---------------------------------------------------------------- checkpoint.pt
 # What a checkpoint holds, by key: the loop saves these, resume and the probes read them back.
 STEP, MODEL_STATE, OPTIMIZER_STATE, SCHEDULER_STATE, SAVED_CONFIG = "step", "model", "optimizer", "scheduler", "config"
-COUNTERS = ("best", "best_step", "train_time", "data_time")  # carried so a resumed run's summary is whole
+COUNTERS = ("best", "best_step", "train_time", "data_time", "wall_time")  # carried so a resumed run's summary is whole
 REQUIRED_STATE = (STEP, MODEL_STATE)  # in any skipbench checkpoint
 TRAINING_STATE = (OPTIMIZER_STATE, SCHEDULER_STATE)  # in one that training can resume from
 # Checkpoint and config must agree on these (architecture, task, data shape); the rest (length,

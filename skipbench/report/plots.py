@@ -53,6 +53,15 @@ def _legend_label(g: Group) -> str:
     return f"{g.label} (n={len(g.completed)})"
 
 
+def _band_text(report: Report) -> str:
+    """What the shaded band is, for the number of seeds the groups have (no band for one run)."""
+    ns = sorted({len(g.completed) for g in report.groups if g.completed})
+    if not ns or ns[-1] <= 1:
+        return "one run per group: no band"
+    n = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
+    return f"mean over seeds, band = min–max of {n} runs" + ("; n = 1 groups: no band" if ns[0] == 1 else "")
+
+
 def _title(text: str, width: int = 48) -> str:
     """Wrap a long group label over lines at its commas."""
     lines, line = [], ""
@@ -100,7 +109,7 @@ def plot_curves(report: Report, path: Path) -> Path | None:
                         xytext=(0, 3), textcoords="offset points", fontsize=8, color="0.3")
         if logy and all(np.nanmin(lo) > 0 for steps, _, lo, _ in panel if len(steps)):
             ax.set_yscale("log")
-        ax.set_title(f"{title} (mean over seeds, band = min–max)", fontsize=10)
+        ax.set_title(f"{title} ({_band_text(report)})", fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
@@ -168,7 +177,7 @@ def plot_grad_norm_depth(report: Report, path: Path) -> Path | None:
         ax.yaxis.set_tick_params(labelleft=True)
     axes[0].set_ylabel("log10 ||grad|| of the level")
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), fontsize=8, frameon=False)
-    fig.suptitle("Gradient norm by depth, every variant overlaid (mean over seeds, band = min–max)", fontsize=11)
+    fig.suptitle(f"Gradient norm by depth, every variant overlaid ({_band_text(report)})", fontsize=11)
     return _save(fig, path)
 
 

@@ -101,6 +101,14 @@ def group_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _resolution(report: Report) -> str:
+    """Steps to target are known only at evaluations: say how coarse that is."""
+    every = sorted({int(v) for r in report.finished if isinstance(v := r.config.get("trainer.eval_every"), int)})
+    if not every:
+        return ""
+    return f" (resolution: one evaluation every {' / '.join(map(str, every))} steps, trainer.eval_every)"
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     numeric = [i >= len(header) - 11 for i in range(len(header))]
@@ -131,7 +139,10 @@ def summary_markdown(report: Report) -> str:
     lines += ["", markdown_table(header, rows), "",
               "n: completed runs in the statistics; failed: diverged or failed runs of the group. std: sample std "
               "(n-1); 95% CI: Student-t half-width (n ≥ 3). Steps / train seconds to target: first logged "
-              "evaluation at the target, mean over the runs that reach it; train seconds exclude evaluation."]
+              f"evaluation at the target, mean over the runs that reach it{_resolution(report)}; train seconds "
+              "exclude evaluation. steps/s: steps / train seconds, over all sessions of a run. peak MB: the peak "
+              "memory of each run's process (CUDA: the allocator's peak; CPU: peak RSS, which in an in-process "
+              "sweep includes the jobs before it)."]
     return "\n".join(lines)
 
 

@@ -132,10 +132,17 @@ class TrainState:
     channels_last: bool = False  # the model's (and the batches') memory format
     train_time: float = 0.0  # seconds in training steps (eval and setup excluded), over all sessions
     data_time: float = 0.0  # seconds of that spent making batches
+    wall_time: float = 0.0  # wall seconds of the earlier sessions, each up to its last checkpoint
+    session_start: float | None = None  # time.perf_counter() when this session began (set by fit)
+
+    def total_wall(self) -> float:
+        """Wall seconds over all sessions so far (earlier ones up to their checkpoint, this one up to now)."""
+        return self.wall_time + (time.perf_counter() - self.session_start if self.session_start is not None else 0.0)
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint (its keys: :mod:`skipbench.run_folder`)."""
-        return {STEP: self.step, **{k: getattr(self, k) for k in COUNTERS}, MODEL_STATE: self.model.state_dict(),
+        return {STEP: self.step, **{k: getattr(self, k) for k in COUNTERS}, "wall_time": self.total_wall(),
+                MODEL_STATE: self.model.state_dict(),
                 OPTIMIZER_STATE: self.optimizer.state_dict(), SCHEDULER_STATE: self.scheduler.state_dict(),
                 SAVED_CONFIG: OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True)}
 
@@ -144,8 +151,8 @@ class TrainState:
         self.optimizer.load_state_dict(state[OPTIMIZER_STATE])
         self.scheduler.load_state_dict(state[SCHEDULER_STATE])
         self.step = state[STEP]
-        for k in COUNTERS:  # data_time came later: older checkpoints lack it
-            setattr(self, k, state[k] if k in state or k != "data_time" else 0.0)
+        for k in COUNTERS:  # data_time and wall_time came later: older checkpoints lack them
+            setattr(self, k, state[k] if k in state or k not in ("data_time", "wall_time") else 0.0)
 
 
 def build(cfg: DictConfig, resume: str | None = None, context: RunContext | None = None) -> TrainState:
@@ -206,6 +213,7 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
     ``wall_start``: when this session began (``time.perf_counter()``), for the summary's wall time.
     """
     wall_start = time.perf_counter() if wall_start is None else wall_start
+    run.session_start = wall_start
     cfg = run.cfg
     run_dir, t = Path(run_dir), cfg.trainer
     keep_freed_memory()  # CPU: no page faults for re-allocated activations every step
@@ -408,8 +416,10 @@ def finish(run: TrainState, tb: TBLogger, run_dir: Path, status: str, last: dict
     summary = {
         "status": status, "model": run.cfg.model.name, "task": run.task.name, "dataset": run.data.name,
         "steps": run.step, "max_steps": run.cfg.trainer.max_steps, "params": run.n_params, "flops_per_sample": run.flops,
-        "train_time_s": round(run.train_time, 3), "wall_time_s": round(wall_time, 3),  # wall: this session only
-        "steps_per_s": round(run.step / run.train_time, 3) if run.train_time else None,
+        # over all sessions of the run (a resume adds to them); session_wall_s: this session alone
+        "train_time_s": round(run.train_time, 3), "wall_time_s": round(run.wall_time + wall_time, 3),
+        "session_wall_s": round(wall_time, 3),
+        "steps_per_s": round(run.step / run.train_time, 3) if run.train_time else None,  # steps / train_time_s
         "data_time_fraction": round(run.data_time / run.train_time, 4) if run.train_time else None,
         FINAL_TRAIN_LOSS: last.get("train_loss"),
         **{final_key(k): v for k, v in last.items() if k.startswith("val_")},

@@ -127,14 +127,18 @@ def test_best_best_step_and_train_time_are_carried(tmp_path):
     # A best value no real eval of this run can reach, an early best step, a long training time:
     # the resumed run can only report them if it carried them over.
     state = load_checkpoint(run / CHECKPOINT)
-    state.update(best=99.0, best_step=1, train_time=1000.0, data_time=10.0)
+    state.update(best=99.0, best_step=1, train_time=1000.0, data_time=10.0, wall_time=2000.0)
     save_checkpoint(run / CHECKPOINT, state)
     summary = _train(run, [*common, "trainer.max_steps=4"], resume=True)
     assert summary["steps"] == 4
     assert summary["best_val_psnr"] == 99.0 and summary["best_step"] == 1
-    assert 1000.0 < summary["train_time_s"] < 1000.0 + summary["wall_time_s"]
+    assert 1000.0 < summary["train_time_s"] < 1000.0 + summary["session_wall_s"]
+    # wall time counts every session too (issue 26: 3.5 s of wall against 112.9 s of training after a resume)
+    assert summary["wall_time_s"] == pytest.approx(2000.0 + summary["session_wall_s"], abs=0.002)
+    assert summary["wall_time_s"] > summary["train_time_s"]
     saved = load_checkpoint(run / CHECKPOINT)
     assert saved["train_time"] > 1000.0 and saved["data_time"] > 10.0 and saved["best"] == 99.0
+    assert 2000.0 < saved["wall_time"] <= summary["wall_time_s"] + 0.002
     assert load_events(run).Scalars("metric/best_val_psnr")[-1].value == 99.0
 
 

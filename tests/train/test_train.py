@@ -463,12 +463,13 @@ def test_finish_writes_the_summary(tmp_path):
     run = tiny_run("task=segment")
     tb = TBLogger(tmp_path)
     run.step, run.train_time, run.data_time, run.best, run.best_step = 6, 2.0, 0.5, 0.25, 4
+    run.wall_time = 10.0  # earlier sessions'
     last = {"train_loss": 0.7, "val_loss": 0.8, "val_miou": 0.2, "error": "boom", "other": 1}
     summary = finish(run, tb, tmp_path, "diverged", last, 3.14159)
     assert json.loads((tmp_path / "metrics.json").read_text()) == summary
     assert summary["status"] == "diverged" and summary["model"] == "unet_concat" and summary["task"] == "segment"
     assert (summary["steps"], summary["max_steps"], summary["seed"]) == (6, run.cfg.trainer.max_steps, 0)
-    assert (summary["train_time_s"], summary["wall_time_s"]) == (2.0, 3.142)
+    assert (summary["train_time_s"], summary["wall_time_s"], summary["session_wall_s"]) == (2.0, 13.142, 3.142)
     assert (summary["steps_per_s"], summary["data_time_fraction"]) == (3.0, 0.25)
     assert (summary["final_train_loss"], summary["final_val_loss"], summary["final_val_miou"]) == (0.7, 0.8, 0.2)
     assert "final_other" not in summary and "final_error" not in summary
