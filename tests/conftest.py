@@ -3,8 +3,10 @@ and one tiny sweep shared by the whole session."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +166,18 @@ def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
             os.environ["HYDRA_FULL_ERROR"] = saved
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@contextlib.contextmanager
+def fails_if_blocked(what: str, seconds: int = 30):
+    """A reader that blocks (a FIFO opened for reading) fails the test instead of hanging the suite."""
+    def hung(signum, frame):
+        raise TimeoutError(f"blocked: {what}")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-import signal
 import struct
 import time
 from pathlib import Path
@@ -25,19 +24,15 @@ from skipbench.data.mnist import IMAGES_MAGIC, read_idx
 from skipbench.data.stats import to_float_images
 from skipbench.errors import ConfigError, DataError
 
+from conftest import fails_if_blocked  # noqa: E402
+
 GB = 10**9
 
 
 @pytest.fixture(autouse=True)
 def no_hang():
-    def hung(signum, frame):
-        raise TimeoutError("a data reader blocked")
-
-    old = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with fails_if_blocked("a data reader"):
+        yield
 
 
 @pytest.fixture

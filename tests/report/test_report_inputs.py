@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -17,20 +16,15 @@ from skipbench import run_folder
 from skipbench.report.cli import main as report_main
 from skipbench.run_folder import UnreadableFile, read_json, read_yaml, resolve_nodes
 
+from conftest import fails_if_blocked  # noqa: E402
+
 SECRET = "s3cr3t-token-value"
 
 
 @pytest.fixture(autouse=True)
 def no_hang():
-    """A reader that blocks (a FIFO opened for reading) fails the test instead of hanging the suite."""
-    def hung(signum, frame):
-        raise TimeoutError("blocked reading a run folder")
-
-    old = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with fails_if_blocked("reading a run folder"):
+        yield
 
 
 def make_run(root: Path, name: str, model: str = "unet_concat", seed: int = 0, psnr: float = 20.0,
