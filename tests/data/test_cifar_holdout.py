@@ -10,7 +10,7 @@ import torch
 from skipbench.data.cifar import cifar10
 from skipbench.data.download import DataError
 
-from test_real_data import cifar_files, write_cifar
+from official_formats import cifar_files, write_cifar
 
 
 def test_cifar_holdout_takes_validation_from_the_end_of_training(tmp_path: Path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SWEEP_MODELS, SWEEP_TASKS, describe, job_dir, load_events, read_metrics, run_cli, run_main
-from test_real_data import cifar_files, fake_mnist, image_tree, write_cifar, write_idx_set
+from official_formats import cifar_files, fake_mnist, image_tree, write_cifar, write_idx_set
 
 SHORT = ["trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=2"]
 HEADLINE = {"reconstruct": "psnr", "denoise": "psnr", "segment": "miou", "classify": "acc"}
