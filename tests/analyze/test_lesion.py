@@ -188,5 +188,5 @@ def test_long_skip_lesion_merge_sees_zeros():
 
 def test_unknown_block_is_one_line_naming_the_known_ones():
     model = tiny_model("resnet")
-    with pytest.raises(ConfigError, match=r"lesion.blocks=enc9.0: no such block.*known: enc0.0, enc1.0"):
+    with pytest.raises(ConfigError, match=r"lesion.blocks=enc9.0: no such block.*deletable: enc0.0, enc1.0"):
         L.select_units(model, ["enc0.0", "enc9.0"])
