@@ -59,10 +59,13 @@ def results(tiny_run) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
         "landscape": ["analyze", "landscape", str(tiny_run), "landscape.grid=3", "landscape.batch=4",
                       "landscape.interp_points=3", "landscape.hessian_iters=2", "landscape.hessian_batch=2", *FAST],
     }
+    chosen = root / "chosen"
+    shutil.copytree(tiny_run, chosen)
+    cases["chosen"] = ["analyze", "lesion", str(chosen), "lesion.blocks=enc1.0", *FAST]
     (root / "empty").mkdir()
     before = _sha(tiny_run / CHECKPOINT)
-    procs = {k: start_cli(args, root) for k, args in cases.items() if k not in ("lesion", "landscape")}
-    out = {k: (finish(p), None) for k, p in procs.items()}
+    procs = {k: start_cli(args, root) for k, args in cases.items() if k not in ("lesion", "landscape")}  # read-only
+    out = {k: (finish(p), chosen if k == "chosen" else None) for k, p in procs.items()}
     for k in ("lesion", "landscape"):  # these two write into the run folder: one after the other
         out[k] = (finish(start_cli(cases[k], root)), tiny_run)
     out["sha"] = (before, _sha(tiny_run / CHECKPOINT))
@@ -115,3 +118,12 @@ def test_bad_input_in_process_is_one_line(tmp_path, capsys, args, names):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code not in (0, None) and len(lines) == 1 and "Traceback" not in err, err
     assert all(n in lines[0] for n in names), lines[0]
+
+
+@pytest.mark.slow
+def test_lesion_of_named_blocks_deletes_just_them(results):
+    res, run = results["chosen"]
+    assert res.returncode == 0 and "with enc1.0 deleted" in res.stdout, describe(res)
+    data = json.loads((run / LESION).read_text())
+    assert data["chosen"]["blocks"] == ["enc1.0"] and data["single"] == [] and data["k"] == []
+    assert data["chosen"]["psnr"] != data["baseline"]["psnr"]  # the branch did something
