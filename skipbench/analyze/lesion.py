@@ -74,12 +74,16 @@ def lesioned(units: Sequence[nn.Module]) -> Iterator[None]:
 
 
 def select_units(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
-    """The units called ``names``; a one-line error naming the known ones for a unit that does not exist."""
-    known = dict(lesion_units(model)) | dict(lesion_units(model, long_skips=True))
-    missing = [n for n in names if n not in known]
-    if missing:
-        raise ConfigError(f"lesion.blocks={','.join(missing)}: no such block in this model; known: {', '.join(known)}")
-    return [known[n] for n in names]
+    """The units called ``names``; a one-line error naming the deletable ones for a unit that does not
+    exist, and saying why for one that cannot be deleted (a plain block that changes shape, no long skip)."""
+    units = dict(lesion_units(model)) | dict(lesion_units(model, long_skips=True))
+    deletable = [n for n, u in units.items() if u.lesion_blocker() is None]
+    for n in names:
+        if n not in units:
+            raise ConfigError(f"lesion.blocks={n}: no such block in this model; deletable: {', '.join(deletable) or '-'}")
+        if (why := units[n].lesion_blocker()) is not None:
+            raise ConfigError(f"lesion.blocks={n}: cannot be deleted ({why}); deletable: {', '.join(deletable) or '-'}")
+    return [units[n] for n in names]
 
 
 def _entry(name: str, unit: nn.Module, scores: dict[str, float]) -> dict:

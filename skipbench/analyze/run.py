@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 
@@ -30,6 +30,7 @@ class LesionConfig:
     reorder: bool = False  # also swap each pair of adjacent same-shape blocks
     val_size: Optional[int] = None  # score on the first val_size validation images (null: all)
     batch_size: int = 128  # images per forward while scoring
+    blocks: Optional[List[str]] = None  # delete just these units together (lesion.blocks=[enc1.0,dec1.merge]); null: the full study
 
 
 @dataclass
@@ -117,8 +118,15 @@ def lesion_study(run, cfg) -> dict[str, Any]:
     c = cfg.lesion
     metric = run.task.metric
     score = scorer(run, c.val_size, c.batch_size)
+    chosen = L.select_units(run.model, list(c.blocks)) if c.blocks else None  # unknown or undeletable: one line
     start = time.perf_counter()
     base = score(run.model)
+    if chosen is not None:
+        with L.lesioned(chosen):
+            picked = score(run.model)
+        return {"baseline": base, "chosen": {"blocks": list(c.blocks), **picked}, "single": [], "not_deletable": [],
+                "k": [], "single_mean": None, "single_drop": None, "smoothness": None, "draws": 0, "long_skips": [],
+                "reorder": [], "seconds": time.perf_counter() - start}
     single, refused = L.single_lesions(run.model, score, _bar(cfg.progress, "single lesions"))
     curve = L.k_lesions(run.model, score, metric, c.k_max, c.draws, _seed(cfg, run), _bar(cfg.progress, "k lesions"))
     out = {"baseline": base, "single": single, "not_deletable": refused, "k": curve,

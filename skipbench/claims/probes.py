@@ -8,6 +8,7 @@ Every function here takes a built model and tensors; nothing here trains.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,9 @@ def trained_and_initial(run_dir: Path) -> tuple[Any, dict[str, torch.Tensor]]:
     cfg = OmegaConf.create(literal(resolve_nodes(read_yaml(run_dir / CONFIG))))
     state = load_checkpoint(run_dir / CHECKPOINT, torch.device("cpu"))[MODEL_STATE]
     run = build(cfg)
-    initial = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    # tensors cloned; extra states (a DropPath's call count, a dict) copied as they are
+    initial = {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+               for k, v in run.model.state_dict().items()}
     try:
         run.model.load_state_dict(state)
     except RuntimeError as ex:

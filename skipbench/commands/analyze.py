@@ -14,6 +14,8 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..run_folder import CHECKPOINT
 
+LIST_KNOBS = ("lesion.blocks",)  # the knobs of AnalyzeConfig that hold a list
+
 USAGE = """usage: skipbench analyze {lesion,landscape} RUN_FOLDER [KEY=VALUE ...] [-m] [--cfg]
 
   lesion     delete blocks of the trained model (each alone; k random ones; each long skip): lesion.json
@@ -26,6 +28,7 @@ Knobs (skipbench analyze lesion --cfg lists them): lesion.k_max=8 lesion.draws=5
 
 def compose(kind: str, overrides: list[str]):
     """The knobs with ``overrides`` applied; one-line errors for an unknown key or a value of the wrong type."""
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -34,6 +37,14 @@ def compose(kind: str, overrides: list[str]):
     bad = [o for o in overrides if "=" not in o or o.startswith("=")]
     if bad:
         raise ConfigError(f"analyze {kind}: '{bad[0]}' is not KEY=VALUE (e.g. lesion.draws=3)")
+    # a list knob given one bare name (lesion.blocks=enc1.0) means the list of that one name
+    overrides = [f"{o.split('=', 1)[0]}=[{o.split('=', 1)[1]}]" if o.split("=", 1)[0] in LIST_KNOBS
+                 and not o.split("=", 1)[1].startswith(("[", "null")) else o for o in overrides]
+    for o in overrides:  # a value YAML cannot parse (lesion.blocks=[a,b without its bracket): name it
+        try:
+            OmegaConf.from_dotlist([o])
+        except yaml.YAMLError:
+            raise ConfigError(f"analyze {kind}: '{o}': the value does not parse; a list is written [a,b]") from None
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(AnalyzeConfig), OmegaConf.from_dotlist(overrides))
     except OmegaConfBaseException as ex:
@@ -92,6 +103,9 @@ def main(args: list[str]) -> int:
 
 def summary_line(kind: str, path: Path, r: dict) -> str:
     metric = r["metric"]
+    if kind == "lesion" and "chosen" in r:
+        return (f"{path}: {r['model']}: val {metric} {r['baseline'][metric]:.4g}, with {','.join(r['chosen']['blocks'])} "
+                f"deleted {r['chosen'][metric]:.4g}; {r['seconds']:.1f} s -> lesion.json")
     if kind == "lesion":
         drop = r["single_drop"]
         deleted = "-" if drop is None else f"{r['single_mean']:.4g} (drop {drop:.4g})"

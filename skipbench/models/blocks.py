@@ -283,11 +283,16 @@ class ResidualBlock(Block):
 
 
 def _cropped_like(x: torch.Tensor, *convs: nn.Module) -> torch.Tensor:
-    """A tensor of the size ``x`` has after ``convs`` (valid convs shrink it; a view, nothing computed)."""
+    """The centre of ``x`` at the size ``convs`` give it (valid convs shrink it, strides divide it; a view,
+    nothing computed): what a deleted branch's carried input is cropped to (crop_to's centre, so pixels
+    stay aligned), and with a stride the output size only."""
     if x.dim() < 4:
         return x
-    shrink = sum(getattr(c, "kernel_size", (1,))[0] - 1 - 2 * getattr(c, "padding", (0,))[0] for c in convs)
-    return x[..., : x.shape[-2] - shrink, : x.shape[-1] - shrink]
+    h, w = x.shape[-2], x.shape[-1]
+    for c in convs:
+        k, p, st = (getattr(c, a, (d,))[0] for a, d in (("kernel_size", 1), ("padding", 0), ("stride", 1)))
+        h, w = (h + 2 * p - k) // st + 1, (w + 2 * p - k) // st + 1
+    return crop_to(x, x.new_empty(0, 0, h, w))
 
 
 class PreActResidualBlock(ResidualBlock):
