@@ -242,19 +242,7 @@ class EncoderDecoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if hasattr(m, "reset_skip_init"):
-                m.reset_skip_init()
-        if self.residual_scale == "fixup":
-            zero_head(self.head)
+        init_skeleton(self, self.head, self.residual_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x: [B, in, H, W]`` -> ``[B, out, H, W]`` (pixels) or ``[B, num_classes]`` (classes)."""
@@ -270,6 +258,24 @@ class EncoderDecoder(nn.Module):
         for name, skip in zip(self.dec_names, reversed(skips)):
             x = getattr(self, name)(x, skip)
         return self.head(self.post(x))
+
+
+def init_skeleton(model: nn.Module, head: nn.Module, residual_scale: str) -> None:
+    """Every skeleton's initialisation: Kaiming-normal weights, zero biases, unit norms, then each block's
+    skip init (zero-init residual, ReZero/SkipInit/Fixup, highway gate bias) and Fixup's zero head."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for m in model.modules():
+        if hasattr(m, "reset_skip_init"):
+            m.reset_skip_init()
+    if residual_scale == "fixup":
+        zero_head(head)
 
 
 def zero_head(head: nn.Module) -> None:

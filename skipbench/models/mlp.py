@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .blocks import BlockOptions, Layers, Stage, block_class, check_options, final_activation, place_blocks
-from .encdec import zero_head
+from .encdec import init_skeleton
 
 
 class MLP(nn.Module):
@@ -73,20 +73,8 @@ class MLP(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """As the conv skeleton's: Kaiming-normal weights, zero biases, unit norms, then the skip inits."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if hasattr(m, "reset_skip_init"):
-                m.reset_skip_init()
-        if self.residual_scale == "fixup":
-            zero_head(self.head)
+        """As the conv skeleton's (its linear layers are the weight layers)."""
+        init_skeleton(self, self.head, self.residual_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x: [B, C, H, W]`` -> ``[B, num_classes]``."""
