@@ -304,11 +304,16 @@ def print_outcome(out: Outcome) -> None:
     print(out.line(), file=sys.stderr)
 
 
-def stopped_early() -> None:
+def stopped_early(submitted: bool = True) -> None:
     """The sweep stopped before its end (Ctrl-C, SIGTERM, a launcher's error): its line all the same,
-    the jobs it never started counted lost (nothing is written: a worker may still be saving)."""
+    the jobs it never started counted lost (nothing is written: a worker may still be saving).
+
+    ``submitted=False``: the launcher refused the sweep before it started a job (a request beyond the
+    partition): there is no outcome to tell, only the refusal's one line."""
     for key in list(_started):
-        print_outcome(_started.pop(key).outcome(write=False))
+        started = _started.pop(key)
+        if submitted:
+            print_outcome(started.outcome(write=False))
 
 
 class SweepSummary(Callback):

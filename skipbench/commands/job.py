@@ -52,10 +52,11 @@ def run_hydra(command: str, app: Callable[[], None], args: list[str], check: boo
             app()
         except SweepRefused as refused:  # the sweep folder's contract, checked before Hydra wrote into it
             raise refused.error from None
-        except BaseException:  # Ctrl-C, SIGTERM, a launcher's error: a sweep still says what it left
+        except BaseException as ex:  # Ctrl-C, SIGTERM, a launcher's error: a sweep still says what it left
+            from ..launcher import LaunchError
             from ..sweep import stopped_early
 
-            stopped_early()
+            stopped_early(submitted=not isinstance(ex, LaunchError))  # a refusal submitted nothing
             raise
     finally:
         sys.argv = [prog]

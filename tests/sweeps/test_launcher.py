@@ -56,7 +56,8 @@ def test_sbatch_refusals_become_one_line():
         "change hydra.launcher.partition")
 
 
-def test_partition_limits_from_scontrol_and_sinfo(tmp_path, monkeypatch):
+def _fake_slurm(tmp_path, monkeypatch) -> None:
+    """``scontrol`` and ``sinfo`` on PATH that describe partitions cpu (default) and gpu; no ``sbatch``."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "scontrol").write_text(
@@ -67,12 +68,30 @@ def test_partition_limits_from_scontrol_and_sinfo(tmp_path, monkeypatch):
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+
+def test_partition_limits_from_scontrol_and_sinfo(tmp_path, monkeypatch):
+    _fake_slurm(tmp_path, monkeypatch)
     assert partition_limits(None) == {"name": "cpu", "max_time_min": 1440, "max_nodes": 4, "cpus": 16,
                                       "mem_mb": 128000, "gpus": 0}
     assert partition_limits("gpu") == {"name": "gpu", "max_time_min": None, "max_nodes": 2, "cpus": 32,
                                        "mem_mb": 256000, "gpus": 4}
     with pytest.raises(LaunchError, match="hydra.launcher.partition=big: no such partition; known: cpu, gpu"):
         partition_limits("big")
+
+
+def test_a_sweep_the_partition_refuses_says_one_line_and_counts_no_jobs(tmp_path, monkeypatch):
+    """Nothing was submitted: the refusal is the whole answer (no "2 lost" sweep summary before it)."""
+    from conftest import TINY, describe, run_cli
+
+    _fake_slurm(tmp_path, monkeypatch)
+    res = run_cli(["train", "-m", "model=autoencoder,unet_concat", "hydra/launcher=slurm",
+                   "hydra.launcher.cpus_per_task=64", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    assert res.returncode == 2, describe(res)
+    assert res.stderr.strip().splitlines() == [
+        "skipbench train: error: hydra.launcher.cpus_per_task=64: partition 'cpu' allows at most 16 CPUs per node "
+        "(cpus_per_task x tasks_per_node); use a lower hydra.launcher.cpus_per_task or another "
+        "hydra.launcher.partition"], describe(res)
 
 
 def test_resume_auto_continues_from_the_run_folders_own_checkpoint(tmp_path):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import TINY, describe, finish, load_events, read_metrics, run_cli, start_cli
 
@@ -80,8 +81,15 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None, w
 
 
 def _job_folder(sweep: Path, num: int) -> Path | None:
-    found = [d for d in sweep.glob(f"{num}_*") if d.is_dir()] if sweep.is_dir() else []
-    return found[0] if found else None
+    """The folder of job ``num``: folders are named by their overrides, not numbered, so the job number
+    is read from the ``hydra.job.num`` Hydra saved there."""
+    for hydra_yaml in sorted(sweep.glob("*/.hydra/hydra.yaml")) if sweep.is_dir() else []:
+        try:
+            if yaml.safe_load(hydra_yaml.read_text())["hydra"]["job"]["num"] == num:
+                return hydra_yaml.parents[1]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            continue  # being written
+    return None
 
 
 def _logged_step(sweep: Path, num: int, step: int) -> bool:
