@@ -80,21 +80,22 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None, w
         time.sleep(0.2)
 
 
-def _job_folder(sweep: Path, num: int) -> Path | None:
-    """The folder of job ``num``: folders are named by their overrides, not numbered, so the job number
-    is read from the ``hydra.job.num`` Hydra saved there."""
-    for hydra_yaml in sorted(sweep.glob("*/.hydra/hydra.yaml")) if sweep.is_dir() else []:
+def _job_folder(sweep: Path, override: str) -> Path | None:
+    """The folder of the job with ``override`` (e.g. ``model=unet_concat``): folders are named by their
+    overrides, not numbered; each keeps its overrides in ``.hydra/overrides.yaml`` -- the launcher writes
+    that file too for a job that never reached Python."""
+    for saved in sorted(sweep.glob("*/.hydra/overrides.yaml")) if sweep.is_dir() else []:
         try:
-            if yaml.safe_load(hydra_yaml.read_text())["hydra"]["job"]["num"] == num:
-                return hydra_yaml.parents[1]
-        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            if override in yaml.safe_load(saved.read_text()):
+                return saved.parents[1]
+        except (OSError, yaml.YAMLError, TypeError):
             continue  # being written
     return None
 
 
-def _logged_step(sweep: Path, num: int, step: int) -> bool:
-    """Job ``num`` has evaluated (and checkpointed) step ``step`` or later."""
-    d = _job_folder(sweep, num)
+def _logged_step(sweep: Path, override: str, step: int) -> bool:
+    """The job with ``override`` has evaluated (and checkpointed) step ``step`` or later."""
+    d = _job_folder(sweep, override)
     log = d / "train.log" if d else None
     if not log or not log.is_file():
         return False
@@ -110,8 +111,8 @@ def test_two_jobs_run_in_parallel_and_complete(slurm_cluster, tmp_path):
     assert res.returncode == 0, describe(res)
     assert "sweep: 2 jobs: 2 completed; report: skipbench report" in res.stderr, describe(res)
     assert "Bypassing sacct error" not in res.stdout + res.stderr  # accounting is up
-    for num in (0, 1):
-        d = _job_folder(sweep, num)
+    for model in ("model=autoencoder", "model=unet_concat"):
+        d = _job_folder(sweep, model)
         assert read_metrics(d)["status"] == "completed"
         info = json.loads((d / "run_info.json").read_text())
         assert info["torch_threads"] == 1  # hydra.launcher.cpus_per_task
@@ -162,8 +163,8 @@ def test_a_job_that_fails_outside_python_is_recorded_with_the_line_of_its_err_fi
     print(f"failing sweep: {time.perf_counter() - started:.1f} s")
     assert res.returncode == 1, describe(res)
     assert "sweep: 2 jobs: 2 failed; report: skipbench report" in res.stderr, describe(res)
-    for num in (0, 1):
-        m = read_metrics(_job_folder(sweep, num))
+    for model in ("model=autoencoder", "model=unet_concat"):
+        m = read_metrics(_job_folder(sweep, model))
         assert m["status"] == "failed" and "FAILED: error: module cuda/12 not found (log: " in m["error"], m
     assert "Traceback" not in res.stderr, describe(res)
 
@@ -175,7 +176,7 @@ def test_a_cancelled_job_is_recorded_and_the_others_finish(slurm_cluster, tmp_pa
                       *SLURM, *TINY, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     started = time.perf_counter()
     try:
-        _wait_for(lambda: _logged_step(sweep, 1, 10), 300, proc, "job 1's first checkpoint")
+        _wait_for(lambda: _logged_step(sweep, "trainer.max_steps=100000", 10), 300, proc, "job 1's first checkpoint")
         job = _array_tasks(sweep)[1]
         assert _sh("scancel", job).returncode == 0
         res = finish(proc, timeout=300)
@@ -185,12 +186,12 @@ def test_a_cancelled_job_is_recorded_and_the_others_finish(slurm_cluster, tmp_pa
     print(f"cancel sweep: {time.perf_counter() - started:.1f} s; scancel {job}")
     assert res.returncode == 1, describe(res)
     assert "sweep: 2 jobs: 1 completed, 1 cancelled; report: skipbench report" in res.stderr, describe(res)
-    assert read_metrics(_job_folder(sweep, 0))["status"] == "completed"
-    cancelled = read_metrics(_job_folder(sweep, 1))
+    assert read_metrics(_job_folder(sweep, "trainer.max_steps=4"))["status"] == "completed"
+    cancelled = read_metrics(_job_folder(sweep, "trainer.max_steps=100000"))
     assert cancelled["status"] == "cancelled" and "CANCELLED" in cancelled["error"], cancelled
     # it stopped between steps and saved: the metrics of the step it reached, and a checkpoint to resume
     assert 10 <= cancelled["steps"] < 100000, cancelled
-    assert (_job_folder(sweep, 1) / "checkpoint.pt").is_file()
+    assert (_job_folder(sweep, "trainer.max_steps=100000") / "checkpoint.pt").is_file()
     assert "Traceback" not in res.stderr, describe(res)
 
 
@@ -211,7 +212,7 @@ def test_a_requeued_job_resumes_in_its_folder_and_matches_an_uninterrupted_run(s
     ref = start_cli(["train", "-m", "model=unet_concat", *run, f"hydra.sweep.dir={reference}"], cwd=tmp_path)
     started = time.perf_counter()
     try:
-        _wait_for(lambda: _logged_step(requeued, 0, 20), 300, proc, "the job's first checkpoint")
+        _wait_for(lambda: _logged_step(requeued, "model=unet_concat", 20), 300, proc, "the job's first checkpoint")
         job = _array_tasks(requeued)[0]
         res = _sh(*stop, job)
         assert res.returncode == 0, res.stderr
@@ -231,7 +232,7 @@ def test_a_requeued_job_resumes_in_its_folder_and_matches_an_uninterrupted_run(s
     print(f"requeue sweep + reference: {time.perf_counter() - started:.1f} s; {' '.join(stop)} {job}")
     assert res.returncode == 0, describe(res)
     assert ref_res.returncode == 0, describe(ref_res)
-    d, r = _job_folder(requeued, 0), _job_folder(reference, 0)
+    d, r = _job_folder(requeued, "model=unet_concat"), _job_folder(reference, "model=unet_concat")
     log = (d / "train.log").read_text()
     # stopped by SLURM's SIGTERM, saved, started again by SLURM and resumed from its own checkpoint
     assert "SIGTERM received" in log and f"resumed from {d}" in log, log[-3000:]
