@@ -157,7 +157,7 @@ def measure(claim: Claim, folder: Path, schedule: Schedule | None = None) -> Mea
 
     key = (str(folder), seeds_done(claim, folder))
     if key not in _MEASURED:
-        _MEASURED[key] = claim.measure(load_runs(folder))
+        _MEASURED[key] = claim.measure(load_runs(folder, probes_only=claim.command == "probe"))
     m = _MEASURED[key]
     if schedule is not None:
         m.schedule = schedule
