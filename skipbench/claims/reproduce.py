@@ -380,6 +380,17 @@ def _schedule_text(results: list) -> str:
             f"{sched.spending.replace('_', '–')} spending")
 
 
+def _seeds_needed(results: list[tuple[Claim, Measured | None]]) -> list[str]:
+    """``Seeds each claim took: 1: 6 (decided), ...``: what the sequential rule needed."""
+    parts = []
+    for claim, m in results:
+        if m is not None:
+            d = m.decision
+            why = "decided" if d.complete else ("last look" if d.n >= m.schedule.max_seeds else "budget")
+            parts.append(f"{claim.number}: {d.n} ({why})")
+    return ["Seeds each claim took: " + "; ".join(parts) + "."] if parts else []
+
+
 def write_results(out: Path, root: Path, results: list[tuple[Claim, Measured | None, Path, dict]],
                   total_s: float) -> None:
     done = [(c, m) for c, m, *_ in results]
@@ -413,7 +424,8 @@ def write_results(out: Path, root: Path, results: list[tuple[Claim, Measured | N
              "section gives the load average then; on 2 cores a load of 2 is a fully busy machine).", "",
              f"Sweep wall time (2 CPU cores, as recorded when each sweep ran): "
              f"{sum(walls) / 60:.1f} min for {len(walls)} sweep(s); this `skipbench reproduce` call took "
-             f"{total_s / 60:.1f} min (reused sweeps cost nothing).", ""]
+             f"{total_s / 60:.1f} min (reused sweeps cost nothing).", "",
+             *_seeds_needed(done), ""]
     kept = previous_sections(out)
     for claim, m, folder, done in results:
         if m is None and claim.number in kept:
