@@ -12,10 +12,24 @@ Imports at module level are light, so :func:`main` installs the signal guard bef
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Callable
 
-from .commands import exits
+
+def _interrupted_while_starting(signum: int, frame) -> None:
+    """Ctrl-C / SIGTERM while the CLI's own modules still import: nothing has started, so leave at once
+    with the one line the signal guard would print (it takes over in :func:`main`)."""
+    command = " ".join(["skipbench", *sys.argv[1:2]])
+    os.write(2, f"{command}: interrupted ({signal.Signals(signum).name})\n".encode())
+    os._exit(128 + signum)
+
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "skipbench":  # a process of its own, not an import
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, _interrupted_while_starting)
+
+from .commands import exits  # noqa: E402
 
 USAGE = """usage: skipbench <command> [overrides ...] [hydra flags]
 
