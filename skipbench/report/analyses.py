@@ -100,7 +100,8 @@ def write_analysis_plots(report: Report, out_dir: Path) -> list[Path]:
 
 
 def _folder_name(label: str) -> str:
-    """A group label as one folder name (no slashes, no spaces)."""
+    """A group label as one folder name (no slashes, no spaces, no seed count): ``model=plain``."""
+    label = re.sub(r" \(n=\d+\)$", "", label)
     return re.sub(r"[^A-Za-z0-9=.,_+-]+", "_", label).strip("_") or "group"
 
 

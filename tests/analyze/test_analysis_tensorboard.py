@@ -92,7 +92,8 @@ def test_contour_colour_scale_is_fixed_per_task_not_per_run():
     a, b = landscape_figure({"flat": flat}), landscape_figure({"steep": steep})
     assert _colour_range(a) == _colour_range(b) == LOG10_LOSS_RANGE["denoise"]
     assert a.axes[-1].get_ylabel() == b.axes[-1].get_ylabel()  # the colour bar states the one scale
-    assert "-3 to 1" in a.axes[-1].get_ylabel() and "denoise" in a.axes[-1].get_ylabel()
+    lo, hi = LOG10_LOSS_RANGE["denoise"]
+    assert f"{lo:g} to {hi:g}" in a.axes[-1].get_ylabel() and "denoise" in a.axes[-1].get_ylabel()
     # both variants side by side: one scale for both panels
     both = landscape_figure({"flat": flat, "steep": steep})
     assert _levels(both.axes[0]) == _levels(both.axes[1])
