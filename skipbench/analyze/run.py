@@ -3,8 +3,8 @@
 The knobs are :class:`AnalyzeConfig` (override as ``lesion.draws=3 landscape.grid=11``); the model is
 the run's checkpoint rebuilt from its saved config (:func:`skipbench.claims.probes.trained_and_initial`),
 scored on the run's validation split in eval mode with the validation noise every eval uses. The
-checkpoint is only read; results go to ``lesion.json`` / ``landscape.json`` (atomically) and a new event
-file in the run folder.
+checkpoint is only read; results go to ``lesion.json`` / ``landscape.json`` (atomically) and the event
+files of ``<run>/analysis/<kind>/`` (replaced on a re-run; the training's own events are never touched).
 """
 
 from __future__ import annotations
