@@ -17,9 +17,36 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
+from typing import Any, Callable
 
 import torch
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux /proc), MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss(fn: Callable[[], Any], every: float = 0.005) -> tuple[Any, float]:
+    """``fn()`` and the peak of resident memory above its start while it ran (MB, sampled every 5 ms):
+    torch's allocations are invisible to tracemalloc, and ru_maxrss never comes down for a second case."""
+    base, peak, done = rss_mb(), [0.0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mb() - base)
+            time.sleep(every)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        out = fn()
+    finally:
+        done.set()
+        t.join()
+    return out, max(peak[0], rss_mb() - base)
 
 
 def main() -> None:
@@ -51,9 +78,11 @@ def main() -> None:
           f"knobs {OmegaConf.to_container(cfg.landscape)}")
 
     start = time.perf_counter()
-    out = landscape_study(run, cfg, initial=run.model.state_dict())
+    out, peak = peak_rss(lambda: landscape_study(run, cfg, initial=run.model.state_dict()))
     total = time.perf_counter() - start
     g = cfg.landscape.grid
+    print(f"landscape: peak resident memory +{peak:.0f} MB over the start ({g}x{g} grid, "
+          f"landscape.chunk={cfg.landscape.chunk} points at a time)")
     print(f"landscape: {g}x{g} slice + {g}-point line on {out['batch']} images: {out['grid_seconds']:.1f} s "
           f"({1000 * out['seconds_per_point']:.1f} ms/point; target < 60 s); whole analysis {total:.1f} s "
           f"(interpolation {'on' if 'interpolation' in out else 'off'}, Hessian iters {cfg.landscape.hessian_iters})")

@@ -51,6 +51,12 @@ SHOTS = {
     # one run's gradient-flow heat map (log10 norm, layers x logged steps) on the fixed colour scale
     "tb_grad_flow": ("/#images&tagFilter=%5Egrad_flow%2Fheatmap&regexInput=unet_concat", ACTUAL_READY, ACTUAL_SIZE,
                      (1400, 900), None),
+    # skipbench analyze lesion: metric and loss vs k blocks deleted, every variant's <run>/analysis/lesion on one card
+    "tb_lesion": ("/?tagFilter=%5Elesion%2F(metric%7Closs)_vs_k%24&runFilter=analysis%2Flesion&smoothing=0#timeseries",
+                  CARDS.format("scalar-card-component", 2), CLOSE_SETTINGS, (1400, 720), None),
+    # skipbench report on analysed runs: the variants' landscape contours side by side on the task's fixed scale
+    "tb_landscape": ("/#images&tagFilter=report%2Flandscape_contours&regexInput=_report", ACTUAL_READY, ACTUAL_SIZE,
+                     (1900, 720), None),
     # captioned sample grids: a denoise run and a classify run
     "tb_samples": ("/#images&tagFilter=%5Esamples%2F&regexInput=(1_denoise%7Cclassify)", ACTUAL_READY, ACTUAL_SIZE,
                    (1400, 900), None),

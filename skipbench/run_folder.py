@@ -47,6 +47,10 @@ CHECKPOINT = "checkpoint.pt"
 PROBE = "probe.json"  # what `skipbench probe` measured, instead of training
 LESION = "lesion.json"  # what `skipbench analyze lesion` measured on the trained checkpoint
 LANDSCAPE = "landscape.json"  # what `skipbench analyze landscape` measured on the trained checkpoint
+# `skipbench analyze KIND` writes its TensorBoard events into <run>/analysis/KIND/ (a run of its own next to the
+# training's, "<run>/analysis/lesion" in the dashboard), replacing that folder's event files on a re-run: the
+# training's events are never touched and a re-run never doubles a curve.
+ANALYSIS_TB = "analysis"
 HYDRA_DIR = ".hydra"
 CONFIG = Path(HYDRA_DIR) / "config.yaml"
 HYDRA_CONFIG = Path(HYDRA_DIR) / "hydra.yaml"
@@ -179,6 +183,14 @@ LANDSCAPE_LINE = "landscape/line"  # step = grid index along the 1-d direction
 LANDSCAPE_FIGURE = "landscape/contour"
 LANDSCAPE_INTERP = "landscape/interpolation"  # step = point index from the initial to the trained weights
 LANDSCAPE_MESH = "landscape/surface"
+# `skipbench report`: <report>/_report/lesion/<group label>/ holds one variant's mean LESION_K curve (a TensorBoard
+# run per variant, so one card overlays every variant's curve)
+REPORT_LESION_RUNS = "lesion"
+
+
+def analysis_tb_dir(run_dir: Path, kind: str) -> Path:
+    """``<run>/analysis/<kind>``: where ``skipbench analyze <kind>`` writes its TensorBoard events."""
+    return Path(run_dir) / ANALYSIS_TB / kind
 
 
 # ---------------------------------------------------------------- the summary (metrics.json)

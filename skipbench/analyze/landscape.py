@@ -64,9 +64,32 @@ def losses_at(model: nn.Module, points: Params, inputs: torch.Tensor, target: to
               chunk: int = 16, progress: Callable = iter) -> torch.Tensor:
     """Loss at each of ``P`` stacked parameter sets ``points`` (``[P, *shape]`` each), eval mode: ``[P]``.
 
-    ``chunk`` points go through one vmapped forward (memory grows with it; 1 = a plain loop)."""
-    buffers = dict(model.named_buffers())
+    ``chunk`` points go through one vmapped forward (memory grows with it; 1 = a plain loop). The caller
+    holds all ``P`` sets at once: for a grid, :func:`losses_along` builds them ``chunk`` at a time."""
     n = next(iter(points.values())).shape[0]
+    return _evaluate(model, lambda s, e: {k: v[s:e] for k, v in points.items()}, n, inputs, target, loss_fn,
+                     chunk, progress)
+
+
+def losses_along(model: nn.Module, base: Params, dirs: list[Params], coeffs: torch.Tensor, inputs: torch.Tensor,
+                 target: torch.Tensor, loss_fn: LossFn, chunk: int = 16, progress: Callable = iter) -> torch.Tensor:
+    """Loss at ``base + sum_j coeffs[p, j] * dirs[j]`` for each row ``p`` of ``coeffs [P, J]``: ``[P]``.
+
+    Only ``chunk`` parameter sets exist at any time (a 21x21 grid of the default model built at once
+    took ~0.9 GB), so peak memory depends on ``chunk``, not on ``P``. Each point's parameters are the
+    same elementwise sums :func:`combine` gives for all points at once, so the losses are bitwise equal."""
+    if coeffs.dim() != 2 or coeffs.shape[1] != len(dirs):
+        raise ValueError(f"coeffs must be [P, {len(dirs)}], got {list(coeffs.shape)}")
+
+    def points(s: int, e: int) -> Params:
+        return combine(base, [(coeffs[s:e, j], d) for j, d in enumerate(dirs)])
+    return _evaluate(model, points, coeffs.shape[0], inputs, target, loss_fn, chunk, progress)
+
+
+def _evaluate(model: nn.Module, points: Callable[[int, int], Params], n: int, inputs, target, loss_fn: LossFn,
+              chunk: int, progress: Callable) -> torch.Tensor:
+    """``[n]`` losses, the parameter sets of points ``s .. e-1`` made by ``points(s, e)`` when needed."""
+    buffers = dict(model.named_buffers())
 
     def one(params: Params) -> torch.Tensor:
         return loss_fn(functional_call(model, (params, buffers), (inputs,)), target)
@@ -79,11 +102,12 @@ def losses_at(model: nn.Module, points: Params, inputs: torch.Tensor, target: to
             # vmap has no batching rule for the pooled head's as_strided_: it loops there, correctly
             warnings.filterwarnings("ignore", message=".*batching rule.*")
             for start in progress(range(0, n, chunk)):
-                part = {k: v[start:start + chunk] for k, v in points.items()}
+                part = points(start, min(start + chunk, n))
                 if chunk == 1:
                     out.append(one({k: v[0] for k, v in part.items()}).reshape(1))
                 else:
                     out.append(vmap(one)(part))
+                del part  # free this chunk's parameter sets before the next is built
     finally:
         model.train(was_training)
     return torch.cat(out).float()
@@ -91,15 +115,17 @@ def losses_at(model: nn.Module, points: Params, inputs: torch.Tensor, target: to
 
 def line(model: nn.Module, d: Params, alphas: torch.Tensor, inputs, target, loss_fn: LossFn, **kw) -> torch.Tensor:
     """``L(w + a d)`` for each ``a`` in ``alphas [A]``: ``[A]``."""
-    return losses_at(model, combine(weights(model), [(alphas, d)]), inputs, target, loss_fn, **kw)
+    return losses_along(model, weights(model), [d], alphas.view(-1, 1), inputs, target, loss_fn, **kw)
 
 
 def plane(model: nn.Module, d1: Params, d2: Params, alphas: torch.Tensor, betas: torch.Tensor, inputs, target,
           loss_fn: LossFn, **kw) -> torch.Tensor:
-    """``L(w + a d1 + b d2)`` on the grid ``alphas [A] x betas [B]``: ``[A, B]`` (row ``i``: ``a = alphas[i]``)."""
+    """``L(w + a d1 + b d2)`` on the grid ``alphas [A] x betas [B]``: ``[A, B]`` (row ``i``: ``a = alphas[i]``),
+    ``chunk`` grid points built and evaluated at a time (bounded memory whatever ``A x B``)."""
     a, b = torch.meshgrid(alphas, betas, indexing="ij")
-    pts = combine(weights(model), [(a.reshape(-1), d1), (b.reshape(-1), d2)])
-    return losses_at(model, pts, inputs, target, loss_fn, **kw).view(len(alphas), len(betas))
+    coeffs = torch.stack([a.reshape(-1), b.reshape(-1)], 1)
+    return losses_along(model, weights(model), [d1, d2], coeffs, inputs, target, loss_fn, **kw).view(
+        len(alphas), len(betas))
 
 
 def interpolation(model: nn.Module, start: Params, alphas: torch.Tensor, inputs, target, loss_fn: LossFn,
@@ -107,7 +133,7 @@ def interpolation(model: nn.Module, start: Params, alphas: torch.Tensor, inputs,
     """Goodfellow et al. (2015): ``L((1 - a) start + a w)`` for each ``a``; ``a = 0`` is ``start``, 1 the model."""
     w = weights(model)
     delta = {k: w[k] - start[k] for k in w}
-    return losses_at(model, combine(start, [(alphas, delta)]), inputs, target, loss_fn, **kw)
+    return losses_along(model, start, [delta], alphas.view(-1, 1), inputs, target, loss_fn, **kw)
 
 
 def nonconvex_fraction(grid: torch.Tensor) -> float:

@@ -3,8 +3,8 @@
 The knobs are :class:`AnalyzeConfig` (override as ``lesion.draws=3 landscape.grid=11``); the model is
 the run's checkpoint rebuilt from its saved config (:func:`skipbench.claims.probes.trained_and_initial`),
 scored on the run's validation split in eval mode with the validation noise every eval uses. The
-checkpoint is only read; results go to ``lesion.json`` / ``landscape.json`` (atomically) and a new event
-file in the run folder.
+checkpoint is only read; results go to ``lesion.json`` / ``landscape.json`` (atomically) and the event
+files of ``<run>/analysis/<kind>/`` (replaced on a re-run; the training's own events are never touched).
 """
 
 from __future__ import annotations
@@ -18,8 +18,16 @@ import torch
 
 from .. import seeds
 from ..errors import ConfigError
-from ..run_folder import (COMPLETED, LANDSCAPE, LANDSCAPE_FIGURE, LANDSCAPE_INTERP, LANDSCAPE_LINE, LANDSCAPE_MESH,
-                          LESION, LESION_FIGURE, LESION_K, LESION_K_LOSS, LESION_SINGLE, write_json)
+from ..run_folder import (COMPLETED, EVENTS_PREFIX, LANDSCAPE, LANDSCAPE_FIGURE, LANDSCAPE_INTERP, LANDSCAPE_LINE,
+                          LANDSCAPE_MESH, LESION, LESION_FIGURE, LESION_K, LESION_K_LOSS, LESION_SINGLE,
+                          analysis_tb_dir, write_json)
+
+# The contour plots' colour scale, log10 of the task's loss, FIXED PER TASK (not per run), so two runs' or two
+# variants' pictures of one task compare by colour; points outside it show in the end colours (extend="both").
+# MSE on [0, 1] images: 1e-3 (~30 dB) to 100 (far off the basin; a tiny denoiser's slice reaches 1e6-1e10 at
+# its corners, shown in the top colour); cross-entropy: 0.01 to 100 nats.
+LOG10_LOSS_RANGE: dict[str, tuple[float, float]] = {
+    "reconstruct": (-3.0, 2.0), "denoise": (-3.0, 2.0), "segment": (-2.0, 2.0), "classify": (-2.0, 2.0)}
 
 
 @dataclass
@@ -153,6 +161,9 @@ def lesion_figure(results: dict[str, dict], metric: str):
         hi = [r["baseline"][metric]] + [max(c[metric]) for c in r["k"]]
         (ln,) = ax.plot(ks, mean, marker="o", label=label)
         ax.fill_between(ks, lo, hi, color=ln.get_color(), alpha=0.2)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k counts blocks
     ax.set_xlabel("blocks deleted (k)")
     ax.set_ylabel(f"val {metric}")
     ax.set_title("lesions (Veit et al. 2016)")
@@ -160,11 +171,23 @@ def lesion_figure(results: dict[str, dict], metric: str):
     return fig
 
 
-def write_lesion_tb(run_dir: Path, result: dict[str, Any]) -> None:
+def analysis_logger(run_dir: Path, kind: str):
+    """A :class:`TBLogger` on ``<run>/analysis/<kind>`` with that folder's earlier event files removed, so
+    re-running an analysis replaces its curves instead of doubling them (the training's events stay)."""
     from ..train.tb import TBLogger
 
+    folder = analysis_tb_dir(run_dir, kind)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(f"{EVENTS_PREFIX}.*"):
+        old.unlink()
+    return TBLogger(folder)
+
+
+def write_lesion_tb(run_dir: Path, result: dict[str, Any]) -> None:
+    """``lesion/metric_vs_k`` and ``lesion/loss_vs_k`` by k (step k, k = 0 the intact model), each single
+    lesion (step = block index) and the curves' picture, into ``<run>/analysis/lesion``."""
     metric = result["metric"]
-    tb = TBLogger(run_dir)
+    tb = analysis_logger(run_dir, "lesion")
     try:
         tb.scalars({LESION_K: result["baseline"][metric], LESION_K_LOSS: result["baseline"]["loss"]}, 0)
         for c in result["k"]:
@@ -229,6 +252,13 @@ def landscape_study(run, cfg, initial: dict[str, torch.Tensor] | None = None) ->
     return out
 
 
+def colour_range(task: str) -> tuple[float, float]:
+    """The fixed log10-loss colour range of ``task``'s contour plots (:data:`LOG10_LOSS_RANGE`)."""
+    if task not in LOG10_LOSS_RANGE:
+        raise ConfigError(f"task '{task}': no landscape colour scale; known: {', '.join(LOG10_LOSS_RANGE)}")
+    return LOG10_LOSS_RANGE[task]
+
+
 def contour(ax, result: dict[str, Any], vmin: float, vmax: float):
     """A filled contour of log10 loss of one ``landscape.json`` on a fixed colour scale; the mappable."""
     import numpy as np
@@ -244,33 +274,31 @@ def contour(ax, result: dict[str, Any], vmin: float, vmax: float):
     return cs
 
 
-def landscape_figure(results: dict[str, dict], vmin: float | None = None, vmax: float | None = None):
-    """Every entry's 2-d slice side by side on one colour scale (log10 loss; default: their common range)."""
-    import math
-
-    import numpy as np
-
+def landscape_figure(results: dict[str, dict]):
+    """Every entry's 2-d slice side by side on its task's FIXED colour scale (log10 loss,
+    :data:`LOG10_LOSS_RANGE`, stated on the colour bar): the same colours mean the same loss in any run."""
     from ..figures import new_figure
 
-    if vmin is None or vmax is None:
-        logs = [np.log10(np.clip(np.asarray(r["grid"]), 1e-12, None)) for r in results.values()]
-        vmin = math.floor(min(float(z.min()) for z in logs) * 2) / 2 if vmin is None else vmin
-        vmax = min(math.ceil(max(float(z.max()) for z in logs) * 2) / 2, vmin + 6) if vmax is None else vmax
+    tasks = sorted({str(r["task"]) for r in results.values()})
+    if len(tasks) != 1:
+        raise ConfigError(f"landscape figure: one task at a time, got {', '.join(tasks)}")
+    vmin, vmax = colour_range(tasks[0])
+    loss = next(iter(results.values())).get("loss_name", "loss")
     n = len(results)
-    fig = new_figure(3.2 * n + 0.8, 3.3, 110, layout="constrained")
+    fig = new_figure(3.2 * n + 1.2, 3.4, 110, layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
     cs = None
     for ax, (label, r) in zip(axes, results.items()):
         cs = contour(ax, r, vmin, vmax)
         ax.set_title(f"{label}\nnonconvex {r['nonconvex_fraction']:.2f}", fontsize=8)
-    fig.colorbar(cs, ax=list(axes), label=f"log10 loss")
+    fig.colorbar(cs, ax=list(axes), label=f"log10 {loss} loss\n(fixed for {tasks[0]}: {vmin:g} to {vmax:g})")
     return fig
 
 
 def write_landscape_tb(run_dir: Path, result: dict[str, Any]) -> None:
-    from ..train.tb import TBLogger
-
-    tb = TBLogger(run_dir)
+    """The 1-d line and the interpolation as scalars (step = point index), the contour (fixed colour
+    scale per task) and the surface as a mesh, into ``<run>/analysis/landscape``."""
+    tb = analysis_logger(run_dir, "landscape")
     try:
         for i, v in enumerate(result["line"]):
             tb.scalars({LANDSCAPE_LINE: v}, i)
@@ -283,7 +311,8 @@ def write_landscape_tb(run_dir: Path, result: dict[str, Any]) -> None:
 
 
 def write_mesh(tb, result: dict[str, Any]) -> None:
-    """The 2-d slice as a TensorBoard mesh (x, y = the grid, z = log10 loss), two triangles per cell."""
+    """The 2-d slice as a TensorBoard mesh (x, y = the grid, z = log10 loss), two triangles per cell,
+    coloured on the task's fixed scale (dark: low loss, bright: high)."""
     import numpy as np
 
     axis = np.asarray(result["axis"], dtype=np.float32)
@@ -294,8 +323,9 @@ def write_mesh(tb, result: dict[str, Any]) -> None:
     idx = np.arange(n * n).reshape(n, n)
     a, b, c, d = idx[:-1, :-1], idx[1:, :-1], idx[:-1, 1:], idx[1:, 1:]
     faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([b, d, c], -1).reshape(-1, 3)])[None]
-    lo, hi = float(z.min()), float(z.max())
-    colors = (255 * (z.reshape(1, -1, 1) - lo) / max(hi - lo, 1e-12) * np.array([1, 0.3, 0.0]) + 30).clip(0, 255)
+    lo, hi = colour_range(str(result["task"]))
+    share = ((z.reshape(1, -1, 1) - lo) / (hi - lo)).clip(0, 1)
+    colors = (255 * share * np.array([1, 0.3, 0.0]) + 30).clip(0, 255)
     tb.writer.add_mesh(LANDSCAPE_MESH, vertices=torch.from_numpy(verts), faces=torch.from_numpy(faces.astype(np.int32)),
                        colors=torch.from_numpy(colors.astype(np.uint8)), global_step=0)
 

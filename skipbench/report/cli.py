@@ -111,7 +111,9 @@ def _report(args: argparse.Namespace) -> int:
         from .plots import write_plots
 
         written, skipped = write_plots(report, out)
-        plots = [p.name for p in written]
+        from .analyses import write_analysis_plots  # runs with lesion.json / landscape.json: their figures
+
+        plots = [p.name for p in written + write_analysis_plots(report, out)]
 
     files = write_formats(report, out, [args.format] if args.format else list(FORMATS), plots)
     if args.format in (None, "md"):
@@ -121,7 +123,11 @@ def _report(args: argparse.Namespace) -> int:
     if plots:
         from .plots import write_tensorboard
 
-        files.append(f"{write_tensorboard(out, [out / p for p in plots], summary_markdown(report)).name}/ (TensorBoard run)")
+        tb_run = write_tensorboard(out, [out / p for p in plots], summary_markdown(report))
+        from .analyses import write_analysis_tensorboard
+
+        write_analysis_tensorboard(tb_run, report)
+        files.append(f"{tb_run.name}/ (TensorBoard run)")
     note = f"; no data for {', '.join(skipped)}" if skipped else ""
     print(f"wrote {', '.join(files + plots)} to {out}{note}", file=sys.stderr)
     return 0
