@@ -24,7 +24,7 @@ from typing import Sequence
 
 from ..config import config_dir
 from ..errors import ConfigError
-from ..run_folder import HYDRA_DIR, METRICS, UnreadableFile, read_json, sweep_params
+from ..run_folder import HYDRA_DIR, LANDSCAPE, LESION, METRICS, UnreadableFile, read_json, sweep_params
 from .claims import CLAIMS, Claim, Measured, known_claims, select_claims
 
 DONE = ".done"
@@ -100,6 +100,37 @@ def adopt(folder: Path) -> bool:
     (folder / DONE).write_text(json.dumps({"wall_s": round(wall, 1), "adopted": True,
                                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}))
     return True
+
+
+def analyze_sweep(claim: Claim, folder: Path) -> int:
+    """``skipbench analyze <claim.analyze>`` (with the claim's knobs) on every run of a finished sweep that has a
+    checkpoint and no result file yet (an analysis already written is reused); returns how many were analysed.
+    Runs in this process through the analysis' public API, as the command would."""
+    if claim.analyze is None:
+        return 0
+    from ..commands.analyze import compose, run_folders
+    from ..analyze.run import ANALYSES
+
+    name = {"lesion": LESION, "landscape": LANDSCAPE}[claim.analyze]
+    todo = [p for p in run_folders(folder, sweep=True) if not (p / name).is_file()]
+    if not todo:
+        return 0
+    cfg = compose(claim.analyze, list(claim.analyze_args))
+    start = time.perf_counter()
+    for i, run in enumerate(todo, 1):
+        ANALYSES[claim.analyze](run, cfg)
+        print(f"  analyze {claim.analyze} [{i}/{len(todo)}] {run.name}", file=sys.stderr, flush=True)
+    took = time.perf_counter() - start
+    print(f"  {len(todo)} {claim.analyze} analyses in {took / 60:.1f} min", file=sys.stderr, flush=True)
+    try:  # the claim's time on this machine is the sweep's and its analyses'
+        done = read_json(folder / DONE)
+    except UnreadableFile:
+        done = None
+    if isinstance(done, dict) and isinstance(done.get("wall_s"), (int, float)):
+        done["analyze_s"] = round(done.get("analyze_s", 0) + took, 1)
+        done["wall_s"] = round(done["wall_s"] + took, 1)
+        (folder / DONE).write_text(json.dumps(done))
+    return len(todo)
 
 
 def measure(claim: Claim, folder: Path) -> Measured:
@@ -318,7 +349,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Run the literature's claims about skips (or reuse finished sweeps) and "
                 "write docs/results.md with a verdict computed from the numbers for each.",
                 epilog="claims: " + ", ".join(f"{c.number}={c.name}" for c in CLAIMS.values()))
-    p.add_argument("claims", nargs="*", metavar="CLAIM", help="claim names or numbers (default: all eight)")
+    p.add_argument("claims", nargs="*", metavar="CLAIM", help="claim names or numbers (default: all of them)")
     p.add_argument("--out", default=None, help="the results file (plots go to its folder's results/; default: "
                    "docs/results.md of the skipbench checkout this package belongs to)")
     p.add_argument("--root", default=None, help="where the claims' sweeps live (and are reused from; default: "
@@ -354,6 +385,8 @@ def main(args: list[str]) -> int:
             print(f"{head} running '{claim.shell}' (log: {folder.with_suffix('.log')})", file=sys.stderr, flush=True)
             wall = run_sweep(claim, folder)
             print(f"{head} sweep done in {wall / 60:.1f} min", file=sys.stderr, flush=True)
+        if not opts.no_run and (folder / DONE).is_file():
+            analyze_sweep(claim, folder)  # claims measured on an analysis of the trained runs (lesion, landscape)
     results = []
     for claim in CLAIMS.values():
         folder = sweep_dir(claim, root)
