@@ -195,12 +195,25 @@ def sweep_params(preset: str) -> dict[str, list[str]]:
     return {k: str(v).split(",") for k, v in raw["hydra"]["sweeper"]["params"].items()}
 
 
-def _model_fingerprint(overrides: list[str]) -> tuple:
-    from skipbench.train.loop import build
+def _model_fingerprint(cfg) -> tuple:
+    """Names, shapes and sums of the initial weights of the model ``cfg`` builds (no data loaded), its output on a
+    fixed input and its gradients."""
+    from skipbench import seeds
+    from skipbench.config import instantiate_checked
 
-    run = build(compose([*overrides, "dataset.train_size=32", "dataset.val_size=8"]))
-    state = run.model.state_dict()
-    return tuple((k, tuple(v.shape), round(float(v.float().sum()), 4)) for k, v in sorted(state.items()))
+    classify = "classif" in str(cfg.task._target_).lower()
+    with seeds.seeded(0, "init"):
+        model = instantiate_checked(cfg.model, in_channels=1, out_channels=10 if classify else 1,
+                                    head="classes" if classify else "pixels")
+    weights = tuple((k, tuple(v.shape), round(float(v.float().sum()), 4)) for k, v in sorted(model.state_dict().items())
+                    if isinstance(v, torch.Tensor))
+    # and what it computes: two variants may share their weights at init (ReZero and SkipInit: alpha = 0) and differ
+    # in the forward (ReZero has no activation after the sum), which the output and the gradients show
+    x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = model(x)
+    out.square().mean().backward()
+    grads = tuple(round(float(p.grad.abs().sum()), 6) for p in model.parameters() if p.grad is not None)
+    return weights, round(float(out.sum()), 5), grads
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -216,7 +229,7 @@ def test_new_presets_have_three_seeds_and_their_swept_model_knobs_reach_the_mode
         for v in values:
             cfg = compose([*base, f"{key}={v}"])
             assert str(cfg.model.name if key == "model" else _select(cfg, key)) == v
-            prints.add(_model_fingerprint([*base, f"{key}={v}"]))
+            prints.add(_model_fingerprint(cfg))
         assert len(prints) == len(values), f"{claim.preset}: {key} values {values} build the same model"
 
 
