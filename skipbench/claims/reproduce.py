@@ -297,7 +297,8 @@ def write_results(out: Path, root: Path, results: list[tuple[Claim, Measured | N
              "Learning rates (Adam): claims 1, 7 and 8 run lr 1e-3, 3e-3 and 1e-2, a grid spanning the per-variant tuned "
              "lrs of `configs/tuned/denoise_shapes.yaml` (0.0079–0.0094, tuned at the default width 16, so not reused "
              "as such at these presets' width 8); claims 2, 4 and 5 run 1e-3 and 3e-3 (no tuned lr exists for these "
-             "tasks and depths); claims 3 and 6 are measured at initialisation, where the lr plays no part. A verdict "
+             "tasks and depths); claims 3 and 6 are measured at initialisation, where the lr plays no part; claims 9–13 run "
+             "Adam's default lr 1e-3 only (their sweeps are the largest; issue 22 sized them to 20 min together). A verdict "
              "must hold at every lr of its grid. Settings are changed only in the presets, and every verdict that "
              "changed from the previous `docs/results.md` is listed under the table.", "",
              verdict_table(done, previous=previous_rows(out)), "", *verdict_changes(out, done),
