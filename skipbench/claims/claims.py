@@ -2,7 +2,8 @@
 
 Every ``measure_*`` takes the runs of the claim's sweep (:class:`skipbench.report.runs.Run`) and returns
 a :class:`Measured`: a table of per-seed values per group and the effects the verdict is computed from,
-per setting (a learning rate of the grid). A claim's verdict is the weakest over its settings.
+per setting (a learning rate of the grid). A claim's verdict is decided by the sequential rule of
+:mod:`.sequential` over every effect of every setting (one Holm family).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from ..errors import ConfigError
 from ..report.runs import Run
 from ..run_folder import (COMPLETED, DIVERGED, LANDSCAPE, LESION, PROBE, UPDATE_RATIO, UnreadableFile, layer_of,
                           read_json)
-from .verdict import Effect, effect, verdict, weakest
+from .sequential import Schedule, Verdict, claim_verdict, sequential_verdict
+from .verdict import Effect, effect
 
 MARGIN_DB = 0.5  # "similar quality": the PSNR difference's 95 % CI must lie within +-0.5 dB
 
@@ -43,13 +45,28 @@ class Measured:
     profiles: dict[str, list[float]] = field(default_factory=dict)  # group -> a value per layer, by depth (plotted)
     profile_axis: str = ""
 
+    schedule: Schedule = field(default_factory=Schedule)  # the looks the verdict is decided over
+
+    @property
+    def decision(self) -> Verdict:
+        """The sequential verdict (:mod:`.sequential`): every effect of every setting in one Holm family,
+        so "holds" needs each effect at each learning rate decided for."""
+        every = [e for effects in self.effects.values() for e in effects]
+        return sequential_verdict(every, self.schedule)
+
     @property
     def verdicts(self) -> dict[str, str]:
-        return {s: verdict(e) for s, e in self.effects.items()}
+        """The verdict word per setting, from the claim-wide decision (the Holm family stays the claim)."""
+        decided, n = self.decision.decided, self.decision.n
+        out, i = {}, 0
+        for setting, effects in self.effects.items():
+            out[setting] = claim_verdict(decided[i:i + len(effects)], n).word
+            i += len(effects)
+        return out
 
     @property
     def verdict(self) -> str:
-        return weakest(list(self.verdicts.values()))
+        return self.decision.word
 
 
 @dataclass(frozen=True)
@@ -165,7 +182,7 @@ def trained(run: Run):
 
 def per_lr(measure: Callable[[Sequence[Run]], Measured]) -> Callable[[Sequence[Run]], Measured]:
     """Measure a one-setting claim at each learning rate of its sweep's grid and merge the results: rows and
-    effects named by lr, one setting per lr (so the verdict is the weakest over the grid); each lr's note is kept,
+    effects named by lr, one setting per lr (so "holds" needs every lr); each lr's note is kept,
     named by its lr. Costs and profiles are the first lr's."""
     @functools.wraps(measure)
     def at_each_lr(runs: Sequence[Run]) -> Measured:
@@ -183,8 +200,9 @@ def per_lr(measure: Callable[[Sequence[Run]], Measured]) -> Callable[[Sequence[R
 
 
 # ---------------------------------------------------------------- the measures
-EITHER = "holds if every effect's 95 % CI excludes 0 on the claimed side; partly holds if every mean points the claimed way " \
-         "or some CIs exclude 0; does not hold otherwise"
+EITHER = "each effect is decided by the sequential rule (its sequential interval clears 0 on one side); holds if every " \
+         "effect is decided the claimed way, does not hold if some are decided against and none for, mixed if some each " \
+         "way, undecided while any is open"
 
 
 def measure_long_skips(runs: Sequence[Run]) -> Measured:
@@ -339,8 +357,8 @@ def measure_crop(runs: Sequence[Run]) -> Measured:
         effects[f"lr {lr:g}"] = [effect(f"lr {lr:g}: unet_crop − unet_concat, val PSNR on the central {size} px (dB)",
                                         pad, val, "~0", MARGIN_DB)]
     return Measured(f"validation PSNR on the central {size}×{size} px (dB)", rows, effects,
-                    f"holds if the PSNR difference's 95 % CI lies inside ±{MARGIN_DB} dB at every learning rate; partly holds "
-                    "if only its mean does; does not hold otherwise")
+                    f"holds if the PSNR difference's sequential interval lies inside ±{MARGIN_DB} dB at every learning rate; "
+                    f"does not hold if it lies outside the margin (the similarity is excluded); undecided while it straddles it")
 
 
 # ---------------------------------------------------------------- claims 9-13 (issues 21 and 22)

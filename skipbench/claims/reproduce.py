@@ -1,10 +1,15 @@
-"""``skipbench reproduce [CLAIM ...]``: run each claim's preset (or reuse its finished sweep), measure,
-decide, and write ``docs/results.md`` with one table, plot and verdict per claim.
+"""``skipbench reproduce [CLAIM ...]``: run each claim's preset (or reuse its finished sweep), add seeds
+until the claim is decided, measure, decide, and write ``docs/results.md`` with one table, plot and
+verdict per claim.
 
 A claim's sweep lives in ``outputs/claims/<preset>_<hash>/``; the hash covers the preset file and the
-skipbench version, so an edited preset runs again and an unchanged one is reused. A sweep is finished
-when its folder holds ``.done`` (written after the sweep exited 0); an unfinished one is run again
-from scratch. ``docs/results.md`` covers every claim whose sweep is finished, whichever were named.
+skipbench version, so an edited preset runs again and an unchanged one is reused. The seeds are not
+the preset's: reproduce sweeps ``seed=0..n-1`` into the same folder, and a sweep grown from 3 to 6
+seeds reuses its 3 finished seeds' jobs (the sweep-folder contract, docs/sweeps.md). How many seeds,
+and how long the whole call may take, is ``configs/reproduce/default.yaml`` (:mod:`.budget`); the rule
+that decides when a claim has seeds enough is :mod:`.sequential`. A sweep is finished at ``n`` seeds
+when its folder's ``.done`` says so (written after the sweep exited); an unfinished one is run again,
+resuming its jobs. ``docs/results.md`` covers every claim whose sweep is finished, whichever were named.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from typing import Sequence
 
 from ..config import config_dir
 from ..errors import ConfigError
-from ..run_folder import HYDRA_DIR, LANDSCAPE, LESION, METRICS, UnreadableFile, read_json, sweep_params
+from ..run_folder import (HYDRA_DIR, LANDSCAPE, LESION, METRICS, UnreadableFile, read_json, sweep_params,
+                          sweep_task_overrides, write_json)
+from .budget import Budget, load_budget
 from .claims import CLAIMS, Claim, Measured, known_claims, select_claims
+from .sequential import Schedule
 
 DONE = ".done"
 PROG = "skipbench reproduce"
@@ -57,27 +65,63 @@ def sweep_dir(claim: Claim, root: Path) -> Path:
     return root / f"{claim.preset}_{digest}"
 
 
-def run_sweep(claim: Claim, folder: Path) -> float:
-    """Run the claim's preset into ``folder`` (its log in ``folder.log``); returns the wall time in seconds."""
-    if folder.exists():
-        shutil.rmtree(folder)  # an unfinished sweep: start again, a half sweep is no sweep
+def preset_seeds(claim: Claim) -> int:
+    """How many seeds the preset file itself sweeps (what a ``.done`` written before seeds were grown covers)."""
+    from ..run_folder import read_yaml
+
+    params = ((read_yaml(preset_file(claim)) or {}).get("hydra") or {}).get("sweeper", {}).get("params", {}) or {}
+    return len(str(params.get("seed", "0")).split(","))
+
+
+def read_done(folder: Path) -> dict | None:
+    """The sweep's ``.done`` record (None when the sweep has not finished once)."""
+    try:
+        done = read_json(folder / DONE) if (folder / DONE).is_file() else None
+    except UnreadableFile:
+        return None
+    return done if isinstance(done, dict) else None
+
+
+def seeds_done(claim: Claim, folder: Path) -> int:
+    """Seeds the finished sweep in ``folder`` covers (0: none finished)."""
+    done = read_done(folder)
+    if done is None:
+        return 0
+    seeds = done.get("seeds")
+    return seeds if isinstance(seeds, int) and seeds > 0 else preset_seeds(claim)
+
+
+def seed_override(seeds: int) -> str:
+    return "seed=" + ",".join(str(s) for s in range(seeds))
+
+
+def run_sweep(claim: Claim, folder: Path, seeds: int) -> float:
+    """Run the claim's preset over seeds ``0..seeds-1`` into ``folder`` (its log appended to ``folder.log``),
+    reusing every job the folder already finished; returns this call's wall time in seconds."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     log = folder.with_suffix(".log")
-    # -m: the preset is a sweep (a single run's pre-check would not apply to it)
+    before = read_done(folder) or {}
+    # -m: the preset is a sweep (a single run's pre-check would not apply to it); the seed list on the
+    # command line replaces the preset's (Hydra's basic sweeper: the command line wins)
     argv = [sys.executable, "-m", "skipbench.cli", claim.command, "-m", f"experiment={claim.preset}",
-            f"hydra.sweep.dir={folder}"]
+            f"hydra.sweep.dir={folder}", seed_override(seeds)]
     start = time.perf_counter()
-    with open(log, "w") as out:
+    with open(log, "a") as out:
+        out.write(f"\n$ {' '.join(argv[2:])}\n")
+        out.flush()
         code = subprocess.call(argv, stdout=out, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
     # Exit 1 with every job finished: some jobs failed or diverged, which the sweep records (and the
     # claim's table counts); anything else is a sweep that did not finish.
     jobs = [p for p in folder.iterdir() if (p / HYDRA_DIR).is_dir()] if folder.is_dir() else []
     if code != 0 and not (code == 1 and jobs and all((p / METRICS).is_file() for p in jobs)):
-        raise ConfigError(f"claim {claim.name}: '{claim.shell}' exited with {code}; see {log}")
+        raise ConfigError(f"claim {claim.name}: '{claim.shell} {seed_override(seeds)}' exited with {code}; see {log}")
     load = [round(x, 1) for x in os.getloadavg()[::2]]  # 1- and 15-minute: how shared the cores were
-    (folder / DONE).write_text(json.dumps({"wall_s": round(wall, 1), "command": claim.shell, "exit": code, "load": load,
-                                           "finished": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    steps = [*before.get("steps", []), {"seeds": seeds, "wall_s": round(wall, 1), "load": load}]
+    total = round(float(before.get("wall_s") or 0.0) + wall, 1)
+    write_json(folder / DONE, {"seeds": seeds, "wall_s": total, "command": f"{claim.shell} {seed_override(seeds)}",
+                               "exit": code, "load": load, "steps": steps,
+                               "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     return wall
 
 
@@ -88,6 +132,10 @@ def adopt(folder: Path) -> bool:
     params = sweep_params(folder)
     if params is None:
         return False
+    for o in sweep_task_overrides(folder):  # the seed list reproduce gave on the command line
+        key, _, value = o.partition("=")
+        if key in params or key == "seed":
+            params[key] = value
     expected = 1
     for value in params.values():
         expected *= len(str(value).split(","))
@@ -97,19 +145,20 @@ def adopt(folder: Path) -> bool:
         return False
     start = min((p / HYDRA_DIR).stat().st_mtime for p in jobs)
     wall = max(f.stat().st_mtime for f in done) - start
-    (folder / DONE).write_text(json.dumps({"wall_s": round(wall, 1), "adopted": True,
-                                           "finished": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    write_json(folder / DONE, {"seeds": len(str(params.get("seed", "0")).split(",")), "wall_s": round(wall, 1),
+                               "adopted": True, "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     return True
 
 
 def analyze_sweep(claim: Claim, folder: Path) -> int:
     """``skipbench analyze <claim.analyze>`` (with the claim's knobs) on every run of a finished sweep that has a
-    checkpoint and no result file yet (an analysis already written is reused); returns how many were analysed.
-    Runs in this process through the analysis' public API, as the command would."""
+    checkpoint and no result file yet (an analysis already written is reused: seeds grown analyse only the new
+    runs); returns how many were analysed. Runs in this process through the analysis' public API, as the command
+    would; the time is added to the sweep's ``.done`` (the claim's time on this machine, and what a seed costs)."""
     if claim.analyze is None:
         return 0
-    from ..commands.analyze import compose, run_folders
     from ..analyze.run import ANALYSES
+    from ..commands.analyze import compose, run_folders
 
     name = {"lesion": LESION, "landscape": LANDSCAPE}[claim.analyze]
     todo = [p for p in run_folders(folder, sweep=True) if not (p / name).is_file()]
@@ -122,21 +171,74 @@ def analyze_sweep(claim: Claim, folder: Path) -> int:
         print(f"  analyze {claim.analyze} [{i}/{len(todo)}] {run.name}", file=sys.stderr, flush=True)
     took = time.perf_counter() - start
     print(f"  {len(todo)} {claim.analyze} analyses in {took / 60:.1f} min", file=sys.stderr, flush=True)
-    try:  # the claim's time on this machine is the sweep's and its analyses'
-        done = read_json(folder / DONE)
-    except UnreadableFile:
-        done = None
-    if isinstance(done, dict) and isinstance(done.get("wall_s"), (int, float)):
-        done["analyze_s"] = round(done.get("analyze_s", 0) + took, 1)
-        done["wall_s"] = round(done["wall_s"] + took, 1)
-        (folder / DONE).write_text(json.dumps(done))
+    done = read_done(folder)
+    if done is not None and isinstance(done.get("wall_s"), (int, float)):
+        write_json(folder / DONE, {**done, "analyze_s": round(float(done.get("analyze_s") or 0.0) + took, 1),
+                                   "wall_s": round(done["wall_s"] + took, 1)})
     return len(todo)
 
 
-def measure(claim: Claim, folder: Path) -> Measured:
+_MEASURED: dict[tuple[str, int], Measured] = {}  # (sweep folder, seeds): measured once per call
+
+
+def measure(claim: Claim, folder: Path, schedule: Schedule | None = None) -> Measured:
     from ..report.runs import load_runs
 
-    return claim.measure(load_runs(folder))
+    key = (str(folder), seeds_done(claim, folder))
+    if key not in _MEASURED:
+        analyze_sweep(claim, folder)  # claims 9, 10: measured on an analysis of each trained run (lesion, landscape)
+        _MEASURED[key] = claim.measure(load_runs(folder, probes_only=claim.command == "probe"))
+    m = _MEASURED[key]
+    if schedule is not None:
+        m.schedule = schedule
+    return m
+
+
+def grow(chosen: Sequence[Claim], root: Path, budget: Budget, opts: argparse.Namespace, start: float) -> None:
+    """Bring every chosen claim to its first look, then add a step of seeds to each claim still undecided,
+    round by round (so no claim spends the budget of the others), until each is decided, at its last
+    look, or the next step would end past the wall-clock budget."""
+    schedule, say = budget.schedule, (lambda text: print(text, file=sys.stderr, flush=True))
+    head = {c.name: f"[{i}/{len(chosen)}] claim {c.number} {c.name}:" for i, c in enumerate(chosen, 1)}
+    open_claims = []
+    for claim in chosen:
+        folder = sweep_dir(claim, root)
+        if opts.rerun and folder.exists():
+            shutil.rmtree(folder)  # asked for: every seed again
+        n = seeds_done(claim, folder) or (seeds_done(claim, folder) if adopt(folder) else 0)
+        if n >= schedule.start:
+            say(f"{head[claim.name]} reusing {folder} ({n} seeds)")
+        elif opts.no_run:
+            say(f"{head[claim.name]} not run (--no-run)")
+            continue
+        else:
+            say(f"{head[claim.name]} running '{claim.shell} {seed_override(schedule.start)}' "
+                f"(log: {folder.with_suffix('.log')})")
+            wall = run_sweep(claim, folder, schedule.start)
+            say(f"{head[claim.name]} {schedule.start} seeds in {wall / 60:.1f} min")
+        open_claims.append(claim)
+    while open_claims and not opts.no_run:
+        still = []
+        for claim in open_claims:
+            folder = sweep_dir(claim, root)
+            n, done = seeds_done(claim, folder), read_done(folder) or {}
+            decision = measure(claim, folder, schedule).decision
+            more = schedule.next_seeds(n)
+            if decision.complete or not more:
+                say(f"{head[claim.name]} {decision.text}" + ("" if decision.complete else " (last look reached)"))
+                continue
+            per_seed = float(done.get("wall_s") or 0.0) / max(n, 1)
+            left = budget.seconds - (time.perf_counter() - start)
+            if per_seed * len(more) > left:
+                say(f"{head[claim.name]} {decision.text}; not grown: {len(more)} more seeds would take about "
+                    f"{per_seed * len(more) / 60:.1f} min, {max(left, 0) / 60:.1f} min of the "
+                    f"{budget.minutes:g}-min budget left")
+                continue
+            say(f"{head[claim.name]} {decision.text}: adding seeds {more[0]}..{more[-1]}")
+            wall = run_sweep(claim, folder, n + len(more))
+            say(f"{head[claim.name]} {n + len(more)} seeds in {wall / 60:.1f} min")
+            still.append(claim)
+        open_claims = still
 
 
 # ---------------------------------------------------------------- writing
@@ -196,12 +298,23 @@ def _wall_text(done: dict) -> str:
         f" (load average {load[0]:g} / {load[1]:g} over 1 / 15 min when it ended)" if load else " (load not recorded)")
 
 
+def _looks_text(m: Measured, done: dict) -> str:
+    """``seeds: 6 (looks at 3, 6 of 3, 6, 9)``: how many seeds the claim took, and why it stopped there."""
+    d, sched = m.decision, m.schedule
+    looks = [n for n in sched.looks if n <= d.n]
+    why = ("decided" if d.complete else "last look reached" if d.n >= sched.max_seeds
+           else "the wall-clock budget ran out before the next look")
+    return (f"*Seeds:* {d.n} (looked at {', '.join(map(str, looks)) or '–'} of the planned "
+            f"{', '.join(map(str, sched.looks))}; {why})")
+
+
 def section(claim: Claim, m: Measured, folder: Path, done: dict, png: str) -> str:
-    lines = [f'<a id="claim-{claim.number}"></a>', "", f"## {claim.number}. {claim.name}: **{m.verdict}**", "",
+    d = m.decision
+    lines = [f'<a id="claim-{claim.number}"></a>', "", f"## {claim.number}. {claim.name}: **{d.word}** at n = {d.n}", "",
              f"> {claim.statement}", "", f"*Source:* {claim.source}", "",
-             f"*Command:* `skipbench reproduce {claim.name}` — runs `{claim.shell}` "
+             f"*Command:* `skipbench reproduce {claim.name}` — runs `{claim.shell} seed=0,…,{d.n - 1}` "
              f"(preset `configs/experiment/{claim.preset}.yaml`) into `{folder}`"
-             + _wall_text(done), "",
+             + _wall_text(done), "", _looks_text(m, done), "",
              f"*Measured:* {m.quantity}", "",
              "| group | mean ± std | 95 % CI | n |", "|:--|--:|--:|--:|"]
     lines += [f"| {r.label} | {_summary(list(r.values.values()))} |" for r in m.rows]
@@ -209,12 +322,17 @@ def section(claim: Claim, m: Measured, folder: Path, done: dict, png: str) -> st
         lines += ["", "| cost | " + " | ".join(next(iter(m.extra.values()))) + " |",
                   "|:--|" + "--:|" * len(next(iter(m.extra.values())))]
         lines += [f"| {k} | " + " | ".join(f"{v:,.4g}" for v in vals.values()) + " |" for k, vals in m.extra.items()]
-    lines += ["", f"![claim {claim.number}]({png})", "", "*Effects* (B − A over seeds, paired by seed; ± = 95 % CI half-width):", ""]
+    lines += ["", f"![claim {claim.number}]({png})", "",
+              "*Effects* (B − A over seeds, paired by seed; the interval is the sequential one at the look that decided "
+              "the effect, at the error level that look may spend after Holm):", ""]
+    decided = iter(d.decided)
     for setting, effects in m.effects.items():
-        lines += [f"- {e.text()}" for e in effects]
+        lines += [f"- {next(decided).text()}" for _ in effects]
         if len(m.effects) > 1:
             lines.append(f"  - → at {setting}: **{m.verdicts[setting]}**")
-    lines += ["", f"*Rule:* {m.rule}" + ("; the verdict is the weakest over the learning rates" if len(m.effects) > 1 else "")
+    if d.word == "undecided":
+        lines += ["", f"*Undecided:* {d.text}."]
+    lines += ["", f"*Rule:* {m.rule}" + ("; one Holm family over every learning rate" if len(m.effects) > 1 else "")
               + ".", ""]
     if m.note:
         lines += [f"*Note:* {m.note}", ""]
@@ -224,19 +342,23 @@ def section(claim: Claim, m: Measured, folder: Path, done: dict, png: str) -> st
 def verdict_table(results: list[tuple[Claim, Measured | None]], link: str = "",
                   previous: dict[int, str] | None = None) -> str:
     """The verdict table; a claim not measured this time keeps its ``previous`` row (if it had a verdict)."""
-    lines = ["| # | claim | verdict | effect (first named) |", "|--:|:--|:--|:--|"]
+    lines = ["| # | claim | verdict | n | effect (first named), sequential CI |", "|--:|:--|:--|--:|:--|"]
     for claim, m in results:
         if m is None and claim.number in (previous or {}):
             lines.append(previous[claim.number])
             continue
         if m is None:
-            lines.append(f"| {claim.number} | {claim.statement} | not run yet (`skipbench reproduce {claim.name}`) | |")
+            lines.append(f"| {claim.number} | {claim.statement} | not run yet (`skipbench reproduce {claim.name}`) | | |")
             continue
-        e = next(iter(m.effects.values()))[0]
-        ci = f" ± {e.ci:.3g}" if e.ci is not None else ""
+        d = m.decision
+        first = d.decided[0] if d.decided else None
+        shown = (f"{first.last.name}: {first.last.mean:.3g} [{first.low:.3g}, {first.high:.3g}]" if first else "")
         lines.append(f"| {claim.number} | [{claim.statement}]({link}#claim-{claim.number}) | "
-                     f"**{m.verdict}** | {e.name}: {e.mean:.3g}{ci} |")
+                     f"**{d.word}** | {d.n} | {shown} |")
     return "\n".join(lines)
+
+
+VERDICT_ROW = r"^(\| (\d+) \| .*?\| \*\*[a-z ]+\*\*[^|]*\|.*)$"  # a verdict-table row with a verdict
 
 
 def previous_rows(path: Path) -> dict[int, str]:
@@ -244,8 +366,7 @@ def previous_rows(path: Path) -> dict[int, str]:
     a README; empty if none): what a run that does not measure them again keeps."""
     if not path.is_file():
         return {}
-    return {int(n): row for row, n in re.findall(r"^(\| (\d+) \| .*?\| \*\*[a-z ]+\*\* \|.*)$",
-                                                path.read_text(), flags=re.M)}
+    return {int(n): row for row, n in re.findall(VERDICT_ROW, path.read_text(), flags=re.M)}
 
 
 def previous_sections(out: Path) -> dict[int, str]:
@@ -265,7 +386,7 @@ def previous_verdicts(out: Path) -> dict[int, str]:
     """``{claim number: verdict}`` from the verdict table of a results file written earlier (empty if none)."""
     if not out.is_file():
         return {}
-    found = re.findall(r"^\| (\d+) \| .*?\| \*\*([a-z ]+)\*\* \|", out.read_text(), flags=re.M)
+    found = re.findall(r"^\| (\d+) \| .*?\| \*\*([a-z ]+)\*\*[^|]*\|", out.read_text(), flags=re.M)
     return {int(n): v for n, v in found}
 
 
@@ -280,20 +401,48 @@ def verdict_changes(out: Path, results: list[tuple[Claim, Measured | None]]) -> 
              if changed else "No verdict changed since the previous `docs/results.md`."), ""]
 
 
+def _schedule_text(results: list) -> str:
+    measured = [m for _, m, *_ in results if m is not None]
+    if not measured:
+        return ""
+    sched = measured[0].schedule
+    return (f"looks at {', '.join(map(str, sched.looks))} seeds, alpha {sched.alpha:g} per claim, "
+            f"{sched.spending.replace('_', '–')} spending")
+
+
+def _seeds_needed(results: list[tuple[Claim, Measured | None]]) -> list[str]:
+    """``Seeds each claim took: 1: 6 (decided), ...``: what the sequential rule needed."""
+    parts = []
+    for claim, m in results:
+        if m is not None:
+            d = m.decision
+            why = "decided" if d.complete else ("last look" if d.n >= m.schedule.max_seeds else "budget")
+            parts.append(f"{claim.number}: {d.n} ({why})")
+    return ["Seeds each claim took: " + "; ".join(parts) + "."] if parts else []
+
+
 def write_results(out: Path, root: Path, results: list[tuple[Claim, Measured | None, Path, dict]],
                   total_s: float) -> None:
     done = [(c, m) for c, m, *_ in results]
     walls = [d["wall_s"] for *_, d in results if d and d.get("wall_s")]
     lines = ["# Results: the literature's claims about skip connections, reproduced", "",
              "Generated by `skipbench reproduce` (do not edit by hand). Each claim is one preset "
-             "(`configs/experiment/claim_*.yaml`), run as one sweep on this machine's CPU over 3 seeds; the verdict is "
-             "computed from the numbers by `skipbench/claims/verdict.py`:", "",
-             "- an *effect* is a difference between two groups (B − A), paired by seed, with a 95 % Student-t CI over "
-             "the seeds; it *supports* the claim when the CI lies on the claimed side of 0 (for \"similar\": inside "
-             "the stated margin), it *leans* when only its mean does;",
-             "- **holds**: every effect the claim names supports it; **partly holds**: every effect leans the claimed way, "
-             "or some (not all) support it; **does not hold**: otherwise. Where a learning-rate grid was run, the verdict "
-             "is the weakest over it.", "",
+             "(`configs/experiment/claim_*.yaml`), run as one sweep on this machine's CPU; its seeds are added in steps "
+             f"until the claim is decided ({_schedule_text(results)}; `configs/reproduce/default.yaml`). The verdict "
+             "is computed from the numbers by `skipbench/claims/sequential.py`:", "",
+             "- an *effect* is a difference between two groups (B − A), paired by seed; at each look (a planned seed "
+             "count) it gets a two-sided Student-t p-value: from 0 for a directed effect, from the margin for "
+             "\"similar\" (inside the margin: for; outside: the similarity is excluded);",
+             "- **seeds until decided, honestly**: looking again after adding seeds would inflate the error rate, so "
+             "alpha is *spent* over the looks (Lan–DeMets spending function, Pocock type: look k may use alpha·w_k, "
+             "the w_k summing to 1; an effect's sequential p-value is min_k p_k / w_k, valid whenever one stops), and "
+             "**Holm** corrects across all effects of one claim (every learning rate of its grid included), so the "
+             "chance that any effect of a claim is decided wrongly stays at or below alpha;",
+             "- **holds**: every effect decided the claimed way; **does not hold**: some decided against (the effect "
+             "points the other way, or the similarity is excluded), none for; **mixed**: some decided each way; "
+             "**undecided at n = N**: none against, some still open when the seeds or the wall-clock budget ran out, "
+             "with the smallest effect N seeds could have detected (80 % power at the last look's level). Every "
+             "verdict shows its n.", "",
              "Learning rates (Adam): claims 1, 7 and 8 run lr 1e-3, 3e-3 and 1e-2, a grid spanning the per-variant tuned "
              "lrs of `configs/tuned/denoise_shapes.yaml` (0.0079–0.0094, tuned at the default width 16, so not reused "
              "as such at these presets' width 8); claims 2, 4 and 5 run 1e-3 and 3e-3 (no tuned lr exists for these "
@@ -306,7 +455,8 @@ def write_results(out: Path, root: Path, results: list[tuple[Claim, Measured | N
              "section gives the load average then; on 2 cores a load of 2 is a fully busy machine).", "",
              f"Sweep wall time (2 CPU cores, as recorded when each sweep ran): "
              f"{sum(walls) / 60:.1f} min for {len(walls)} sweep(s); this `skipbench reproduce` call took "
-             f"{total_s / 60:.1f} min (reused sweeps cost nothing).", ""]
+             f"{total_s / 60:.1f} min (reused sweeps cost nothing).", "",
+             *_seeds_needed(done), ""]
     kept = previous_sections(out)
     for claim, m, folder, done in results:
         if m is None and claim.number in kept:
@@ -338,7 +488,7 @@ def update_readme(readme: Path, out: Path, results: list[tuple[Claim, Measured |
     link = os.path.relpath(out, readme.parent)
     head, rest = text.split(README_START, 1)
     old, tail = rest.split(README_END, 1)
-    rows = {int(n): row for row, n in re.findall(r"^(\| (\d+) \| .*?\| \*\*[a-z ]+\*\* \|.*)$", old, flags=re.M)}
+    rows = {int(n): row for row, n in re.findall(VERDICT_ROW, old, flags=re.M)}
     readme.write_text(f"{head}{README_START}\n{verdict_table(results, link, rows)}\n{README_END}{tail}")
     return True
 
@@ -360,6 +510,11 @@ def make_parser() -> argparse.ArgumentParser:
                         "checkout's README.md when the results go to its docs/results.md; none with --out)")
     p.add_argument("--rerun", action="store_true", help="run the named claims' sweeps again even if finished")
     p.add_argument("--no-run", action="store_true", help="only write the results of sweeps already finished")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="the seeds and wall-clock budget (default: configs/reproduce/default.yaml)")
+    p.add_argument("--max-seeds", type=int, default=None, metavar="N", help="seeds a claim may grow to (seeds.max)")
+    p.add_argument("--budget-min", type=float, default=None, metavar="MIN",
+                   help="wall-clock minutes for the whole call (budget_min); no claim is grown past it")
     return p
 
 
@@ -374,33 +529,19 @@ def main(args: list[str]) -> int:
     out, readme = results_paths(opts)
     project = project_root()
     root = Path(opts.root) if opts.root else (project or Path()) / "outputs" / "claims"
+    budget = load_budget(opts.config, opts.max_seeds, opts.budget_min)  # checked before anything runs
     start = time.perf_counter()
-    for i, claim in enumerate(chosen, 1):
-        folder = sweep_dir(claim, root)
-        head = f"[{i}/{len(chosen)}] claim {claim.number} {claim.name}:"
-        if not opts.rerun and ((folder / DONE).is_file() or adopt(folder)):
-            print(f"{head} reusing {folder}", file=sys.stderr, flush=True)
-        elif opts.no_run:
-            print(f"{head} not run (--no-run)", file=sys.stderr, flush=True)
-        else:
-            print(f"{head} running '{claim.shell}' (log: {folder.with_suffix('.log')})", file=sys.stderr, flush=True)
-            wall = run_sweep(claim, folder)
-            print(f"{head} sweep done in {wall / 60:.1f} min", file=sys.stderr, flush=True)
-        if not opts.no_run and (folder / DONE).is_file():
-            analyze_sweep(claim, folder)  # claims measured on an analysis of the trained runs (lesion, landscape)
+    grow(chosen, root, budget, opts, start)
     results = []
     for claim in CLAIMS.values():
         folder = sweep_dir(claim, root)
-        if not (folder / DONE).is_file():
+        done = read_done(folder)
+        if done is None:
             results.append((claim, None, folder, {}))
             continue
-        try:
-            done = read_json(folder / DONE)
-        except UnreadableFile:
-            done = None
-        m = measure(claim, folder)
-        results.append((claim, m, folder, done if isinstance(done, dict) else {}))
-        print(f"claim {claim.number} {claim.name}: {m.verdict}", file=sys.stderr, flush=True)
+        m = measure(claim, folder, budget.schedule)
+        results.append((claim, m, folder, done))
+        print(f"claim {claim.number} {claim.name}: {m.decision.text}", file=sys.stderr, flush=True)
     if all(m is None for _, m, *_ in results):  # nothing measured: nothing to write, and nothing is erased
         print(f"nothing measured (no finished sweep under {root}); {out} left as it is", file=sys.stderr)
         return 0

@@ -5,13 +5,10 @@ have the same seeds (same data order, same noise: the pairing removes that share
 Welch's unpaired difference. Its 95 % confidence interval uses Student's t
 (:func:`skipbench.report.aggregate.t_quantile`).
 
-Rule (stated in docs/results.md for every claim):
-
-- an effect *supports* the claim when its CI lies entirely on the claimed side of 0 (or, for an
-  equivalence "similar", entirely inside ``[-margin, +margin]``);
-- it *leans* the claimed way when only its mean does;
-- the claim **holds** when every effect it names supports it, **partly holds** when every effect
-  at least leans the claimed way or some (not all) support it, and **does not hold** otherwise.
+Each effect also says, at its plain 95 % CI, whether it *supports* the claim (the CI lies on the
+claimed side of 0, or inside ``[-margin, +margin]`` for "similar") or only *leans* (its mean does).
+The claim's verdict is not read off these fixed-n intervals -- looking again after adding seeds would
+inflate the error rate -- but decided by the sequential rule of :mod:`.sequential`.
 """
 
 from __future__ import annotations
@@ -22,9 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..report.aggregate import t_quantile
-
-HOLDS, PARTLY, NOT = "holds", "partly holds", "does not hold"
-
 
 @dataclass
 class Effect:
@@ -122,20 +116,3 @@ def effect(name: str, a: dict[int, float] | Sequence[float], b: dict[int, float]
     df = (va + vb) ** 2 / (va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1)) if se > 0 else len(xa) + len(xb) - 2
     return Effect(name, mean, t_quantile(0.975, df) * se, min(len(xa), len(xb)), direction, margin, paired=False,
                   se=se, df=df, samples=samples)
-
-
-def verdict(effects: Sequence[Effect]) -> str:
-    """``holds`` / ``partly holds`` / ``does not hold`` from the effects a claim names (rule above)."""
-    if not effects:
-        return NOT
-    if all(e.supports for e in effects):
-        return HOLDS
-    if all(e.leans for e in effects) or any(e.supports for e in effects):
-        return PARTLY
-    return NOT
-
-
-def weakest(verdicts: Sequence[str]) -> str:
-    """The verdict that holds across settings (e.g. every learning rate of a grid): the weakest one."""
-    order = [NOT, PARTLY, HOLDS]
-    return min(verdicts, key=order.index) if verdicts else NOT

@@ -182,10 +182,12 @@ def load_run(path: Path, root: Path) -> Run:
     return Run(path=path, name=rel, config=flat_config(cfg), overrides=overrides, metrics=metrics, problem=problem)
 
 
-def load_runs(root: Path, on_skip: Callable[[str], None] | None = None) -> list[Run]:
+def load_runs(root: Path, on_skip: Callable[[str], None] | None = None, probes_only: bool = False) -> list[Run]:
     """All runs below ``root``; raises :class:`ReportError` when the folder is missing or holds none.
 
-    A folder whose config cannot be read is skipped; ``on_skip`` gets one line saying why.
+    A folder whose config cannot be read is skipped; ``on_skip`` gets one line saying why. Probe folders
+    (``skipbench probe``) are left out of a training comparison; ``probes_only``: only they are returned
+    (a claim measured at initialisation reads them).
     """
     root = Path(root)
     if not root.exists():
@@ -195,6 +197,19 @@ def load_runs(root: Path, on_skip: Callable[[str], None] | None = None) -> list[
     paths = discover_runs(root)
     if not paths:
         raise ReportError(f"{root}: no runs found (a run folder holds .hydra/config.yaml)")
+    if probes_only:
+        found = []
+        for p in paths:
+            try:
+                run = load_run(p, root)
+            except ReportError as ex:
+                (on_skip or (lambda line: None))(f"skipped: {ex}")
+                continue
+            if run.is_probe:
+                found.append(run)
+        if not found:
+            raise ReportError(f"{root}: no probe folders (skipbench probe writes {PROBE})")
+        return found
     runs, probes = [], []
     note = on_skip or (lambda line: None)
     for p in paths:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from skipbench.claims import CLAIMS, select_claims
-from skipbench.claims.verdict import HOLDS, NOT, PARTLY, effect, verdict, weakest
+from skipbench.claims.sequential import HOLDS, MIXED, NOT, UNDECIDED
+from skipbench.claims.verdict import effect
 from skipbench.errors import ConfigError
 
 from conftest import CLI, compose
@@ -41,18 +42,24 @@ def test_directions_and_equivalence():
     assert wide.leans and not wide.supports  # mean inside the margin, CI not
 
 
-def test_verdict_rule():
+def test_a_claims_verdict_is_the_sequential_rule_over_every_setting():
+    """Measured.verdict decides all effects of all settings in one Holm family (skipbench/claims/sequential.py)."""
+    from skipbench.claims.claims import Measured
+
     a = {0: 0.0, 1: 0.0, 2: 0.0}
     sure = effect("sure", a, {0: 1.0, 1: 1.1, 2: 0.9}, ">0")
     lean = effect("lean", a, {0: 1.0, 1: -0.5, 2: 0.9}, ">0")
     wrong = effect("wrong", a, {0: -1.0, 1: -1.1, 2: -0.9}, ">0")
-    assert verdict([sure, sure]) == HOLDS
-    assert verdict([sure, lean]) == PARTLY
-    assert verdict([lean]) == PARTLY
-    assert verdict([sure, wrong]) == PARTLY  # some (not all) effects support it
-    assert verdict([wrong, lean]) == NOT
-    assert verdict([]) == NOT
-    assert weakest([HOLDS, PARTLY, HOLDS]) == PARTLY and weakest([HOLDS]) == HOLDS
+
+    def word(**settings):
+        return Measured("q", [], settings, "rule").verdict
+
+    assert word(x=[sure, sure]) == HOLDS
+    assert word(x=[sure], y=[sure]) == HOLDS  # one effect per learning rate
+    assert word(x=[sure, lean]) == UNDECIDED  # the lean one is open at n = 3
+    assert word(x=[sure], y=[wrong]) == MIXED and word(x=[wrong, lean]) == NOT
+    m = Measured("q", [], {"x": [sure], "y": [wrong]}, "rule")
+    assert m.verdicts == {"x": HOLDS, "y": NOT} and m.decision.n == 3
 
 
 def test_one_pair_has_no_interval_and_never_supports():
@@ -219,7 +226,7 @@ def test_per_lr_measures_each_learning_rate_and_the_weakest_verdict_wins():
     assert m.note == "At lr 0.003: b lags."  # a note is about the lr it was measured at
     assert [r.label for r in m.rows] == ["a, lr 0.001", "b, lr 0.001", "a, lr 0.003", "b, lr 0.003"]
     assert m.verdicts == {"lr 0.001": "holds", "lr 0.003": "does not hold"}
-    assert m.verdict == "does not hold"
+    assert m.verdict == "mixed"  # decided for at one lr, against at the other
     assert m.effects["lr 0.003"][0].name == "lr 0.003: b − a"
     single = measure([r for r in runs if r.config["optimizer.lr"] == 0.001])
     assert single.verdict == "holds" and [r.label for r in single.rows] == ["a", "b"]

@@ -31,3 +31,5 @@ def test_a_probe_prints_what_it_measured_and_the_report_leaves_it_out(tmp_path, 
     assert code == 0, err
     notes = []
     assert [r.name for r in load_runs(tmp_path, on_skip=notes.append)] == ["trained"] and "probe" in notes[0]
+    # a claim measured at initialisation reads the probes, and only them (reproduce: claims 3 and 6)
+    assert [r.name for r in load_runs(tmp_path, probes_only=True)] == ["probe"]
