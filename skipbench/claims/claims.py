@@ -1,4 +1,4 @@
-"""Eight claims: what each states, where it comes from, its preset, and how it is measured and decided.
+"""The claims: what each states, where it comes from, its preset, and how it is measured and decided.
 
 Every ``measure_*`` takes the runs of the claim's sweep (:class:`skipbench.report.runs.Run`) and returns
 a :class:`Measured`: a table of per-seed values per group and the effects the verdict is computed from,
@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
 from ..report.runs import Run
-from ..run_folder import COMPLETED, PROBE, UPDATE_RATIO, UnreadableFile, layer_of, read_json
+from ..run_folder import (COMPLETED, DIVERGED, LANDSCAPE, LESION, PROBE, UPDATE_RATIO, UnreadableFile, layer_of,
+                          read_json)
 from .sequential import Schedule, Verdict, claim_verdict, sequential_verdict
 from .verdict import Effect, effect
 
@@ -77,6 +78,10 @@ class Claim:
     preset: str  # configs/experiment/<preset>.yaml
     command: str  # "train" or "probe"
     measure: Callable[[Sequence[Run]], Measured]
+    # `skipbench analyze <analyze>` on each trained run before measuring (lesion.json / landscape.json), with these
+    # knobs; None: the sweep's own files suffice
+    analyze: str | None = None
+    analyze_args: tuple[str, ...] = ()
 
     @property
     def shell(self) -> str:
@@ -92,13 +97,15 @@ def _seed(run: Run) -> int:
     return int(_cfg(run, "seed", 0))
 
 
-def by(runs: Sequence[Run], value: Callable[[Run], float | None], **where: Any) -> dict[int, float]:
-    """``{seed: value}`` of the completed runs whose config matches ``where`` (``model="plain"`` means
-    ``model.name``; ``blocks=6`` means ``model.blocks_per_level``; ``lr=0.001`` means ``optimizer.lr``)."""
+def by(runs: Sequence[Run], value: Callable[[Run], float | None], statuses: tuple[str, ...] = (COMPLETED,),
+       **where: Any) -> dict[int, float]:
+    """``{seed: value}`` of the runs ended with one of ``statuses`` (default: completed) whose config matches
+    ``where`` (``model="plain"`` means ``model.name``; ``blocks=6`` means ``model.blocks_per_level``;
+    ``lr=0.001`` means ``optimizer.lr``; any other key is a flat config key, ``**{"model.shortcut": "gated"}``)."""
     keys = {"model": "model.name", "blocks": "model.blocks_per_level", "lr": "optimizer.lr"}
     out = {}
     for run in runs:
-        if run.status != COMPLETED:
+        if run.status not in statuses:
             continue
         if all(_cfg(run, keys.get(k, k)) == v for k, v in where.items()):
             v = value(run)
@@ -139,10 +146,16 @@ def tail_mean(tag: str, points: int) -> Callable[[Run], float | None]:
 
 def probe_value(*path: str) -> Callable[[Run], float | None]:
     """The number at ``path`` in a run's ``probe.json``; None when it has none (or not a number there)."""
+    return file_value(PROBE, *path)
+
+
+def file_value(name: str, *path: str) -> Callable[[Run], float | None]:
+    """The number at ``path`` in the run folder's JSON file ``name`` (``probe.json``, ``lesion.json``, ...);
+    None when the file or the number is missing."""
     from ..report.values import finite_number
 
     def get(run: Run) -> float | None:
-        f = run.path / PROBE
+        f = run.path / name
         if not f.exists():
             return None
         try:
@@ -348,6 +361,153 @@ def measure_crop(runs: Sequence[Run]) -> Measured:
                     f"does not hold if it lies outside the margin (the similarity is excluded); undecided while it straddles it")
 
 
+# ---------------------------------------------------------------- claims 9-13 (issues 21 and 22)
+TARGET_LOSS = 0.5  # claims 11-12: the training cross-entropy "trains" means reaching (digits, 10 classes: chance 2.30)
+ROUGH = 0.1  # claim 10: a surface is "rough" when over this fraction of its grid-line points are non-convex
+SMOOTH = 0.5  # claim 9: "degrades smoothly" when no one further deletion costs over half the accuracy lost at K
+
+
+def best_loss(tag: str = "loss/train", points: int = 5) -> Callable[[Run], float | None]:
+    """The lowest mean of ``points`` consecutive logged values (the best training loss, less noisy than one window)."""
+    def get(run: Run) -> float | None:
+        values = [v for _, v in run.curve(tag)]
+        means = [statistics.mean(values[i:i + points]) for i in range(len(values) - points + 1)]
+        finite = [m for m in means if math.isfinite(m)]
+        return min(finite) if finite else None
+    return get
+
+
+def steps_to(target: float, tag: str = "loss/train") -> Callable[[Run], float | None]:
+    """The first logged step whose value is at most ``target``; a run that never gets there (diverged, stalled)
+    counts as ``max_steps + log_every``: censored just past the budget, so it is slower than any run that did."""
+    def get(run: Run) -> float | None:
+        curve = run.curve(tag)
+        hit = next((s for s, v in curve if math.isfinite(v) and v <= target), None)
+        if hit is not None:
+            return float(hit)
+        return float(int(_cfg(run, "trainer.max_steps", 0)) + int(_cfg(run, "trainer.log_every", 1)))
+    return get
+
+
+def _means(runs: Sequence[Run], value: Callable[[Run], float | None], **where: Any) -> str:
+    v = by(runs, value, **where)
+    return f"{statistics.mean(v.values()):.3g}" if v else "–"
+
+
+def measure_lesion(runs: Sequence[Run]) -> Measured:
+    drop, smooth = file_value(LESION, "single_drop"), file_value(LESION, "smoothness")
+    rows = [Row(f"{m}: single-block deletion drop", by(runs, drop, model=m)) for m in ("plain", "resnet")]
+    resnet_smooth = by(runs, smooth, model="resnet")
+    rows.append(Row("resnet: largest one-step share of the drop at K", resnet_smooth))
+    effects = [effect("resnet − plain, val accuracy lost by deleting one block", rows[0].values, rows[1].values, "<0"),
+               effect(f"resnet: largest share of the k = K drop taken by one deletion − {SMOOTH}",
+                      {k: SMOOTH for k in resnet_smooth}, resnet_smooth, "<0")]
+    refused = [len(r) for r in by_list(runs, _lesion_list("not_deletable"), model="plain")]
+    note = (f"the plain net's blocks that change shape cannot be replaced by the identity ({refused[0]} of its blocks "
+            "per run); its drop is the mean over the others") if refused and refused[0] else ""
+    return Measured("val accuracy lost when one block is deleted at test time (lesion.json of `skipbench analyze "
+                    "lesion`: baseline − mean over single deletions)", rows, {"": effects},
+                    f"{EITHER}; effects: residual − plain single-block drop, and the residual net's largest one-step "
+                    f"share of the accuracy lost with K blocks deleted below {SMOOTH} (a cliff is 1, a steady decline "
+                    "1/K)", axis="val accuracy drop / share", note=note)
+
+
+def _lesion_list(key: str) -> Callable[[Run], list | None]:
+    def get(run: Run) -> list | None:
+        try:
+            d = read_json(run.path / LESION)
+        except (UnreadableFile, OSError):
+            return None
+        return d.get(key) if isinstance(d, dict) and isinstance(d.get(key), list) else None
+    return get
+
+
+def measure_landscape(runs: Sequence[Run]) -> Measured:
+    rough = file_value(LANDSCAPE, "nonconvex_fraction")
+    names = {"plain": "plain (no skips)", "resnet": "resnet (short skips)", "unet_concat": "unet_concat (long skips)"}
+    v = {m: by(runs, rough, model=m) for m in names}
+    rows = [Row(label, v[m]) for m, label in names.items()]
+    effects = [effect(f"plain nonconvex fraction − {ROUGH} (the plain surface is rough)", {k: ROUGH for k in v["plain"]},
+                      v["plain"], ">0"),
+               effect("resnet − plain, nonconvex fraction", v["plain"], v["resnet"], "<0"),
+               effect("unet_concat − plain, nonconvex fraction", v["plain"], v["unet_concat"], "<0")]
+    ratio = file_value(LANDSCAPE, "hessian", "ratio")
+    note = "mean |λmin/λmax| of the Hessian at the minimum (not part of the verdict): " + ", ".join(
+        f"{m} {_means(runs, ratio, model=m)}" for m in names)
+    return Measured("fraction of the 2-d slice's interior grid points that violate convexity along a grid line "
+                    "(landscape.json of `skipbench analyze landscape`: 21×21 filter-normalised slice on [−1, 1]², "
+                    "BatchNorm in eval mode)", rows, {"": effects},
+                    f"{EITHER}; roughness (fixed before any result was seen) = the fraction of interior points of the "
+                    "slice where L[i−1] + L[i+1] − 2 L[i] < 0 along rows or columns; effects: the plain surface is rough "
+                    f"(fraction > {ROUGH}), and short and long skips each lower the fraction", axis="nonconvex fraction",
+                    note=note)
+
+
+def measure_norm_free(runs: Sequence[Run]) -> Measured:
+    steps = steps_to(TARGET_LOSS)
+    models = ("resnet_nonorm", "rezero_resnet", "skipinit_resnet", "fixup_resnet", "resnet")
+    v = {m: by(runs, steps, statuses=(COMPLETED, DIVERGED), model=m) for m in models}
+    rows = [Row(m if m != "resnet" else "resnet (BatchNorm)", v[m]) for m in models]
+    effects = [effect(f"{m} − resnet_nonorm, steps to training loss {TARGET_LOSS}", v["resnet_nonorm"], v[m], "<0")
+               for m in models[1:4]]
+    effects.append(effect(f"rezero_resnet − resnet (BatchNorm), steps to training loss {TARGET_LOSS}",
+                          v["resnet"], v["rezero_resnet"], "<0"))
+    unscaled = [r for r in runs if _cfg(r, "model.name") == "resnet_nonorm"]
+    budget = int(_cfg(runs[0], "trainer.max_steps", 0)) if runs else 0
+    never = sum(1 for r in unscaled if r.status in (COMPLETED, DIVERGED) and steps(r) > budget)
+    diverged = sum(1 for r in unscaled if r.status == DIVERGED)
+    note = (f"resnet_nonorm: {never} of {len(unscaled)} runs never reached the target ({diverged} diverged); "
+            f"final training loss by model: " + ", ".join(f"{m} {_means(runs, final('train_loss'), model=m)}" for m in models))
+    return Measured(f"training steps until the logged training loss is ≤ {TARGET_LOSS} (a run that never gets there, "
+                    f"or diverges, counts as max_steps + log_every)", rows, {"": effects},
+                    f"{EITHER}; effects: each zero-initialised scale (ReZero, SkipInit, Fixup) − the unscaled net without "
+                    "normalisation, and ReZero − the BatchNorm ResNet, in steps to the target", axis="steps to target",
+                    note=note)
+
+
+def measure_shortcuts(runs: Sequence[Run]) -> Measured:
+    loss = tail_mean("loss/train", 5)
+    kinds = ("identity", "scaled", "gated", "shortcut_gated", "conv1x1", "dropout")
+    v = {s: by(runs, loss, **{"model.shortcut": s}) for s in kinds}
+    rows = [Row(s, v[s]) for s in kinds]
+    ident = v["identity"]
+    effects = [effect(f"identity: training loss − {TARGET_LOSS} (the identity net trains)",
+                      {k: TARGET_LOSS for k in ident}, ident, "<0")]
+    effects += [effect(f"{s} − identity, training loss", ident, v[s], ">0") for s in kinds[1:]]
+    return Measured("training loss (cross-entropy), mean of the last 5 logged windows", rows, {"": effects},
+                    f"{EITHER}; effects: the identity-shortcut net reaches training loss {TARGET_LOSS}, and each other "
+                    "shortcut's final training loss − the identity's", axis="training loss (CE)")
+
+
+def measure_deep_mlp(runs: Sequence[Run]) -> Measured:
+    loss = best_loss()
+    layers = sorted({int(_cfg(r, "model.num_layers")) for r in runs if _cfg(r, "model.num_layers") is not None})
+    biases = sorted({float(_cfg(r, "model.highway_gate_bias")) for r in runs if _cfg(r, "model.highway_gate_bias") is not None})
+    shallow, deep = (layers[0], layers[-1]) if layers else (0, 0)
+    decided = min(biases) if biases else -2.0  # the most negative: Srivastava's setting for deep nets
+    groups = [("mlp_plain", None), ("mlp_residual", None)] + [("mlp_highway", b) for b in biases]
+    rows, delta = [], {}
+    for m, b in groups:
+        where = {"model": m} | ({"model.highway_gate_bias": b} if b is not None else {})
+        label = m if b is None else f"{m}, gate bias {b:g}"
+        s, d = (by(runs, loss, **where, **{"model.num_layers": n}) for n in (shallow, deep))
+        rows += [Row(f"{label}, {shallow} layers", s), Row(f"{label}, {deep} layers", d)]
+        delta[m, b] = {k: d[k] - s[k] for k in s.keys() & d.keys()}
+    plain = delta.get(("mlp_plain", None), {})
+    effects = [effect("mlp_plain: deep − shallow best training loss", {k: 0.0 for k in plain}, plain, ">0"),
+               effect("mlp_residual − mlp_plain: (deep − shallow) best training loss", plain,
+                      delta.get(("mlp_residual", None), {}), "<0"),
+               effect(f"mlp_highway (gate bias {decided:g}) − mlp_plain: (deep − shallow) best training loss", plain,
+                      delta.get(("mlp_highway", decided), {}), "<0")]
+    others = [b for b in biases if b != decided]
+    note = ("gate-bias dependence (shown, not decided): mlp_highway's deep − shallow best training loss " + ", ".join(
+        f"at bias {b:g}: {statistics.mean(delta['mlp_highway', b].values()):.3g}" for b in biases
+        if delta.get(("mlp_highway", b)))) if others else ""
+    return Measured("best training loss (cross-entropy): lowest mean of 5 consecutive logged windows", rows, {"": effects},
+                    f"{EITHER}; effects: the plain MLP's increase from {shallow} to {deep} layers, and the residual and "
+                    f"highway (gate bias {decided:g}, the most negative swept) increases minus the plain one's",
+                    axis="best training loss (CE)", note=note)
+
 CLAIMS: dict[str, Claim] = {c.name: c for c in [
     Claim("long_skips", 1, "Long skips let an encoder–decoder denoise far better and sooner than a plain autoencoder.",
           "Mao et al. 2016 (RED-Net); Ronneberger et al. 2015 (U-Net)", "claim_long_skips", "train", measure_long_skips),
@@ -368,6 +528,24 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           "claim_add_concat", "train", measure_add_concat),
     Claim("crop", 8, "Crop (valid convs) vs padding: the original crop-and-concat U-Net and the padded U-Net reach "
           "similar quality on the same output area.", "Ronneberger et al. 2015", "claim_crop", "train", measure_crop),
+    Claim("lesion", 9, "Deleting one block of a trained residual net costs it far less than deleting one block of a "
+          "plain net of the same depth, and the residual net degrades smoothly as more blocks are deleted.",
+          "Veit, Wilber & Belongie 2016", "claim_lesion", "train", measure_lesion,
+          analyze="lesion", analyze_args=("lesion.draws=3", "progress=false")),
+    Claim("landscape", 10, "Skips keep the loss surface smooth: where the plain net's surface is rough, short (residual) "
+          "and long (U-Net) skips make it smoother.", "Li, Xu, Taylor, Studer & Goldstein 2018", "claim_landscape",
+          "train", measure_landscape, analyze="landscape",
+          analyze_args=("landscape.batch=16", "landscape.interpolate=false", "progress=false")),
+    Claim("norm_free", 11, "Without normalisation a deep residual net trains only with a zero-initialised residual scale "
+          "(ReZero, SkipInit, Fixup), and ReZero reaches a target loss in fewer steps than the BatchNorm ResNet.",
+          "Bachlechner et al. 2020 (ReZero); De & Smith 2020 (SkipInit); Zhang, Dauphin & Ma 2019 (Fixup)",
+          "claim_norm_free", "train", measure_norm_free),
+    Claim("shortcuts", 12, "Scaled, gated, 1×1-conv and dropout shortcuts reach a worse training loss than the identity, "
+          "at a depth where the identity net trains.", "He, Zhang, Ren & Sun 2016b (Identity mappings), Table 1",
+          "claim_shortcuts", "train", measure_shortcuts),
+    Claim("deep_mlp", 13, "Fully connected plain nets' best training loss worsens from 10 to 100 layers; highway and "
+          "residual nets' does not (with the dependence on the highway gate bias shown).",
+          "Srivastava, Greff & Schmidhuber 2015, Fig. 1; He et al. 2016", "claim_deep_mlp", "train", measure_deep_mlp),
 ]}
 
 
