@@ -271,6 +271,7 @@ def test_resume_of_non_run_folder(tmp_path, monkeypatch, capsys):
 
 
 # ------------------------------------------------------------------ Ctrl-C
+@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
 def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path):
     """SIGINT once the run has logged its first eval. The run is far longer than it will get to
     (400 steps), so the signal always lands mid-run however fast the machine; the resumed run and

@@ -439,6 +439,7 @@ def test_diverged_job_does_not_stop_a_sweep(tmp_path, capsys, monkeypatch):
 
 
 # ------------------------------------------------------------------ signals (real processes)
+@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
 def test_signals_at_start_up_and_in_the_loop(tmp_path):
     """Ctrl-C at several moments of start-up (imports, composing, building) and SIGTERM, side by side.
     Whatever moment a signal lands in, the outcome is one line and 130 (143), or a finished run."""
@@ -490,6 +491,7 @@ def test_ctrl_c_at_any_moment(delay, tmp_path):
         assert len([line for line in res.stderr.splitlines() if line.strip()]) == 1, describe(res)
 
 
+@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
 def test_kill_9_leaves_no_stale_lock(tmp_path):
     run_dir = tmp_path / "run"
     proc = start_cli(["train", *TINY, "trainer.max_steps=100000", f"hydra.run.dir={run_dir}"], tmp_path)

@@ -34,6 +34,7 @@ def _trials(sweep):
     return [read_metrics(d) for d in sorted(sweep.iterdir()) if (d / "metrics.json").is_file()]
 
 
+@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
 def test_optuna_sweep_through_the_cli_reports_the_best_value(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "sweep"

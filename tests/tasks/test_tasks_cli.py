@@ -53,6 +53,7 @@ def _official_mnist(root: Path) -> None:
     ("cifar10", ["dataset=cifar10", "task=classify", "model=resnet"]),
     ("folder", ["dataset=folder", "task=denoise", "dataset.crop=32", "task.sigma=0.2"]),
 ])
+@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
 def test_real_formats_through_the_cli(tmp_path, setup, args):
     root = tmp_path / "data"
     if setup == "mnist":
