@@ -137,10 +137,17 @@ def level_of(tag: str, kind: str = GRAD_LEVEL) -> str | None:
     return m.group(2) if m and m.group(1) == kind else None
 
 
-def section_pattern(kind: str, sec: str, level: bool = False) -> str:
-    """Regex (TensorBoard custom scalars) of every ``kind`` tag in section ``sec`` of any variant:
-    its layers (``^grad_norm/\\d+_enc\\d*/``), or with ``level`` its levels (``^grad_level/\\d+_enc\\d*$``)."""
-    return rf"^{kind}/\d+_{sec}\d*" + ("$" if level else "/")
+def level_pattern(kind: str, level: str, layers: list[str] | None = None) -> str:
+    """Regex (TensorBoard custom scalars) of the ``kind`` tag of one level of any variant, by the level's
+    label, not its depth number (``bottleneck`` is ``03_`` at depth 3, ``04_`` at depth 4):
+    ``^grad_level/\\d+_enc1$``; for per-layer kinds (``layers`` given) the level's layers,
+    ``^grad_norm/\\d+_enc1/`` -- or only the named ones (``conv1``, ``conv1.shortcut``) when a level is split."""
+    label = re.escape(level_label(level))
+    if layers is None:
+        return rf"^{kind}/\d+_{label}$"
+    if not layers:
+        return rf"^{kind}/\d+_{label}/"
+    return rf"^{kind}/\d+_{label}/({'|'.join(re.escape(x) for x in layers)})$"
 
 
 def loss_tag(loss: str, split: str) -> str:

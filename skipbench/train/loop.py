@@ -39,7 +39,7 @@ from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_re
 from .context import RunContext, contention_hint
 from .data_cache import load_data
 from .debug import anomaly_error, anomaly_mode, profiler, trim
-from .diagnostics import Diagnostics, count_flops
+from .diagnostics import Diagnostics, count_flops, detail_categories
 from .memory import keep_freed_memory, peak_mb, reset_peak, saved_activations_mb
 from .tb import TBLogger, flatten, task_layout
 from .validate import check_runnable
@@ -230,7 +230,7 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
     if run.step == 0:  # a fresh run: every curve starts at the untrained model (a resumed one has it)
         last.update(eval_and_log(run, tb, diag, val_split, None))
         metrics = [k[len("val_"):] for k in last if k != "val_loss"]
-        tb.layout({**task_layout(task.name, task.loss_name, metrics), **diag.layout()})  # once per run
+        tb.layout({**task_layout(task.name, task.loss_name, metrics), **diag.layout()}, detail_categories(diag.layout()))  # once per run
 
     loss_sum, status = torch.zeros((), device=run.device), COMPLETED
     # A log window: `window_steps` steps since `window_start`, of which `paused` seconds were eval.

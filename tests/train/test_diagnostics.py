@@ -14,7 +14,8 @@ from skipbench.models import build_model
 from skipbench.models.blocks import HighwayBlock
 from skipbench.models.encdec import valid_output_size
 from skipbench.models.registry import MODELS
-from skipbench.train.diagnostics import Diagnostics, GradNorms, count_flops, depth_ordered_layers, skeleton_layers
+from skipbench.train.diagnostics import (Diagnostics, GradNorms, count_flops, depth_ordered_layers, detail_categories,
+                                         skeleton_layers)
 
 from conftest import MODEL_NAMES
 
@@ -87,16 +88,20 @@ def test_activation_stats_and_figures_for_every_block():
     assert set(figures) == {"grad_flow/heatmap", "grad_flow/by_depth"}
 
 
-def test_custom_scalar_layout_splits_encoder_and_decoder():
+def test_custom_scalar_layout_leads_with_levels_and_tucks_away_layers():
     diag = Diagnostics(build_model("unet_concat", width=4, depth=2), diag_cfg())
     layout = diag.layout()
-    assert set(layout["gradient norm by section"]) == {"enc", "bottleneck", "dec", "head"}
-    assert set(layout["gradient norm by level (log10)"]) == {"enc levels", "bottleneck levels", "dec levels", "head levels"}
+    # one chart per level (a line per run), by label so any depth matches; per-layer detail after, collapsed
+    assert list(layout["gradient norm by level (log10)"]) == ["enc0", "enc1", "bottleneck", "dec1", "dec0", "head"]
+    assert layout["gradient norm by level (log10)"]["bottleneck"][1] == [r"^grad_level/\d+_bottleneck$"]
     assert layout["vanishing gradients"]["first / last layer grad norm"][1] == ["^grad_ratio/first_over_last$"]
+    titles = list(layout)
+    assert titles[:2] == ["gradient norm by level (log10)", "vanishing gradients"]
+    assert detail_categories(layout) == titles[2:] and "per layer: gradient norm" in titles
     # switched-off diagnostics get no charts that could never match
     off = Diagnostics(build_model("unet_concat", width=4, depth=2),
                       diag_cfg(weight_norms=False, update_ratios=False, activations=False)).layout()
-    assert not {"weight norm by section", "update ratio by section", "activations by block"} & set(off)
+    assert not {"per layer: weight norm", "per layer: update ratio", "per block: activation std"} & set(off)
 
 
 @pytest.mark.parametrize("size,depth,blocks", [(572, 4, 1), (64, 2, 1), (65, 2, 1), (100, 2, 2)])
