@@ -121,7 +121,7 @@ def _report(args: argparse.Namespace) -> int:
     if plots:
         from .plots import write_tensorboard
 
-        files.append(f"{write_tensorboard(out, [out / p for p in plots], summary_markdown(report)).name}/ (TensorBoard run)")
+        files.append(f"{write_tensorboard(out, [out / p for p in plots], summary_markdown(report), report).name}/ (TensorBoard run)")
     note = f"; no data for {', '.join(skipped)}" if skipped else ""
     print(f"wrote {', '.join(files + plots)} to {out}{note}", file=sys.stderr)
     return 0

@@ -230,11 +230,16 @@ PLOTS: dict[str, Callable[[Report, Path], Path | None]] = {
 }
 
 
-def write_tensorboard(out_dir: Path, images: Sequence[Path], summary: str) -> Path:
+def write_tensorboard(out_dir: Path, images: Sequence[Path], summary: str, report: Report | None = None) -> Path:
     """The report's figures and summary table as one TensorBoard run, ``<out_dir>/_report``, so that
-    ``tensorboard --logdir outputs/`` shows the cross-variant comparison (Images and Text tabs)."""
+    ``tensorboard --logdir outputs/`` shows the cross-variant comparison (Images and Text tabs); with
+    ``report``, also each group's seed bands (:mod:`.tb_bands`) as custom-scalars margin charts."""
     from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard import SummaryWriter
+
+    from ..train.tb import custom_scalars
+    from .tb_bands import band_scalars
 
     run = Path(out_dir) / "_report"
     run.mkdir(parents=True, exist_ok=True)
@@ -246,6 +251,18 @@ def write_tensorboard(out_dir: Path, images: Sequence[Path], summary: str) -> Pa
             with Image.open(path) as im:
                 writer.add_image(f"report/{Path(path).stem}", np.asarray(im.convert("RGB")), 0, dataformats="HWC")
         writer.add_text("report/summary", summary, 0)
+        if report is not None:
+            scalars, layout, notes = band_scalars(report)
+            by_step: dict[int, list] = {}
+            for tag, points in scalars.items():
+                for step, value in points:
+                    by_step.setdefault(step, []).append(Summary.Value(tag=tag, simple_value=float(value)))
+            for step in sorted(by_step):  # one event per step, all bands in it
+                writer.file_writer.add_summary(Summary(value=by_step[step]), step)
+            if layout:
+                writer.file_writer.add_summary(custom_scalars(layout))
+            if notes:
+                writer.add_text("report/bands", "\n".join(f"- {line}" for line in notes), 0)
     finally:
         writer.close()
     return run
