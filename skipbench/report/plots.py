@@ -62,6 +62,12 @@ def _band_text(report: Report) -> str:
     return f"mean over seeds, band = min–max of {n} runs" + ("; n = 1 groups: no band" if ns[0] == 1 else "")
 
 
+def _task(report: Report) -> str | None:
+    """The one task of the report's runs (the report never pools tasks), for its fixed gradient range."""
+    tasks = {str(r.config.get("task")) for g in report.groups for r in g.completed if r.config.get("task")}
+    return tasks.pop() if len(tasks) == 1 else None
+
+
 def _title(text: str, width: int = 48) -> str:
     """Wrap a long group label over lines at its commas."""
     lines, line = [], ""
@@ -207,7 +213,7 @@ def plot_grad_flow(report: Report, path: Path) -> Path | None:
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharey=True)).ravel()
     image = None
     for ax, (g, steps, table) in zip(axes, tables):
-        image = grad_image(ax, table, origin="upper")
+        image = grad_image(ax, table, _task(report), origin="upper")
         xt = _tick_positions(len(steps), 6)
         ax.set_xticks(xt, [str(int(steps[i])) for i in xt], fontsize=7)
         yt = _tick_positions(len(names), 60)
@@ -218,7 +224,7 @@ def plot_grad_flow(report: Report, path: Path) -> Path | None:
     axes[0].set_ylabel("layer (input at top)")
     for ax in axes[len(tables):]:
         ax.set_visible(False)
-    grad_colorbar(fig, image, list(axes[: len(tables)]))
+    grad_colorbar(fig, image, list(axes[: len(tables)]), _task(report))
     fig.suptitle("Gradient flow per layer over training (mean log10 over seeds), one colour scale for all", fontsize=11)
     return _save(fig, path)
 

@@ -198,8 +198,8 @@ class Diagnostics:
     mean/std per block on a fixed probe batch, and the gradient-flow pictures.
     """
 
-    def __init__(self, model: nn.Module, cfg) -> None:
-        self.cfg, self.model = cfg, model
+    def __init__(self, model: nn.Module, cfg, task: str | None = None) -> None:
+        self.cfg, self.model, self.task = cfg, model, task  # task: its figures' fixed gradient range
         layers, blocks = skeleton_layers(model)
         self.names = [n for n, _ in layers]  # stable names, sorted = by depth
         self.weights = [m.weight for _, m in layers]
@@ -311,8 +311,8 @@ class Diagnostics:
 
         steps = [s for s, _ in self.flow]
         norms = [v for _, v in self.flow]
-        return {"grad_flow/heatmap": grad_flow_heatmap(self.names, steps, norms),
-                "grad_flow/by_depth": grad_norm_by_depth(self.names, steps[-1], norms[-1])}
+        return {"grad_flow/heatmap": grad_flow_heatmap(self.names, steps, norms, self.task),
+                "grad_flow/by_depth": grad_norm_by_depth(self.names, steps[-1], norms[-1], self.task)}
 
     def layout(self) -> dict:
         """TensorBoard custom-scalars categories of the diagnostics that are switched on (the detail ones,

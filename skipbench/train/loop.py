@@ -224,7 +224,7 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
     graphs = cuda_graphs(t, run.device)
     aug = cfg.get("augment") or OmegaConf.create({"crop_padding": 0, "flip": False})  # older run configs lack it
     write_json(run_dir / run_info_name(run.step), run_info(run, context))
-    diag, tb = Diagnostics(model, cfg.diagnostics), start_tensorboard(run, run_dir, context.choices)
+    diag, tb = Diagnostics(model, cfg.diagnostics, task.name), start_tensorboard(run, run_dir, context.choices)
     train_loss_tag = loss_tag(task.loss_name, "train")  # names the loss: a CE run and an MSE run never share a chart
     last: dict[str, float] = {}
     if run.step == 0:  # a fresh run: every curve starts at the untrained model (a resumed one has it)
