@@ -50,11 +50,11 @@ def test_update_ratio_equals_lr_grad_over_weight_for_plain_sgd():
     diag.after_step(True)
     values = diag.scalars(step=1)
     # a model that is not the skeleton: its top-level children are the levels, in order
-    assert values["update_ratio/00_first/linear"] == pytest.approx(expected["first"], rel=1e-5)
-    assert values["update_ratio/01_last/linear"] == pytest.approx(expected["last"], rel=1e-5)
-    assert values["grad_norm/00_first/linear"] == pytest.approx(grads["first"], rel=1e-5)
+    assert values["z_layer/update_ratio/00_first/linear"] == pytest.approx(expected["first"], rel=1e-5)
+    assert values["z_layer/update_ratio/01_last/linear"] == pytest.approx(expected["last"], rel=1e-5)
+    assert values["z_layer/grad_norm/00_first/linear"] == pytest.approx(grads["first"], rel=1e-5)
     assert values["grad_ratio/first_over_last"] == pytest.approx(grads["first"] / grads["last"], rel=1e-5)
-    assert values["weight_norm/01_last/linear"] == pytest.approx(model.last.weight.norm().item(), rel=1e-5)
+    assert values["z_layer/weight_norm/01_last/linear"] == pytest.approx(model.last.weight.norm().item(), rel=1e-5)
     assert values["grad_level/00_first"] == pytest.approx(math.log10(grads["first"]), rel=1e-5)
 
 
@@ -68,7 +68,7 @@ def test_nothing_measured_off_log_steps_and_switches_work():
     assert diag.scalars(1) == {}
     diag.after_backward(True)
     keys = set(diag.scalars(2))
-    assert "grad_norm/total" in keys and not any(k.startswith(("update_ratio/", "weight_norm/")) for k in keys)
+    assert "grad_norm/total" in keys and not any(k.startswith(("z_layer/update_ratio/", "z_layer/weight_norm/")) for k in keys)
 
 
 def test_activation_stats_and_figures_for_every_block():
@@ -76,9 +76,9 @@ def test_activation_stats_and_figures_for_every_block():
     diag = Diagnostics(model, diag_cfg())
     probe = torch.rand(4, 1, 16, 16)
     stats = diag.activations(probe)
-    blocks = [k for k in stats if k.startswith("act_std/")]
+    blocks = [k for k in stats if k.startswith("z_layer/act_std/")]
     assert len(blocks) == 2 * 2 + 1  # enc0, enc1, bottleneck, dec1, dec0: one block each
-    assert blocks == [f"act_std/{lvl}/conv2" for lvl in ("00_enc0", "01_enc1", "02_bottleneck", "03_dec1", "04_dec0")]
+    assert blocks == [f"z_layer/act_std/{lvl}/conv2" for lvl in ("00_enc0", "01_enc1", "02_bottleneck", "03_dec1", "04_dec0")]
     assert all(math.isfinite(v) for v in stats.values())
     assert model.training  # the probe must not leave the model in eval mode
     model(probe).sum().backward()

@@ -195,7 +195,7 @@ def test_no_chart_mixes_units_or_tasks(server, logdir):
     # in Time Series every tag is its own card: the loss tags name the loss, so no card mixes them
     loss_tags = {t for t in all_tags if t.startswith("loss/")}
     assert loss_tags == {"loss/mse/train", "loss/mse/val", "loss/ce/train", "loss/ce/val"}
-    assert "grad_norm/05_head/conv" in tags[RUNS[0][0]] and "grad_norm/05_head/linear" in tags[RUNS[3][0]]
+    assert "z_layer/grad_norm/05_head/conv" in tags[RUNS[0][0]] and "z_layer/grad_norm/05_head/linear" in tags[RUNS[3][0]]
 
 
 def test_shared_layers_overlay_across_variants(server):
@@ -203,7 +203,7 @@ def test_shared_layers_overlay_across_variants(server):
     tags = _get(f"{server}/data/plugin/scalars/tags")
     denoise = [n for n, _ in RUNS if "_denoise_" in n]
     shared = set.intersection(*(set(tags[r]) for r in denoise))
-    for tag in ("grad_norm/00_enc0/conv1", "grad_norm/03_dec1/conv0_up", "grad_norm/05_head/conv",
+    for tag in ("z_layer/grad_norm/00_enc0/conv1", "z_layer/grad_norm/03_dec1/conv0_up", "z_layer/grad_norm/05_head/conv",
                 "grad_level/00_enc0", "grad_level/02_bottleneck", "grad_level/05_head"):
         assert tag in shared, tag
     levels = sorted(t for t in shared if t.startswith("grad_level/"))
