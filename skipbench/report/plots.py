@@ -14,6 +14,7 @@ inside the report folder, so ``tensorboard --logdir outputs/`` shows the compari
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -239,18 +240,20 @@ PLOTS: dict[str, Callable[[Report, Path], Path | None]] = {
 def write_tensorboard(out_dir: Path, images: Sequence[Path], summary: str, report: Report | None = None) -> Path:
     """The report's figures and summary table as one TensorBoard run, ``<out_dir>/_report``, so that
     ``tensorboard --logdir outputs/`` shows the cross-variant comparison (Images and Text tabs); with
-    ``report``, also each group's seed bands (:mod:`.tb_bands`) as custom-scalars margin charts."""
+    ``report``, also each group's seed bands (:mod:`.tb_bands`): a run per group in ``_report/bands/``,
+    drawn by the custom-scalars margin charts of ``_report``'s layout."""
     from PIL import Image
-    from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard import SummaryWriter
 
     from ..train.tb import custom_scalars
-    from .tb_bands import band_scalars
+    from .tb_bands import BANDS_DIR, band_scalars
 
     run = Path(out_dir) / "_report"
     run.mkdir(parents=True, exist_ok=True)
     for old in run.glob(f"{EVENTS_PREFIX}.*"):  # a report run again replaces its pictures
         old.unlink()
+    if (run / BANDS_DIR).is_dir():  # and its bands (a group may be gone)
+        shutil.rmtree(run / BANDS_DIR)
     writer = SummaryWriter(log_dir=str(run))
     try:
         for path in images:
@@ -258,13 +261,9 @@ def write_tensorboard(out_dir: Path, images: Sequence[Path], summary: str, repor
                 writer.add_image(f"report/{Path(path).stem}", np.asarray(im.convert("RGB")), 0, dataformats="HWC")
         writer.add_text("report/summary", summary, 0)
         if report is not None:
-            scalars, layout, notes = band_scalars(report)
-            by_step: dict[int, list] = {}
-            for tag, points in scalars.items():
-                for step, value in points:
-                    by_step.setdefault(step, []).append(Summary.Value(tag=tag, simple_value=float(value)))
-            for step in sorted(by_step):  # one event per step, all bands in it
-                writer.file_writer.add_summary(Summary(value=by_step[step]), step)
+            groups, layout, notes = band_scalars(report)
+            for name, scalars in groups.items():  # one run per group: TensorBoard colours lines by run
+                _write_scalars(run / BANDS_DIR / name, scalars)
             if layout:
                 writer.file_writer.add_summary(custom_scalars(layout))
             if notes:
@@ -272,6 +271,23 @@ def write_tensorboard(out_dir: Path, images: Sequence[Path], summary: str, repor
     finally:
         writer.close()
     return run
+
+
+def _write_scalars(folder: Path, scalars: dict[str, list[tuple[int, float]]]) -> None:
+    """``{tag: [(step, value)]}`` as one event per step into a new run ``folder``."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from torch.utils.tensorboard import SummaryWriter
+
+    by_step: dict[int, list] = {}
+    for tag, points in scalars.items():
+        for step, value in points:
+            by_step.setdefault(step, []).append(Summary.Value(tag=tag, simple_value=float(value)))
+    writer = SummaryWriter(log_dir=str(folder))
+    try:
+        for step in sorted(by_step):
+            writer.file_writer.add_summary(Summary(value=by_step[step]), step)
+    finally:
+        writer.close()
 
 
 def write_plots(report: Report, out_dir: Path, names: Sequence[str] | None = None) -> tuple[list[Path], list[str]]:

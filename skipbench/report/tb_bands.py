@@ -1,10 +1,15 @@
-"""Seed bands inside TensorBoard: the ``_report`` run's per-group mean and 95 % confidence interval
-(Student t over the seeds, :class:`~skipbench.report.stats.Summary`) of every validation metric and of
+"""Seed bands inside TensorBoard: each group's mean and 95 % confidence interval over its seeds
+(Student t, :class:`~skipbench.report.stats.Summary`) of every validation metric, the validation loss and
 every level's log10 gradient norm, by step, shown as custom-scalars margin charts.
 
-Tags: ``band/<quantity>/<group>/{mean,lower,upper}`` (``band/val_psnr/model=unet_concat/mean``,
-``band/grad_level/enc1/model=resnet/lower``). A step gets a band only where at least 3 of the group's
-completed runs logged a finite value there (a t interval needs n >= 3); the chart titles say n.
+TensorBoard colours a chart's lines by run, not by series, so each group is a run of its own,
+``_report/bands/<group>`` (``_report/bands/model=unet_concat``), with the same tags in every group:
+``report_band/<quantity>/{mean,lower,upper}`` (``report_band/val_psnr/mean``,
+``report_band/grad_level/enc1/lower``); one margin chart per quantity then draws every group in its own
+colour. (The ``report_band`` group sorts after the runs' own loss and metrics in Time Series.) A step
+gets a band only where at least 3 of the group's completed runs logged a finite value there (a t
+interval needs n >= 3); the chart titles say n. The inputs' own metrics (``val_input_psnr``: the noisy
+input against the target) are the same for every model and get no band.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from ..run_folder import GRAD_LEVEL, level_label, level_of, parse_loss_tag
 from .aggregate import Group, Report
 from .stats import Summary
 
-BAND = "band"
+BAND = "report_band"
+BANDS_DIR = "bands"  # inside the _report run: one run per group
 MIN_N = 3  # Summary.ci95 needs 3 values
 BOUNDS = ("mean", "lower", "upper")
 
@@ -46,7 +52,7 @@ def _quantities(groups: Sequence[Group]) -> list[tuple[str, str, str]]:
     some completed run logged; metrics first, levels by depth (labels, so depths line up by name)."""
     tags = {t for g in groups for r in g.completed for t in r.scalars()}
     losses = sorted(t for t in tags if (parsed := parse_loss_tag(t)) and parsed[1] == "val")
-    metrics = sorted(t for t in tags if t.startswith("metric/val_"))
+    metrics = sorted(t for t in tags if t.startswith("metric/val_") and not t.startswith("metric/val_input_"))
     levels = sorted((t for t in tags if level_of(t, GRAD_LEVEL)), key=lambda t: level_of(t, GRAD_LEVEL))
     out = [(t, t.removeprefix("metric/"), "report: validation metrics, mean and 95 % CI over seeds")
            for t in losses + metrics]
@@ -55,29 +61,27 @@ def _quantities(groups: Sequence[Group]) -> list[tuple[str, str, str]]:
     return out
 
 
-def band_scalars(report: Report) -> tuple[dict[str, list[tuple[int, float]]], dict, list[str]]:
-    """``({tag: [(step, value)]}, custom-scalars layout, notes)`` of the bands of every group with at
-    least :data:`MIN_N` completed runs; the layout has one margin chart per quantity (at most
-    :data:`~skipbench.train.tb.MAX_LINES` groups each, split beyond); ``notes`` name the groups left out."""
-    from ..train.tb import MAX_LINES, chunked
-
+def band_scalars(report: Report) -> tuple[dict[str, dict[str, list[tuple[int, float]]]], dict, list[str]]:
+    """``({group run name: {tag: [(step, value)]}}, custom-scalars layout, notes)`` for every group with
+    at least :data:`MIN_N` completed runs; the layout has one margin chart per quantity; ``notes`` name
+    the groups left out."""
     groups = [g for g in report.groups if len(g.completed) >= MIN_N]
     notes = [f"{g.label}: n = {len(g.completed)} completed run(s), no 95 % band (needs {MIN_N})"
              for g in report.groups if len(g.completed) < MIN_N]
-    scalars: dict[str, list[tuple[int, float]]] = {}
+    runs: dict[str, dict[str, list[tuple[int, float]]]] = {}
     layout: dict = {}
     for source, name, category in _quantities(groups):
-        series = []
+        ns = []
         for g in groups:
             rows = band_series([r.curve(source) for r in g.completed])
             if not rows:
                 continue
-            base = f"{BAND}/{name}/{_safe(g.label)}"
+            scalars = runs.setdefault(_safe(g.label), {})
             for i, bound in enumerate(BOUNDS):
-                scalars[f"{base}/{bound}"] = [(row[0], row[1 + i]) for row in rows]
-            series.append(((f"{base}/mean", f"{base}/lower", f"{base}/upper"), max(row[4] for row in rows)))
-        ns = sorted({n for _, n in series})
-        n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
-        for title, part in chunked(f"{name} ({n_text})", series, MAX_LINES) if series else []:
-            layout.setdefault(category, {})[title] = ["Margin", [tags for tags, _ in part]]
-    return scalars, layout, notes
+                scalars[f"{BAND}/{name}/{bound}"] = [(row[0], row[1 + i]) for row in rows]
+            ns.append(max(row[4] for row in rows))
+        if ns:
+            n_text = f"n = {min(ns)}" if min(ns) == max(ns) else f"n = {min(ns)}–{max(ns)}"
+            layout.setdefault(category, {})[f"{name} ({n_text})"] = [
+                "Margin", [tuple(f"{BAND}/{name}/{bound}" for bound in BOUNDS)]]
+    return runs, layout, notes

@@ -57,29 +57,33 @@ def test_report_run_carries_margin_charts_of_each_group(tmp_path):
 
     report = build_report(_runs(), metric="val_psnr")
     run = write_tensorboard(tmp_path, [], "summary", report)
-    ea = load_events(run)
+    assert sorted(p.name for p in (run / "bands").iterdir()) == ["model=unet_concat"]  # n = 2 group: no band
+    ea = load_events(run / "bands" / "model=unet_concat")  # one run per group: its own colour
     scalars = set(ea.Tags()["scalars"])
-    base = "band/val_psnr/model=unet_concat"
-    value = {b: [(e.step, e.value) for e in ea.Scalars(f"{base}/{b}")] for b in ("mean", "lower", "upper")}
+    value = {b: [(e.step, e.value) for e in ea.Scalars(f"report_band/val_psnr/{b}")] for b in ("mean", "lower", "upper")}
     m0, lo0, hi0 = _ci([20.0, 22.0, 27.0], T_975_DF2)
     m1, lo1, hi1 = _ci([24.0, 25.0, 29.0, 30.0], T_975_DF3)
     assert [s for s, _ in value["mean"]] == [0, 10]
     assert [v for _, v in value["mean"]] == pytest.approx([m0, m1], rel=1e-6)
     assert [v for _, v in value["lower"]] == pytest.approx([lo0, lo1], rel=1e-6)
     assert [v for _, v in value["upper"]] == pytest.approx([hi0, hi1], rel=1e-6)
-    level = [e.value for e in ea.Scalars("band/grad_level/bottleneck/model=unet_concat/mean")]
+    level = [e.value for e in ea.Scalars("report_band/grad_level/bottleneck/mean")]
     assert level == pytest.approx([statistics.mean([-2.0, -1.0, -3.5, -1.5])], rel=1e-6)
-    assert "band/loss/mse/val/model=unet_concat/upper" in scalars
-    assert not any("best_val" in t or "resnet" in t for t in scalars)  # n = 2 group: no band, said in text
-    assert "model=resnet: n = 2" in make_ndarray(ea.Tensors("report/bands/text_summary")[0].tensor_proto).item().decode()
+    assert "report_band/loss/mse/val/upper" in scalars
+    assert not any("best_val" in t for t in scalars)  # validation metrics, not best-so-far
+    main = load_events(run)
+    assert "model=resnet: n = 2" in make_ndarray(main.Tensors("report/bands/text_summary")[0].tensor_proto).item().decode()
 
-    (tag,) = ea.PluginTagToContent("custom_scalars")
-    layout = layout_pb2.Layout.FromString(make_ndarray(ea.Tensors(tag)[0].tensor_proto).item())
+    (tag,) = main.PluginTagToContent("custom_scalars")
+    layout = layout_pb2.Layout.FromString(make_ndarray(main.Tensors(tag)[0].tensor_proto).item())
     charts = {(c.title, ch.title): [(s.value, s.lower, s.upper) for s in ch.margin.series]
               for c in layout.category for ch in c.chart}
     metric_cat = "report: validation metrics, mean and 95 % CI over seeds"
-    assert charts[(metric_cat, "val_psnr (n = 4)")] == [(f"{base}/mean", f"{base}/lower", f"{base}/upper")]
+    band = "report_band/val_psnr"
+    assert charts[(metric_cat, "val_psnr (n = 4)")] == [(f"{band}/mean", f"{band}/lower", f"{band}/upper")]
     level_cat = "report: log10 gradient norm by level, mean and 95 % CI over seeds"
     assert (level_cat, "grad_level/bottleneck (n = 4)") in charts
     for series in charts.values():  # every series' tags were written
         assert all(t in scalars for s in series for t in s)
+    write_tensorboard(tmp_path, [], "summary", build_report(_runs()[4:], metric="val_psnr"))
+    assert not (run / "bands" / "model=unet_concat").exists()  # a report again replaces the bands
