@@ -35,6 +35,7 @@ ACTUAL_SIZE = DEEP + "deep(document, 'paper-checkbox').find(c => /actual/i.test(
 CARDS = "document.querySelectorAll('{}').length >= {}"
 # HParams: switch to the parallel-coordinates view (a paper-tab in the dashboard's shadow DOM)
 PARALLEL = DEEP + "deep(document, 'paper-tab').find(t => /parallel/i.test(t.textContent)).click()"
+PARALLEL_READY = "(() => { " + DEEP + " return deep(document, 'paper-tab').some(t => /parallel/i.test(t.textContent)); })()"
 # Custom scalars: the report's margin charts, scrolled to the top (categories are tf-category-pane)
 REPORT_BANDS = (DEEP + "const pane = deep(document, 'tf-category-pane').find(p => /report: validation/"
                 ".test(p.textContent)); pane && pane.scrollIntoView()")
@@ -63,14 +64,14 @@ SHOTS = {
     # every run of the folder with its headline score, whatever its task
     "tb_hparams": ("/#hparams", "true", "", (1900, 520), None),
     # the parallel-coordinates view: one line per run, none dropped
-    "tb_hparams_parallel": ("/#hparams", "true", PARALLEL, (1400, 800), None),
+    "tb_hparams_parallel": ("/#hparams", PARALLEL_READY, PARALLEL, (1400, 800), None),
     # the report's seed bands: mean and 95 % CI per group as margin charts
     "tb_report_bands": ("/#custom_scalars&regexInput=_report", categories(4), REPORT_BANDS, (1400, 1000), None),
     # the report's cross-variant figure, as a TensorBoard run of the sweep folder
     "tb_report": ("/#images&tagFilter=report%2Fgrad_norm_depth&regexInput=_report", ACTUAL_READY, ACTUAL_SIZE,
                   (2000, 820), None),
     # one run's gradient-flow heat map (log10 norm, layers x logged steps) on the fixed colour scale
-    "tb_grad_flow": ("/#images&tagFilter=%5Egrad_flow%2Fheatmap&regexInput=unet_concat", ACTUAL_READY, ACTUAL_SIZE,
+    "tb_grad_flow": ("/#images&tagFilter=grad_flow%2Fheatmap&regexInput=unet_concat", ACTUAL_READY, ACTUAL_SIZE,
                      (1400, 900), None),
     # captioned sample grids: a denoise run and a classify run
     "tb_samples": ("/#images&tagFilter=%5Esamples%2F&regexInput=(1_denoise%7Cclassify)", ACTUAL_READY, ACTUAL_SIZE,

@@ -181,6 +181,9 @@ def metric_tag(metric: str) -> str:
     return f"metric/{metric}"
 
 
+# The gradient-flow pictures (per layer: detail, after the story in Time Series)
+GRAD_FLOW_HEATMAP, GRAD_FLOW_BY_DEPTH = f"{LAYER_DETAIL}/grad_flow/heatmap", f"{LAYER_DETAIL}/grad_flow/by_depth"
+
 # Other scalars the loop writes and readers look up (the report's curves, the benchmark, the claims).
 LR = "lr"
 STEPS_PER_S, IMAGES_PER_S = "perf/steps_per_s", "perf/images_per_s"

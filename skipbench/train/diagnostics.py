@@ -21,8 +21,8 @@ import re
 import torch
 from torch import nn
 
-from ..run_folder import (ACT_MEAN, ACT_STD, DEAD_LAYERS, GRAD_LEVEL, GRAD_MAX, GRAD_NORM, GRAD_RATIO, GRAD_TOTAL,
-                          HIST_GRAD, HIST_WEIGHT, UPDATE_RATIO, WEIGHT_NORM,
+from ..run_folder import (ACT_MEAN, ACT_STD, DEAD_LAYERS, GRAD_FLOW_BY_DEPTH, GRAD_FLOW_HEATMAP, GRAD_LEVEL, GRAD_MAX,
+                          GRAD_NORM, GRAD_RATIO, GRAD_TOTAL, HIST_GRAD, HIST_WEIGHT, UPDATE_RATIO, WEIGHT_NORM,
                           conv_name, layer_tags, level_label, level_name, level_pattern, up_conv_name)
 
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
@@ -304,15 +304,15 @@ class Diagnostics:
                 **dict(zip(layer_tags(names, ACT_STD), values[:, 1].tolist()))}
 
     def figures(self) -> dict[str, "object"]:
-        """``grad_flow/heatmap`` (log10 grad norm, layers x logged steps) and ``grad_flow/by_depth``."""
+        """``z_layer/grad_flow/heatmap`` (log10 grad norm, layers x logged steps) and ``.../by_depth``."""
         if not (self.cfg.grad_flow and self.flow):
             return {}
         from ..figures import grad_flow_heatmap, grad_norm_by_depth
 
         steps = [s for s, _ in self.flow]
         norms = [v for _, v in self.flow]
-        return {"grad_flow/heatmap": grad_flow_heatmap(self.names, steps, norms, self.task),
-                "grad_flow/by_depth": grad_norm_by_depth(self.names, steps[-1], norms[-1], self.task)}
+        return {GRAD_FLOW_HEATMAP: grad_flow_heatmap(self.names, steps, norms, self.task),
+                GRAD_FLOW_BY_DEPTH: grad_norm_by_depth(self.names, steps[-1], norms[-1], self.task)}
 
     def layout(self) -> dict:
         """TensorBoard custom-scalars categories of the diagnostics that are switched on (the detail ones,

@@ -84,16 +84,13 @@ HPARAM_METRICS = [
 
 def task_layout(task: str, loss: str, metrics: Iterable[str]) -> dict:
     """Custom-scalars category of a task's loss and metrics; its title names the task, so runs of
-    different tasks never merge charts. One chart per unit: PSNRs (dB) together, every other
-    metric on its own chart with its best-so-far."""
-    charts = {f"loss ({loss}): train and val": ["Multiline", [rf"^loss/{loss}/"]]}
-    metrics = list(metrics)
-    db = [m for m in metrics if m.endswith("psnr")]
-    if db:
-        charts["psnr (dB)"] = ["Multiline", [rf"^metric/(best_)?val_({'|'.join(db)})$"]]
+    different tasks never merge charts. One tag per chart, so a chart draws one line per run (a sweep's
+    variants side by side, nothing else): the train and the val loss apart, each metric alone, PSNRs
+    titled in dB. (Best-so-far curves stay in Time Series, ``metric/best_val_*``.)"""
+    charts = {f"loss ({loss}): train": ["Multiline", [rf"^loss/{loss}/train$"]],
+              f"loss ({loss}): val": ["Multiline", [rf"^loss/{loss}/val$"]]}
     for m in metrics:
-        if m not in db:
-            charts[m] = ["Multiline", [rf"^metric/(best_)?val_{m}$"]]
+        charts[f"{m} (dB)" if m.endswith("psnr") else m] = ["Multiline", [rf"^metric/val_{m}$"]]
     return {f"{task}: loss and metrics": charts}
 
 

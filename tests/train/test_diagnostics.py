@@ -85,7 +85,7 @@ def test_activation_stats_and_figures_for_every_block():
     diag.after_backward(True)
     diag.scalars(1)
     figures = diag.figures()
-    assert set(figures) == {"grad_flow/heatmap", "grad_flow/by_depth"}
+    assert set(figures) == {"z_layer/grad_flow/heatmap", "z_layer/grad_flow/by_depth"}
 
 
 def test_custom_scalar_layout_leads_with_levels_and_tucks_away_layers():

@@ -302,12 +302,13 @@ def test_task_layout_charts_match_their_own_tags_only():
         assert kind == "Multiline"
         return [t for t in tags if any(re.search(rx, t) for rx in regexes)]
 
-    assert set(charts) == {"loss (mse): train and val", "psnr (dB)", "ssim"}
-    assert matched("loss (mse): train and val") == ["loss/mse/train", "loss/mse/val"]
-    assert matched("psnr (dB)") == ["metric/val_psnr", "metric/best_val_psnr", "metric/val_input_psnr"]
-    assert matched("ssim") == ["metric/val_ssim", "metric/best_val_ssim"]
+    # one tag per chart: one line per run (issue 26)
+    assert set(charts) == {"loss (mse): train", "loss (mse): val", "psnr (dB)", "input_psnr (dB)", "ssim"}
+    assert matched("loss (mse): train") == ["loss/mse/train"] and matched("loss (mse): val") == ["loss/mse/val"]
+    assert matched("psnr (dB)") == ["metric/val_psnr"] and matched("input_psnr (dB)") == ["metric/val_input_psnr"]
+    assert matched("ssim") == ["metric/val_ssim"]
     no_db = task_layout("classify", "ce", ["acc"])["classify: loss and metrics"]
-    assert set(no_db) == {"loss (ce): train and val", "acc"}
+    assert set(no_db) == {"loss (ce): train", "loss (ce): val", "acc"}
 
 
 # ---------------------------------------------------------------- the writer, read back

@@ -439,8 +439,8 @@ def test_eval_and_log_writes_metrics_best_and_pictures(tmp_path):
     assert scalar("hparams/best_score")[::3] == [(4, 1e9), (8, vals8["val_psnr"])]
     assert "metric/val_loss" not in ea.Tags()["scalars"]
     assert any(t.startswith("act_") for t in ea.Tags()["scalars"])  # activation statistics of the sample batch
-    assert [i.step for i in ea.Images("grad_flow/heatmap")] == [6, 8]
-    assert [i.step for i in ea.Images("grad_flow/by_depth")] == [6, 8]
+    assert [i.step for i in ea.Images("z_layer/grad_flow/heatmap")] == [6, 8]
+    assert [i.step for i in ea.Images("z_layer/grad_flow/by_depth")] == [6, 8]
     images = ea.Images("samples/val")
     assert [i.step for i in images] == [4, 6, 6, 8]
     # num_images=1 of the batch of 2: one 68-px column (a 64-px image + padding) beside the caption column
