@@ -33,6 +33,19 @@ ACTUAL_READY = ("(() => { " + DEEP + " return deep(document, 'paper-checkbox').s
                 " && deep(document, 'img').length > 0; })()")
 ACTUAL_SIZE = DEEP + "deep(document, 'paper-checkbox').find(c => /actual/i.test(c.textContent)).click()"
 CARDS = "document.querySelectorAll('{}').length >= {}"
+# HParams: switch to the parallel-coordinates view (a paper-tab in the dashboard's shadow DOM)
+PARALLEL = DEEP + "deep(document, 'paper-tab').find(t => /parallel/i.test(t.textContent)).click()"
+PARALLEL_READY = "(() => { " + DEEP + " return deep(document, 'paper-tab').some(t => /parallel/i.test(t.textContent)); })()"
+# Custom scalars: the report's margin charts, scrolled to the top (categories are tf-category-pane)
+REPORT_BANDS = (DEEP + "const pane = deep(document, 'tf-category-pane').find(p => /report: validation/"
+                ".test(p.textContent)); pane && pane.scrollIntoView()")
+
+
+def categories(n: int) -> str:
+    """JavaScript: true once the custom-scalars dashboard shows ``n`` categories."""
+    return "(() => { " + DEEP + f" return deep(document, 'tf-category-pane').length >= {n}; }})()"
+
+
 
 # name -> (page, JavaScript that is true once it has rendered, JavaScript to run then, viewport,
 #          Time Series card width in px or None for TensorBoard's default)
@@ -43,13 +56,22 @@ SHOTS = {
     # validation metrics and losses from step 0; CE (classify) and MSE (denoise) on separate cards
     "tb_metrics": ("/?tagFilter=%5E(metric%2Fval_(psnr%7Cacc)%24%7Closs%2F)&smoothing=0#timeseries",
                    CARDS.format("scalar-card-component", 4), CLOSE_SETTINGS, (1400, 1000), None),
+    # what opens: Time Series, groups by name -- grad_level, grad_norm/total, grad_ratio, hparams, loss, metric ...
+    "tb_landing_series": ("/?smoothing=0#timeseries", CARDS.format("scalar-card-component", 6), CLOSE_SETTINGS,
+                          (1400, 1000), None),
+    # custom scalars: loss and metrics, one chart per level, then the per-layer detail collapsed
+    "tb_landing": ("/#custom_scalars", categories(4), "", (1400, 1000), None),
     # every run of the folder with its headline score, whatever its task
     "tb_hparams": ("/#hparams", "true", "", (1900, 520), None),
+    # the parallel-coordinates view: one line per run, none dropped
+    "tb_hparams_parallel": ("/#hparams", PARALLEL_READY, PARALLEL, (1400, 800), None),
+    # the report's seed bands: mean and 95 % CI per group as margin charts
+    "tb_report_bands": ("/#custom_scalars&regexInput=_report", categories(4), REPORT_BANDS, (1400, 1000), None),
     # the report's cross-variant figure, as a TensorBoard run of the sweep folder
     "tb_report": ("/#images&tagFilter=report%2Fgrad_norm_depth&regexInput=_report", ACTUAL_READY, ACTUAL_SIZE,
                   (2000, 820), None),
     # one run's gradient-flow heat map (log10 norm, layers x logged steps) on the fixed colour scale
-    "tb_grad_flow": ("/#images&tagFilter=%5Egrad_flow%2Fheatmap&regexInput=unet_concat", ACTUAL_READY, ACTUAL_SIZE,
+    "tb_grad_flow": ("/#images&tagFilter=grad_flow%2Fheatmap&regexInput=unet_concat", ACTUAL_READY, ACTUAL_SIZE,
                      (1400, 900), None),
     # skipbench analyze lesion: metric and loss vs k blocks deleted, every variant's <run>/analysis/lesion on one card
     "tb_lesion": ("/?tagFilter=%5Elesion%2F(metric%7Closs)_vs_k%24&runFilter=analysis%2Flesion&smoothing=0#timeseries",

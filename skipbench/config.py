@@ -323,7 +323,7 @@ class DiagnosticsConfig:
     activations: bool = True  # per-block output mean/std on a fixed probe batch (each eval)
     grad_flow: bool = True  # gradient-flow heat map (all logged steps) + grad norm vs depth figures
     figures_every: int = 1000  # steps between grad-flow figures (~0.5 s each to draw); always at the end; 0 = end only
-    grad_max: bool = True  # per-layer max |gradient| (grad_max/<layer>, every log_every; needs grad_norms)
+    grad_max: bool = True  # per-layer max |gradient| (z_layer/grad_max/<layer>, every log_every; needs grad_norms)
     dead_after: int = 3  # flag a layer dead after this many log steps of exactly zero gradient (log, health/dead_layers, metrics.json); 0 = off
     histograms: bool = False  # per-layer weight and gradient histograms (TensorBoard's Histograms tab) at figures_every
     images: bool = True  # input / output / target grid (each eval)

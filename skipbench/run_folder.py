@@ -7,7 +7,7 @@ sweep summary write them; ``skipbench report`` and the claims read them:
 * the files of a run folder (``metrics.json``, ``checkpoint.pt``, ``.hydra/...``, event files, ...);
 * the TensorBoard tag format of the per-layer diagnostics, each formatter next to its parser::
 
-      grad_norm/03_enc1/conv2      kind / level / layer: level 3 of the skeleton, main-path conv 2
+      z_layer/grad_norm/03_enc1/conv2  detail / kind / level / layer: level 3 of the skeleton, main-path conv 2
       grad_level/03_enc1           kind / level (log10 of the level's gradient norm)
       loss/mse/train               the loss named in the tag, so an MSE and a CE run never share a chart
 
@@ -107,7 +107,7 @@ def section(name: str) -> str:
 
 
 # ---------------------------------------------------------------- TensorBoard tags
-GRAD_NORM = "grad_norm"  # per layer: grad_norm/<layer>; and grad_norm/total
+GRAD_NORM = "grad_norm"  # per layer: z_layer/grad_norm/<layer>; and grad_norm/total
 GRAD_LEVEL = "grad_level"  # per level: log10 of the level's gradient norm
 WEIGHT_NORM = "weight_norm"
 UPDATE_RATIO = "update_ratio"
@@ -118,19 +118,28 @@ HIST_WEIGHT, HIST_GRAD = "hist_weight", "hist_grad"  # diagnostics.histograms: p
 GRAD_TOTAL = f"{GRAD_NORM}/total"
 GRAD_RATIO = "grad_ratio/first_over_last"
 
-_LAYER_TAG = re.compile(r"^([a-z_]+)/(\d+_[^/]+/.+)$")
+# Per-layer (and per-block) tags live under one prefix that sorts after every other group: TensorBoard's
+# Time Series orders tag groups by name, so a run opens on grad_level, hparams (the headline score), loss
+# and metric, and the ~30 per-layer cards of each kind wait at the end (issue 26).
+LAYER_DETAIL = "z_layer"
+_LAYER_TAG = re.compile(rf"^(?:{LAYER_DETAIL}/)?([a-z_]+)/(\d+_[^/]+/.+)$")  # also the unprefixed tags of older runs
 _LEVEL_TAG = re.compile(r"^([a-z_]+)/(\d+_[^/]+)$")
 _LOSS_TAG = re.compile(r"^loss/([^/]+)/(train|val)$")
 
 
+def layer_tag(name: str, kind: str) -> str:
+    """``z_layer/kind/03_enc1/conv2`` for a layer (or block) name, ``kind/03_enc1`` for a level name."""
+    return f"{LAYER_DETAIL}/{kind}/{name}" if "/" in name else f"{kind}/{name}"
+
+
 def layer_tags(names: list[str], kind: str) -> list[str]:
-    """``kind/03_enc1/conv2`` for layer names (or ``kind/03_enc1`` for level names)."""
-    return [f"{kind}/{name}" for name in names]
+    """:func:`layer_tag` of each name."""
+    return [layer_tag(name, kind) for name in names]
 
 
 def layer_of(tag: str, kind: str) -> str | None:
-    """The layer a per-layer tag of ``kind`` names (``grad_norm/03_enc1/conv2`` -> ``03_enc1/conv2``);
-    None for any other tag (``grad_norm/total`` included)."""
+    """The layer a per-layer tag of ``kind`` names (``z_layer/grad_norm/03_enc1/conv2``, or an older run's
+    ``grad_norm/03_enc1/conv2`` -> ``03_enc1/conv2``); None for any other tag (``grad_norm/total`` included)."""
     m = _LAYER_TAG.match(tag)
     return m.group(2) if m and m.group(1) == kind else None
 
@@ -141,10 +150,17 @@ def level_of(tag: str, kind: str = GRAD_LEVEL) -> str | None:
     return m.group(2) if m and m.group(1) == kind else None
 
 
-def section_pattern(kind: str, sec: str, level: bool = False) -> str:
-    """Regex (TensorBoard custom scalars) of every ``kind`` tag in section ``sec`` of any variant:
-    its layers (``^grad_norm/\\d+_enc\\d*/``), or with ``level`` its levels (``^grad_level/\\d+_enc\\d*$``)."""
-    return rf"^{kind}/\d+_{sec}\d*" + ("$" if level else "/")
+def level_pattern(kind: str, level: str, layers: list[str] | None = None) -> str:
+    """Regex (TensorBoard custom scalars) of the ``kind`` tag of one level of any variant, by the level's
+    label, not its depth number (``bottleneck`` is ``03_`` at depth 3, ``04_`` at depth 4):
+    ``^grad_level/\\d+_enc1$``; for per-layer kinds (``layers`` given) the level's layers,
+    ``^z_layer/grad_norm/\\d+_enc1/`` -- or only the named ones (``conv1``, ``conv1.shortcut``) when a level is split."""
+    label = re.escape(level_label(level))
+    if layers is None:
+        return rf"^{kind}/\d+_{label}$"
+    if not layers:
+        return rf"^{LAYER_DETAIL}/{kind}/\d+_{label}/"
+    return rf"^{LAYER_DETAIL}/{kind}/\d+_{label}/({'|'.join(re.escape(x) for x in layers)})$"
 
 
 def loss_tag(loss: str, split: str) -> str:
@@ -168,6 +184,9 @@ def metric_tag(metric: str) -> str:
         return "loss/train"
     return f"metric/{metric}"
 
+
+# The gradient-flow pictures (per layer: detail, after the story in Time Series)
+GRAD_FLOW_HEATMAP, GRAD_FLOW_BY_DEPTH = f"{LAYER_DETAIL}/grad_flow/heatmap", f"{LAYER_DETAIL}/grad_flow/by_depth"
 
 # Other scalars the loop writes and readers look up (the report's curves, the benchmark, the claims).
 LR = "lr"

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ..config import config_dir, register_configs
 from ..errors import RunFolderError, SkipbenchError
-from ..run_folder import (COMPLETED, CONFIG, DIVERGED, FAILED, HYDRA_CONFIG, HYDRA_DIR, INTERRUPTED, METRICS,
+from ..run_folder import (CHECKPOINT, COMPLETED, CONFIG, DIVERGED, FAILED, HYDRA_CONFIG, HYDRA_DIR, INTERRUPTED, METRICS,
                           OVERRIDES, PROBE, headline_value)
 from .exits import fail, one_line
 from .overrides import check_added_keys, quote
@@ -89,7 +89,8 @@ def precheck(config_name: str, args: list[str]) -> list[str] | None:
         if cfg.resume == "auto":  # this folder's own checkpoint if it has one, else a fresh run
             cfg.resume = resolve_resume("auto", run_dir) if run_dir is not None else None
     check_added_keys(cfg, args)
-    state = check_runnable(cfg, cfg.resume)
+    done = completed_as_configured(cfg) if cfg.resume else None
+    state = {"step": done} if done is not None else check_runnable(cfg, cfg.resume)
     _PRECHECKED[0] = True  # the run's one validation: the task function does not repeat it
     if state is not None and state["step"] >= cfg.trainer.max_steps:
         print(f"skipbench train: resume={cfg.resume}: the run already completed (step {state['step']} of "
@@ -103,6 +104,36 @@ def precheck(config_name: str, args: list[str]) -> list[str] | None:
     if cfg.resume:
         pinned.append("hydra.output_subdir=null")  # written by the task once the checkpoint has loaded
     return pinned
+
+
+def completed_as_configured(cfg: Any) -> int | None:
+    """The steps of the run ``cfg.resume`` names when it completed at least ``trainer.max_steps`` steps
+    with exactly this config (its ``.hydra/config.yaml``, ``resume`` aside), else None.
+
+    Then resuming it does nothing, and that is known from two small files: no data set is built, no
+    model, no checkpoint read and torch never imported (a no-op resume took ~11 s, most of it torch's
+    import and its first meta-device op). Anything else -- a changed key, an interrupted run, an
+    unreadable file -- goes through the full check, which says what is wrong.
+    """
+    from omegaconf import OmegaConf
+
+    from ..run_folder import UnreadableFile, read_yaml
+
+    path = Path(str(cfg.resume)).expanduser()
+    run_dir = path if path.is_dir() else path.parent
+    summary = finished(run_dir, cfg.trainer.max_steps)
+    if summary is None or summary.get("status") != COMPLETED or not (run_dir / CHECKPOINT).is_file():
+        return None
+    try:
+        saved = read_yaml(run_dir / CONFIG)
+    except UnreadableFile:
+        return None
+    now = OmegaConf.to_container(cfg, resolve=False)
+    if not isinstance(saved, dict):
+        return None
+    saved.pop("resume", None)
+    now.pop("resume", None)
+    return int(summary["steps"]) if saved == now else None
 
 
 def compose_run(config_name: str, args: list[str]) -> tuple[Any, Path | None]:

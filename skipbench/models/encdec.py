@@ -262,7 +262,12 @@ class EncoderDecoder(nn.Module):
 
 def init_skeleton(model: nn.Module, head: nn.Module, residual_scale: str) -> None:
     """Every skeleton's initialisation: Kaiming-normal weights, zero biases, unit norms, then each block's
-    skip init (zero-init residual, ReZero/SkipInit/Fixup, highway gate bias) and Fixup's zero head."""
+    skip init (zero-init residual, ReZero/SkipInit/Fixup, highway gate bias) and Fixup's zero head.
+
+    A model built on the meta device (the pre-run check: shapes only) has no values to set; the first
+    random op there would load torch's Python meta kernels, 2-4 s of every run's start."""
+    if any(p.is_meta for p in model.parameters()):
+        return
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")

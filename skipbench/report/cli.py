@@ -123,7 +123,7 @@ def _report(args: argparse.Namespace) -> int:
     if plots:
         from .plots import write_tensorboard
 
-        tb_run = write_tensorboard(out, [out / p for p in plots], summary_markdown(report))
+        tb_run = write_tensorboard(out, [out / p for p in plots], summary_markdown(report), report)
         from .analyses import write_analysis_tensorboard
 
         write_analysis_tensorboard(tb_run, report)

@@ -14,6 +14,7 @@ inside the report folder, so ``tensorboard --logdir outputs/`` shows the compari
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -60,6 +61,12 @@ def _band_text(report: Report) -> str:
         return "one run per group: no band"
     n = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
     return f"mean over seeds, band = min–max of {n} runs" + ("; n = 1 groups: no band" if ns[0] == 1 else "")
+
+
+def _task(report: Report) -> str | None:
+    """The one task of the report's runs (the report never pools tasks), for its fixed gradient range."""
+    tasks = {str(r.config.get("task")) for g in report.groups for r in g.completed if r.config.get("task")}
+    return tasks.pop() if len(tasks) == 1 else None
 
 
 def _title(text: str, width: int = 48) -> str:
@@ -207,7 +214,7 @@ def plot_grad_flow(report: Report, path: Path) -> Path | None:
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharey=True)).ravel()
     image = None
     for ax, (g, steps, table) in zip(axes, tables):
-        image = grad_image(ax, table, origin="upper")
+        image = grad_image(ax, table, _task(report), origin="upper")
         xt = _tick_positions(len(steps), 6)
         ax.set_xticks(xt, [str(int(steps[i])) for i in xt], fontsize=7)
         yt = _tick_positions(len(names), 60)
@@ -218,7 +225,7 @@ def plot_grad_flow(report: Report, path: Path) -> Path | None:
     axes[0].set_ylabel("layer (input at top)")
     for ax in axes[len(tables):]:
         ax.set_visible(False)
-    grad_colorbar(fig, image, list(axes[: len(tables)]))
+    grad_colorbar(fig, image, list(axes[: len(tables)]), _task(report))
     fig.suptitle("Gradient flow per layer over training (mean log10 over seeds), one colour scale for all", fontsize=11)
     return _save(fig, path)
 
@@ -230,25 +237,57 @@ PLOTS: dict[str, Callable[[Report, Path], Path | None]] = {
 }
 
 
-def write_tensorboard(out_dir: Path, images: Sequence[Path], summary: str) -> Path:
+def write_tensorboard(out_dir: Path, images: Sequence[Path], summary: str, report: Report | None = None) -> Path:
     """The report's figures and summary table as one TensorBoard run, ``<out_dir>/_report``, so that
-    ``tensorboard --logdir outputs/`` shows the cross-variant comparison (Images and Text tabs)."""
+    ``tensorboard --logdir outputs/`` shows the cross-variant comparison (Images and Text tabs); with
+    ``report``, also each group's seed bands (:mod:`.tb_bands`): a run per group in ``_report/bands/``,
+    drawn by the custom-scalars margin charts of ``_report``'s layout."""
     from PIL import Image
     from torch.utils.tensorboard import SummaryWriter
+
+    from ..train.tb import custom_scalars
+    from .tb_bands import BANDS_DIR, band_scalars
 
     run = Path(out_dir) / "_report"
     run.mkdir(parents=True, exist_ok=True)
     for old in run.glob(f"{EVENTS_PREFIX}.*"):  # a report run again replaces its pictures
         old.unlink()
+    if (run / BANDS_DIR).is_dir():  # and its bands (a group may be gone)
+        shutil.rmtree(run / BANDS_DIR)
     writer = SummaryWriter(log_dir=str(run))
     try:
         for path in images:
             with Image.open(path) as im:
                 writer.add_image(f"report/{Path(path).stem}", np.asarray(im.convert("RGB")), 0, dataformats="HWC")
         writer.add_text("report/summary", summary, 0)
+        if report is not None:
+            groups, layout, notes = band_scalars(report)
+            for name, scalars in groups.items():  # one run per group: TensorBoard colours lines by run
+                _write_scalars(run / BANDS_DIR / name, scalars)
+            if layout:
+                writer.file_writer.add_summary(custom_scalars(layout))
+            if notes:
+                writer.add_text("report/bands", "\n".join(f"- {line}" for line in notes), 0)
     finally:
         writer.close()
     return run
+
+
+def _write_scalars(folder: Path, scalars: dict[str, list[tuple[int, float]]]) -> None:
+    """``{tag: [(step, value)]}`` as one event per step into a new run ``folder``."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from torch.utils.tensorboard import SummaryWriter
+
+    by_step: dict[int, list] = {}
+    for tag, points in scalars.items():
+        for step, value in points:
+            by_step.setdefault(step, []).append(Summary.Value(tag=tag, simple_value=float(value)))
+    writer = SummaryWriter(log_dir=str(folder))
+    try:
+        for step in sorted(by_step):
+            writer.file_writer.add_summary(Summary(value=by_step[step]), step)
+    finally:
+        writer.close()
 
 
 def write_plots(report: Report, out_dir: Path, names: Sequence[str] | None = None) -> tuple[list[Path], list[str]]:

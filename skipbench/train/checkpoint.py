@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError, ConfigError
 from ..run_folder import CHECKPOINT, REQUIRED_STATE, atomic_write
 
+if TYPE_CHECKING:
+    import torch
+# torch is imported where a checkpoint is read or written, not here: finding one (resume=..., a no-op
+# resume of a completed run) must not cost torch's import (2-5 s).
+
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
     def write(tmp: str) -> None:
         # Through a Python file: a full disk is then an OSError (ENOSPC), not torch's opaque RuntimeError.
         with open(tmp, "wb") as f:
@@ -56,6 +61,8 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     ``weights_only=True``: only tensors, numbers, strings and plain containers are unpickled, so a
     malicious file cannot run code.
     """
+    import torch
+
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says enough
             warnings.simplefilter("ignore")

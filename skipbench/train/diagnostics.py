@@ -21,9 +21,9 @@ import re
 import torch
 from torch import nn
 
-from ..run_folder import (ACT_MEAN, ACT_STD, DEAD_LAYERS, GRAD_LEVEL, GRAD_MAX, GRAD_NORM, GRAD_RATIO, GRAD_TOTAL,
-                          HIST_GRAD, HIST_WEIGHT, UPDATE_RATIO, WEIGHT_NORM,
-                          conv_name, layer_tags, level_name, section, section_pattern, up_conv_name)
+from ..run_folder import (ACT_MEAN, ACT_STD, DEAD_LAYERS, GRAD_FLOW_BY_DEPTH, GRAD_FLOW_HEATMAP, GRAD_LEVEL, GRAD_MAX,
+                          GRAD_NORM, GRAD_RATIO, GRAD_TOTAL, HIST_GRAD, HIST_WEIGHT, UPDATE_RATIO, WEIGHT_NORM,
+                          conv_name, layer_tags, level_label, level_name, level_pattern, up_conv_name)
 
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
 # Layers off the main path, by the attribute that holds them -> how the tag calls them.
@@ -198,8 +198,8 @@ class Diagnostics:
     mean/std per block on a fixed probe batch, and the gradient-flow pictures.
     """
 
-    def __init__(self, model: nn.Module, cfg) -> None:
-        self.cfg, self.model = cfg, model
+    def __init__(self, model: nn.Module, cfg, task: str | None = None) -> None:
+        self.cfg, self.model, self.task = cfg, model, task  # task: its figures' fixed gradient range
         layers, blocks = skeleton_layers(model)
         self.names = [n for n, _ in layers]  # stable names, sorted = by depth
         self.weights = [m.weight for _, m in layers]
@@ -304,40 +304,71 @@ class Diagnostics:
                 **dict(zip(layer_tags(names, ACT_STD), values[:, 1].tolist()))}
 
     def figures(self) -> dict[str, "object"]:
-        """``grad_flow/heatmap`` (log10 grad norm, layers x logged steps) and ``grad_flow/by_depth``."""
+        """``z_layer/grad_flow/heatmap`` (log10 grad norm, layers x logged steps) and ``.../by_depth``."""
         if not (self.cfg.grad_flow and self.flow):
             return {}
         from ..figures import grad_flow_heatmap, grad_norm_by_depth
 
         steps = [s for s, _ in self.flow]
         norms = [v for _, v in self.flow]
-        return {"grad_flow/heatmap": grad_flow_heatmap(self.names, steps, norms),
-                "grad_flow/by_depth": grad_norm_by_depth(self.names, steps[-1], norms[-1])}
+        return {GRAD_FLOW_HEATMAP: grad_flow_heatmap(self.names, steps, norms, self.task),
+                GRAD_FLOW_BY_DEPTH: grad_norm_by_depth(self.names, steps[-1], norms[-1], self.task)}
 
     def layout(self) -> dict:
-        """TensorBoard custom-scalars categories of the diagnostics that are switched on.
+        """TensorBoard custom-scalars categories of the diagnostics that are switched on (the detail ones,
+        :func:`detail_categories`, open collapsed).
 
-        Every chart's regex matches a tag of every variant that has the section (``dec`` charts only
-        where there is a decoder); one chart never mixes kinds of quantity.
+        What tells the story first: the per-level gradient norms, one chart per level (a line per run,
+        the variants side by side), then the vanishing-gradient numbers. The per-layer detail follows,
+        collapsed: one chart per level, never more than :data:`~skipbench.train.tb.MAX_LINES` layers of
+        a run on one chart (a level with more is split). Every chart's regex names the level by its
+        label (``enc1``, ``bottleneck``), so it matches every variant that has the level, whatever its
+        depth; one chart never mixes kinds of quantity.
         """
-        sections = list(dict.fromkeys(section(n) for n in self.names))
-        by_section = lambda kind: {sec: ["Multiline", [section_pattern(kind, sec)]] for sec in sections}  # noqa: E731
+        from .tb import MAX_LINES, chunked
+
+        levels: dict[str, list[str]] = {}  # level -> its layers, by depth
+        for name in self.names:
+            level, _, layer = name.partition("/")
+            levels.setdefault(level, []).append(layer)
+
+        def per_level(kind: str, names: dict[str, list[str]]) -> dict:
+            charts = {}
+            for level, layers in names.items():
+                whole = len(layers) <= MAX_LINES
+                for title, part in chunked(level_label(level), layers):
+                    charts[title] = ["Multiline", [level_pattern(kind, level, [] if whole else part)]]
+            return charts
+
         layout: dict = {}
         if self.cfg.grad_norms:
             layout["gradient norm by level (log10)"] = {
-                f"{sec} levels": ["Multiline", [section_pattern(GRAD_LEVEL, sec, level=True)]] for sec in sections}
+                level_label(v): ["Multiline", [level_pattern(GRAD_LEVEL, v)]] for v in self.grad_norms.level_names}
             layout["vanishing gradients"] = {
                 "first / last layer grad norm": ["Multiline", [f"^{GRAD_RATIO}$"]],
                 "total grad norm": ["Multiline", [f"^{GRAD_TOTAL}$"]]}
-            layout["gradient norm by section"] = by_section(GRAD_NORM)
-            if self.cfg.get("grad_max", False):
-                layout["max |gradient| by section"] = by_section(GRAD_MAX)
             if self.cfg.get("dead_after", 0):
                 layout["vanishing gradients"]["dead layers (exactly zero gradient)"] = ["Multiline", [f"^{DEAD_LAYERS}$"]]
+            layout["per layer: gradient norm"] = per_level(GRAD_NORM, levels)
+            if self.cfg.get("grad_max", False):
+                layout["per layer: max |gradient|"] = per_level(GRAD_MAX, levels)
         if self.cfg.weight_norms:
-            layout["weight norm by section"] = by_section(WEIGHT_NORM)
+            layout["per layer: weight norm"] = per_level(WEIGHT_NORM, levels)
         if self.cfg.update_ratios:
-            layout["update ratio by section"] = by_section(UPDATE_RATIO)
+            layout["per layer: update ratio"] = per_level(UPDATE_RATIO, levels)
         if self.cfg.activations and self.blocks:
-            layout["activations by block"] = {"std": ["Multiline", [f"^{ACT_STD}/"]], "mean": ["Multiline", [f"^{ACT_MEAN}/"]]}
+            blocks: dict[str, list[str]] = {}
+            for name, _ in self.blocks:
+                level, _, layer = name.partition("/")
+                blocks.setdefault(level, []).append(layer)
+            layout["per block: activation std"] = per_level(ACT_STD, blocks)
+            layout["per block: activation mean"] = per_level(ACT_MEAN, blocks)
         return layout
+
+
+DETAIL = ("per layer: ", "per block: ")  # custom-scalars categories of per-layer detail: they open collapsed
+
+
+def detail_categories(layout: dict) -> list[str]:
+    """The categories of ``layout`` that hold per-layer detail (collapsed in the landing view)."""
+    return [title for title in layout if title.startswith(DETAIL)]

@@ -39,7 +39,7 @@ from .checkpoint import CHECKPOINT, find_checkpoint, load_checkpoint, resolve_re
 from .context import RunContext, contention_hint
 from .data_cache import load_data
 from .debug import anomaly_error, anomaly_mode, profiler, trim
-from .diagnostics import Diagnostics, count_flops
+from .diagnostics import Diagnostics, count_flops, detail_categories
 from .memory import keep_freed_memory, peak_mb, reset_peak, saved_activations_mb
 from .tb import TBLogger, flatten, task_layout
 from .validate import check_runnable
@@ -224,13 +224,13 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
     graphs = cuda_graphs(t, run.device)
     aug = cfg.get("augment") or OmegaConf.create({"crop_padding": 0, "flip": False})  # older run configs lack it
     write_json(run_dir / run_info_name(run.step), run_info(run, context))
-    diag, tb = Diagnostics(model, cfg.diagnostics), start_tensorboard(run, run_dir, context.choices)
+    diag, tb = Diagnostics(model, cfg.diagnostics, task.name), start_tensorboard(run, run_dir, context.choices)
     train_loss_tag = loss_tag(task.loss_name, "train")  # names the loss: a CE run and an MSE run never share a chart
     last: dict[str, float] = {}
     if run.step == 0:  # a fresh run: every curve starts at the untrained model (a resumed one has it)
         last.update(eval_and_log(run, tb, diag, val_split, None))
         metrics = [k[len("val_"):] for k in last if k != "val_loss"]
-        tb.layout({**task_layout(task.name, task.loss_name, metrics), **diag.layout()})  # once per run
+        tb.layout({**task_layout(task.name, task.loss_name, metrics), **diag.layout()}, detail_categories(diag.layout()))  # once per run
 
     loss_sum, status = torch.zeros((), device=run.device), COMPLETED
     # A log window: `window_steps` steps since `window_start`, of which `paused` seconds were eval.

@@ -84,17 +84,49 @@ HPARAM_METRICS = [
 
 def task_layout(task: str, loss: str, metrics: Iterable[str]) -> dict:
     """Custom-scalars category of a task's loss and metrics; its title names the task, so runs of
-    different tasks never merge charts. One chart per unit: PSNRs (dB) together, every other
-    metric on its own chart with its best-so-far."""
-    charts = {f"loss ({loss}): train and val": ["Multiline", [rf"^loss/{loss}/"]]}
-    metrics = list(metrics)
-    db = [m for m in metrics if m.endswith("psnr")]
-    if db:
-        charts["psnr (dB)"] = ["Multiline", [rf"^metric/(best_)?val_({'|'.join(db)})$"]]
+    different tasks never merge charts. One tag per chart, so a chart draws one line per run (a sweep's
+    variants side by side, nothing else): the train and the val loss apart, each metric alone, PSNRs
+    titled in dB. (Best-so-far curves stay in Time Series, ``metric/best_val_*``.)"""
+    charts = {f"loss ({loss}): train": ["Multiline", [rf"^loss/{loss}/train$"]],
+              f"loss ({loss}): val": ["Multiline", [rf"^loss/{loss}/val$"]]}
     for m in metrics:
-        if m not in db:
-            charts[m] = ["Multiline", [rf"^metric/(best_)?val_{m}$"]]
+        charts[f"{m} (dB)" if m.endswith("psnr") else m] = ["Multiline", [rf"^metric/val_{m}$"]]
     return {f"{task}: loss and metrics": charts}
+
+
+MAX_LINES = 8  # lines (or bands) of one run a custom-scalars chart may draw: more and colours repeat
+
+
+def chunked(title: str, items: list, size: int = MAX_LINES) -> list[tuple[str, list]]:
+    """``items`` in charts of at most ``size``: ``[(title, items)]``, or ``title (1/3)`` ... when split."""
+    parts = [items[i:i + size] for i in range(0, len(items), size)] or [[]]
+    return [(title if len(parts) == 1 else f"{title} ({i + 1}/{len(parts)})", part) for i, part in enumerate(parts)]
+
+
+def custom_scalars(layout: Mapping[str, Mapping[str, Any]], closed: Iterable[str] = ()) -> Summary:
+    """The custom-scalars layout summary: ``{category: {chart: ["Multiline", [regex, ...]] or
+    ["Margin", [(value, lower, upper), ...]]}}``, categories in the order given, those in ``closed``
+    collapsed. (torch's ``add_custom_scalars`` takes one margin series per chart and no ``closed``.)"""
+    from tensorboard.compat.proto.summary_pb2 import SummaryMetadata
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    closed = set(closed)
+    categories = []
+    for title, charts in layout.items():
+        out = []
+        for name, (kind, tags) in charts.items():
+            if kind == "Margin":
+                series = [layout_pb2.MarginChartContent.Series(value=v, lower=lo, upper=hi) for v, lo, hi in tags]
+                out.append(layout_pb2.Chart(title=name, margin=layout_pb2.MarginChartContent(series=series)))
+            else:
+                out.append(layout_pb2.Chart(title=name, multiline=layout_pb2.MultilineChartContent(tag=list(tags))))
+        categories.append(layout_pb2.Category(title=title, chart=out, closed=title in closed))
+    tensor = TensorProto(dtype="DT_STRING", string_val=[layout_pb2.Layout(category=categories).SerializeToString()],
+                         tensor_shape=TensorShapeProto())
+    meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="custom_scalars"))
+    return Summary(value=[Summary.Value(tag="custom_scalars__config__", tensor=tensor, metadata=meta)])
 
 
 def _after_earlier_event_files(run_dir: Path) -> None:
@@ -150,8 +182,9 @@ class TBLogger:
         for tag, tensor in values.items():
             self.writer.add_histogram(tag, tensor.detach().float().cpu(), step)
 
-    def layout(self, layout: dict) -> None:
-        self.writer.add_custom_scalars(layout)
+    def layout(self, layout: dict, closed: Iterable[str] = ()) -> None:
+        """The custom-scalars layout (:func:`custom_scalars`), categories in order, ``closed`` collapsed."""
+        self.writer.file_writer.add_summary(custom_scalars(layout, closed))
 
     def hparams(self, params: Mapping[str, Any]) -> None:
         """Write the HParams experiment and session start into this run's own event file.

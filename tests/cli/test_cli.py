@@ -85,9 +85,9 @@ def test_run_grad_norm_tags_one_per_layer_in_depth_order(cli_run):
     names = [n for n, _ in skeleton_layers(model)[0]]
     assert len(names) == len(depth_ordered_layers(model)) == sum(
         isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)) for m in model.modules())
-    expected = [f"grad_norm/{n}" for n in names]
+    expected = [f"z_layer/grad_norm/{n}" for n in names]
     scalars = load_events(run_dir).Tags()["scalars"]
-    logged = sorted(t for t in scalars if t.startswith("grad_norm/") and t != "grad_norm/total")
+    logged = sorted(t for t in scalars if t.startswith("z_layer/grad_norm/"))
     assert logged == expected  # one tag per layer, sorted by name = sorted by depth
     levels = sorted(t for t in scalars if t.startswith("grad_level/"))
     assert levels == [f"grad_level/{lvl}" for lvl in ("00_enc0", "01_enc1", "02_enc2", "03_bottleneck", "04_dec2",

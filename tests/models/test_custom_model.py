@@ -58,8 +58,8 @@ def test_a_users_module_is_labelled_as_itself_everywhere(user_module):
     assert run["params"] == (1 * 9 * 5 + 5) + (5 * 9 * 5 + 5) + (5 * 9 + 1) + 12  # hidden=5 reached the model
     events = load_events(run.folder)
     # layers named from its own module tree, in registration order
-    assert [t for t in events.Tags()["scalars"] if t.startswith("grad_norm/0")] == [
-        "grad_norm/00_inp/conv", "grad_norm/01_mid/conv", "grad_norm/02_out/conv", "grad_norm/03_spare/linear"]
+    assert [t for t in events.Tags()["scalars"] if t.startswith("z_layer/grad_norm/0")] == [
+        "z_layer/grad_norm/00_inp/conv", "z_layer/grad_norm/01_mid/conv", "z_layer/grad_norm/02_out/conv", "z_layer/grad_norm/03_spare/linear"]
     hparams = (run.folder / ".hydra" / "config.yaml").read_text()
     assert "target: usernets.TinyNet" in hparams
     table = skipbench.report(run.folder.parent, write=False, as_frame=False, group_by=["model"])

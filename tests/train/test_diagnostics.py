@@ -14,7 +14,8 @@ from skipbench.models import build_model
 from skipbench.models.blocks import HighwayBlock
 from skipbench.models.encdec import valid_output_size
 from skipbench.models.registry import MODELS
-from skipbench.train.diagnostics import Diagnostics, GradNorms, count_flops, depth_ordered_layers, skeleton_layers
+from skipbench.train.diagnostics import (Diagnostics, GradNorms, count_flops, depth_ordered_layers, detail_categories,
+                                         skeleton_layers)
 
 from conftest import MODEL_NAMES
 
@@ -49,11 +50,11 @@ def test_update_ratio_equals_lr_grad_over_weight_for_plain_sgd():
     diag.after_step(True)
     values = diag.scalars(step=1)
     # a model that is not the skeleton: its top-level children are the levels, in order
-    assert values["update_ratio/00_first/linear"] == pytest.approx(expected["first"], rel=1e-5)
-    assert values["update_ratio/01_last/linear"] == pytest.approx(expected["last"], rel=1e-5)
-    assert values["grad_norm/00_first/linear"] == pytest.approx(grads["first"], rel=1e-5)
+    assert values["z_layer/update_ratio/00_first/linear"] == pytest.approx(expected["first"], rel=1e-5)
+    assert values["z_layer/update_ratio/01_last/linear"] == pytest.approx(expected["last"], rel=1e-5)
+    assert values["z_layer/grad_norm/00_first/linear"] == pytest.approx(grads["first"], rel=1e-5)
     assert values["grad_ratio/first_over_last"] == pytest.approx(grads["first"] / grads["last"], rel=1e-5)
-    assert values["weight_norm/01_last/linear"] == pytest.approx(model.last.weight.norm().item(), rel=1e-5)
+    assert values["z_layer/weight_norm/01_last/linear"] == pytest.approx(model.last.weight.norm().item(), rel=1e-5)
     assert values["grad_level/00_first"] == pytest.approx(math.log10(grads["first"]), rel=1e-5)
 
 
@@ -67,7 +68,7 @@ def test_nothing_measured_off_log_steps_and_switches_work():
     assert diag.scalars(1) == {}
     diag.after_backward(True)
     keys = set(diag.scalars(2))
-    assert "grad_norm/total" in keys and not any(k.startswith(("update_ratio/", "weight_norm/")) for k in keys)
+    assert "grad_norm/total" in keys and not any(k.startswith(("z_layer/update_ratio/", "z_layer/weight_norm/")) for k in keys)
 
 
 def test_activation_stats_and_figures_for_every_block():
@@ -75,28 +76,32 @@ def test_activation_stats_and_figures_for_every_block():
     diag = Diagnostics(model, diag_cfg())
     probe = torch.rand(4, 1, 16, 16)
     stats = diag.activations(probe)
-    blocks = [k for k in stats if k.startswith("act_std/")]
+    blocks = [k for k in stats if k.startswith("z_layer/act_std/")]
     assert len(blocks) == 2 * 2 + 1  # enc0, enc1, bottleneck, dec1, dec0: one block each
-    assert blocks == [f"act_std/{lvl}/conv2" for lvl in ("00_enc0", "01_enc1", "02_bottleneck", "03_dec1", "04_dec0")]
+    assert blocks == [f"z_layer/act_std/{lvl}/conv2" for lvl in ("00_enc0", "01_enc1", "02_bottleneck", "03_dec1", "04_dec0")]
     assert all(math.isfinite(v) for v in stats.values())
     assert model.training  # the probe must not leave the model in eval mode
     model(probe).sum().backward()
     diag.after_backward(True)
     diag.scalars(1)
     figures = diag.figures()
-    assert set(figures) == {"grad_flow/heatmap", "grad_flow/by_depth"}
+    assert set(figures) == {"z_layer/grad_flow/heatmap", "z_layer/grad_flow/by_depth"}
 
 
-def test_custom_scalar_layout_splits_encoder_and_decoder():
+def test_custom_scalar_layout_leads_with_levels_and_tucks_away_layers():
     diag = Diagnostics(build_model("unet_concat", width=4, depth=2), diag_cfg())
     layout = diag.layout()
-    assert set(layout["gradient norm by section"]) == {"enc", "bottleneck", "dec", "head"}
-    assert set(layout["gradient norm by level (log10)"]) == {"enc levels", "bottleneck levels", "dec levels", "head levels"}
+    # one chart per level (a line per run), by label so any depth matches; per-layer detail after, collapsed
+    assert list(layout["gradient norm by level (log10)"]) == ["enc0", "enc1", "bottleneck", "dec1", "dec0", "head"]
+    assert layout["gradient norm by level (log10)"]["bottleneck"][1] == [r"^grad_level/\d+_bottleneck$"]
     assert layout["vanishing gradients"]["first / last layer grad norm"][1] == ["^grad_ratio/first_over_last$"]
+    titles = list(layout)
+    assert titles[:2] == ["gradient norm by level (log10)", "vanishing gradients"]
+    assert detail_categories(layout) == titles[2:] and "per layer: gradient norm" in titles
     # switched-off diagnostics get no charts that could never match
     off = Diagnostics(build_model("unet_concat", width=4, depth=2),
                       diag_cfg(weight_norms=False, update_ratios=False, activations=False)).layout()
-    assert not {"weight norm by section", "update ratio by section", "activations by block"} & set(off)
+    assert not {"per layer: weight norm", "per layer: update ratio", "per block: activation std"} & set(off)
 
 
 @pytest.mark.parametrize("size,depth,blocks", [(572, 4, 1), (64, 2, 1), (65, 2, 1), (100, 2, 2)])

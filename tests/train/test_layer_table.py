@@ -49,8 +49,8 @@ def test_grad_max_is_each_layers_largest_absolute_gradient():
     g = GradNorms(model, grad_max=True)
     out = dict(zip(g.tags, g().tolist()))
     for name, m in skeleton_layers(model)[0]:
-        assert out[f"grad_max/{name}"] == pytest.approx(m.weight.grad.abs().max().item())
-        assert out[f"grad_norm/{name}"] == pytest.approx(m.weight.grad.norm().item(), rel=1e-5)
+        assert out[f"z_layer/grad_max/{name}"] == pytest.approx(m.weight.grad.abs().max().item())
+        assert out[f"z_layer/grad_norm/{name}"] == pytest.approx(m.weight.grad.norm().item(), rel=1e-5)
 
 
 DEADNET = textwrap.dedent('''
@@ -75,7 +75,7 @@ def test_a_layer_with_exactly_zero_gradient_is_flagged_dead(tmp_path, monkeypatc
     assert run["dead_layers"] == ["01_dead/conv"]
     dead = [(e.step, e.value) for e in load_events(run.folder).Scalars("health/dead_layers")]
     assert dead[0] == (1, 0) and dead[1] == (2, 1) and dead[-1] == (6, 1)  # flagged at the 2nd zero log step
-    assert load_events(run.folder).Scalars("grad_max/01_dead/conv")[-1].value == 0.0
+    assert load_events(run.folder).Scalars("z_layer/grad_max/01_dead/conv")[-1].value == 0.0
 
 
 def test_the_run_folder_and_tensorboard_get_the_table_and_histograms_only_when_asked(tmp_path):

@@ -125,8 +125,8 @@ def test_grad_flow_figures_drawn_rarely(tmp_path):
                               "diagnostics.figures_every=4"])
     acc = EventAccumulator(str(tmp_path / "figs"), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
-    assert [e.step for e in acc.Images("grad_flow/heatmap")] == [4, 6]
-    assert [e.step for e in acc.Images("grad_flow/by_depth")] == [4, 6]
+    assert [e.step for e in acc.Images("z_layer/grad_flow/heatmap")] == [4, 6]
+    assert [e.step for e in acc.Images("z_layer/grad_flow/by_depth")] == [4, 6]
     assert [e.step for e in acc.Scalars("metric/val_psnr")] == [0, 2, 4, 6]
 
 

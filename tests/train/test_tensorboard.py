@@ -195,7 +195,7 @@ def test_no_chart_mixes_units_or_tasks(server, logdir):
     # in Time Series every tag is its own card: the loss tags name the loss, so no card mixes them
     loss_tags = {t for t in all_tags if t.startswith("loss/")}
     assert loss_tags == {"loss/mse/train", "loss/mse/val", "loss/ce/train", "loss/ce/val"}
-    assert "grad_norm/05_head/conv" in tags[RUNS[0][0]] and "grad_norm/05_head/linear" in tags[RUNS[3][0]]
+    assert "z_layer/grad_norm/05_head/conv" in tags[RUNS[0][0]] and "z_layer/grad_norm/05_head/linear" in tags[RUNS[3][0]]
 
 
 def test_shared_layers_overlay_across_variants(server):
@@ -203,7 +203,7 @@ def test_shared_layers_overlay_across_variants(server):
     tags = _get(f"{server}/data/plugin/scalars/tags")
     denoise = [n for n, _ in RUNS if "_denoise_" in n]
     shared = set.intersection(*(set(tags[r]) for r in denoise))
-    for tag in ("grad_norm/00_enc0/conv1", "grad_norm/03_dec1/conv0_up", "grad_norm/05_head/conv",
+    for tag in ("z_layer/grad_norm/00_enc0/conv1", "z_layer/grad_norm/03_dec1/conv0_up", "z_layer/grad_norm/05_head/conv",
                 "grad_level/00_enc0", "grad_level/02_bottleneck", "grad_level/05_head"):
         assert tag in shared, tag
     levels = sorted(t for t in shared if t.startswith("grad_level/"))
@@ -229,7 +229,7 @@ def test_heatmap_cells_are_log10_norms_layers_by_steps():
     fig = grad_flow_heatmap(["enc", "dec", "head"], [10, 20, 40], [[1.0, 1e-3, 0.0], [10.0, 1e-2, 1e-4], [1e-1, 1e-5, 2.0]])
     ax = fig.axes[0]
     grid = np.ma.filled(ax.images[0].get_array().astype(float), np.nan)
-    np.testing.assert_allclose(grid, [[0, 1, -1], [-3, -2, -5], [np.nan, -4, math.log10(2)]], atol=1e-12)
+    np.testing.assert_allclose(grid, [[0, 1, -1], [-3, -2, -5], [-20, -4, math.log10(2)]], atol=1e-12)  # 0: floor
     assert list(ax.images[0].get_extent()) == [10, 40, 2.5, -0.5]  # x in steps, rows centred on their index
     assert [t.get_text() for t in ax.get_yticklabels()] == ["enc", "dec", "head"]
     single = grad_flow_heatmap(["a"], [5], [[1.0]])  # one step: no step axis to stretch over
@@ -302,12 +302,13 @@ def test_task_layout_charts_match_their_own_tags_only():
         assert kind == "Multiline"
         return [t for t in tags if any(re.search(rx, t) for rx in regexes)]
 
-    assert set(charts) == {"loss (mse): train and val", "psnr (dB)", "ssim"}
-    assert matched("loss (mse): train and val") == ["loss/mse/train", "loss/mse/val"]
-    assert matched("psnr (dB)") == ["metric/val_psnr", "metric/best_val_psnr", "metric/val_input_psnr"]
-    assert matched("ssim") == ["metric/val_ssim", "metric/best_val_ssim"]
+    # one tag per chart: one line per run (issue 26)
+    assert set(charts) == {"loss (mse): train", "loss (mse): val", "psnr (dB)", "input_psnr (dB)", "ssim"}
+    assert matched("loss (mse): train") == ["loss/mse/train"] and matched("loss (mse): val") == ["loss/mse/val"]
+    assert matched("psnr (dB)") == ["metric/val_psnr"] and matched("input_psnr (dB)") == ["metric/val_input_psnr"]
+    assert matched("ssim") == ["metric/val_ssim"]
     no_db = task_layout("classify", "ce", ["acc"])["classify: loss and metrics"]
-    assert set(no_db) == {"loss (ce): train and val", "acc"}
+    assert set(no_db) == {"loss (ce): train", "loss (ce): val", "acc"}
 
 
 # ---------------------------------------------------------------- the writer, read back

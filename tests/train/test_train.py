@@ -95,7 +95,7 @@ def test_grad_norms_match_direct_computation(name):
     for (lname, layer), v, tag in zip(layers, values[:n], gn.tags):
         expected = torch.linalg.vector_norm(layer.weight.grad)
         torch.testing.assert_close(v, expected, rtol=1e-5, atol=1e-7, msg=f"{name}: {lname}")
-        assert tag == f"grad_norm/{lname}"
+        assert tag == f"z_layer/grad_norm/{lname}"
     grads = torch.cat([p.grad.flatten() for p in model.parameters()])
     torch.testing.assert_close(values[n], torch.linalg.vector_norm(grads), rtol=1e-5, atol=1e-7)
     assert gn.tags[n] == "grad_norm/total"
@@ -116,9 +116,9 @@ def test_grad_norm_tags_sort_by_depth_and_are_named():
     gn = GradNorms(model)
     layer_part = gn.tags[: len(gn.names)]
     assert layer_part == layer_tags([n for n, _ in skeleton_layers(model)[0]], "grad_norm")
-    assert layer_part[0] == "grad_norm/00_enc0/conv1"
-    assert layer_part[-1] == "grad_norm/07_head/conv"
-    assert "grad_norm/04_dec2/conv0_up" in layer_part  # the level's upsampling conv comes first
+    assert layer_part[0] == "z_layer/grad_norm/00_enc0/conv1"
+    assert layer_part[-1] == "z_layer/grad_norm/07_head/conv"
+    assert "z_layer/grad_norm/04_dec2/conv0_up" in layer_part  # the level's upsampling conv comes first
     assert sorted(layer_part) == layer_part
 
 
@@ -439,8 +439,8 @@ def test_eval_and_log_writes_metrics_best_and_pictures(tmp_path):
     assert scalar("hparams/best_score")[::3] == [(4, 1e9), (8, vals8["val_psnr"])]
     assert "metric/val_loss" not in ea.Tags()["scalars"]
     assert any(t.startswith("act_") for t in ea.Tags()["scalars"])  # activation statistics of the sample batch
-    assert [i.step for i in ea.Images("grad_flow/heatmap")] == [6, 8]
-    assert [i.step for i in ea.Images("grad_flow/by_depth")] == [6, 8]
+    assert [i.step for i in ea.Images("z_layer/grad_flow/heatmap")] == [6, 8]
+    assert [i.step for i in ea.Images("z_layer/grad_flow/by_depth")] == [6, 8]
     images = ea.Images("samples/val")
     assert [i.step for i in images] == [4, 6, 6, 8]
     # num_images=1 of the batch of 2: one 68-px column (a 64-px image + padding) beside the caption column
