@@ -154,7 +154,7 @@ class Decided:
     p_seq: float  # min over looks of p_k / w_k
     p_holm: float  # Holm-adjusted over the claim's effects
     at: int  # seeds at the deciding look (the last look when undecided)
-    level: float  # the error level of the shown interval (alpha * w_k / Holm divisor)
+    level: float  # the error level of the shown interval (:func:`shown_level`)
     low: float = -math.inf
     high: float = math.inf
     mde: float | None = None  # undecided: the smallest detectable effect at the last look
@@ -190,12 +190,23 @@ def decide(effects: Sequence[Effect], schedule: Schedule) -> list[Decided]:
             d.at, d.outcome = next((n, side) for n, p, side in per_look[i] if p * h / weights[n] <= schedule.alpha)
         else:  # undecided: shown at the last look, with what it could have detected
             d.outcome, d.at = None, per_look[i][-1][0]
-        d.level = schedule.alpha * weights[d.at] / h
         at = restrict(d.last, d.at) if d.at < _seeds(d.last) else d.last
+        d.level = shown_level(look_p(at)[0], p_holm, schedule.alpha * weights[d.at] / h, schedule.alpha)
         d.low, d.high = interval(at, d.level)
         if d.outcome is None:
             d.mde = detectable(at, d.level)
     return out
+
+
+def shown_level(p: float, p_holm: float, share: float, alpha: float) -> float:
+    """The error level of an effect's shown interval: ``alpha * p / p_holm``, the level at which this
+    look's interval clears the boundary exactly when the Holm-adjusted ``p_holm <= alpha`` -- so the
+    interval and the decision never disagree. (The look's share of alpha after Holm, ``share``, can:
+    Holm's step-down stops at the first effect it cannot decide, and a later one that clears its own
+    share stays undecided.) ``share`` where the ratio is undefined (a deterministic effect, p = 0)."""
+    if p_holm <= 0 or p <= 0:
+        return share
+    return min(alpha, alpha * p / p_holm)
 
 
 def look_ps(e: Effect, schedule: Schedule) -> list[tuple[int, float, str]]:

@@ -160,3 +160,29 @@ def test_an_effect_decided_early_says_at_which_n():
 def test_verdict_words_do_not_depend_on_effect_order():
     es = [effect("a", ZERO, _strong(1), ">0"), effect("b", ZERO, _strong(1), "<0")]
     assert claim_verdict(decide(es, Schedule()), 3).word == claim_verdict(decide(es[::-1], Schedule()), 3).word == MIXED
+
+
+def test_the_shown_interval_clears_the_boundary_exactly_when_the_effect_is_decided():
+    """Holm's step-down can leave undecided an effect that clears its own share of alpha (the smaller p
+    before it did not clear its larger divisor): its interval must not exclude 0 then. Seed 12 draws
+    such a pair: sequential p 0.0324 (x 2 = 0.065, not decided) and 0.0494 (x 1 = 0.049, stopped)."""
+    import random
+
+    from skipbench.claims.sequential import Schedule, decide
+    from skipbench.claims.verdict import effect
+
+    rng = random.Random(12)
+    effects = [effect(f"e{j}", {s: 0.0 for s in range(9)}, {s: rng.gauss(1.0, 1.0) for s in range(9)}, ">0")
+               for j in range(2)]
+    decided = decide(effects, Schedule(start=3, step=3, max_seeds=9))
+    assert sorted(round(d.p_seq, 4) for d in decided) == [0.0324, 0.0494]
+    for d in decided:
+        assert d.outcome is None and d.p_holm > 0.05
+        assert d.low <= 0 <= d.high, d.text()  # the interval agrees with "undecided"
+    # and on random draws, decided or not, the two never disagree
+    rng = random.Random(7)
+    for _ in range(200):
+        effects = [effect(f"e{j}", {s: 0.0 for s in range(9)}, {s: rng.gauss(0.6 * j, 1.0) for s in range(9)}, ">0")
+                   for j in range(3)]
+        for d in decide(effects, Schedule(start=3, step=3, max_seeds=9)):
+            assert (d.low > 0 or d.high < 0) == (d.outcome is not None), d.text()
