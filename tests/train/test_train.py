@@ -17,6 +17,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from skipbench.run_folder import LAYER_DETAIL
 from skipbench import seeds
 from skipbench.commands.job import launcher_threads
 from skipbench.models import MODELS
@@ -438,7 +439,7 @@ def test_eval_and_log_writes_metrics_best_and_pictures(tmp_path):
     assert scalar("hparams/score")[::3] == [(4, vals["val_psnr"]), (8, vals8["val_psnr"])]
     assert scalar("hparams/best_score")[::3] == [(4, 1e9), (8, vals8["val_psnr"])]
     assert "metric/val_loss" not in ea.Tags()["scalars"]
-    assert any(t.startswith("act_") for t in ea.Tags()["scalars"])  # activation statistics of the sample batch
+    assert any(t.startswith(f"{LAYER_DETAIL}/act_") for t in ea.Tags()["scalars"])  # activation statistics (per-layer detail)
     assert [i.step for i in ea.Images("z_layer/grad_flow/heatmap")] == [6, 8]
     assert [i.step for i in ea.Images("z_layer/grad_flow/by_depth")] == [6, 8]
     images = ea.Images("samples/val")
