@@ -101,11 +101,6 @@ def is_main_conv(name: str) -> bool:
     return "." not in name and "/conv" in name and not name.endswith("_up")
 
 
-def section(name: str) -> str:
-    """``03_enc1/conv2`` -> ``enc``; ``02_bottleneck/conv1`` -> ``bottleneck``: the part of the network."""
-    return level_label(name.split("/")[0]).rstrip("0123456789")
-
-
 # ---------------------------------------------------------------- TensorBoard tags
 GRAD_NORM = "grad_norm"  # per layer: z_layer/grad_norm/<layer>; and grad_norm/total
 GRAD_LEVEL = "grad_level"  # per level: log10 of the level's gradient norm
