@@ -104,7 +104,8 @@ class StopFlag:
         if self.reason is not None:
             raise KeyboardInterrupt
         self.reason = signal.Signals(signum).name
-        log.warning("%s received: stopping after this step and saving a checkpoint (again to abort)", self.reason)
+        # Only the flag: the signal may land inside a logging call (a flush of train.log), and a handler
+        # that logs re-enters that buffered writer ("reentrant call", a traceback). The loop logs the stop.
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._old.items():
@@ -290,6 +291,9 @@ def fit(run: TrainState, run_dir: Path, context: RunContext, wall_start: float |
             if prof is not None:  # trainer.profile_steps
                 prof.step()
             # ---- log: the only host syncs of the hot path, every log_every steps
+            if stop.reason:  # logged before a possible eval, so the user sees the Ctrl-C taken; the loop ends below
+                log.warning("%s received: stopping after step %d and saving a checkpoint (again to abort)",
+                            stop.reason, step)
             if log_now or stop.reason:
                 now = time.perf_counter()  # the next window starts here: the cost of logging counts as training
                 elapsed = now - window_start - paused

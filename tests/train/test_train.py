@@ -588,6 +588,32 @@ def test_stop_flag_first_signal_asks_second_aborts_handlers_restored():
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+def test_a_signal_landing_inside_a_log_call_does_not_log_again():
+    """CI saw "RuntimeError: reentrant call inside <_io.BufferedWriter name='.../train.log'>": the
+    Ctrl-C landed while train.log was flushing and the handler logged. The handler must only set the flag."""
+    import logging
+
+    entered, depth = [], [0]
+
+    class SignalsMidEmit(logging.Handler):
+        def emit(self, record):
+            depth[0] += 1
+            entered.append(depth[0])
+            if depth[0] == 1 and record.getMessage() == "flushing":
+                os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler here, inside this emit
+            depth[0] -= 1
+
+    handler, logger = SignalsMidEmit(), logging.getLogger("skipbench")
+    logger.addHandler(handler)
+    try:
+        with StopFlag() as stop:
+            logging.getLogger("skipbench.train.loop").warning("flushing")
+            assert stop.reason == "SIGINT"
+    finally:
+        logger.removeHandler(handler)
+    assert entered == [1], entered  # one emit, never re-entered from the signal handler
+
+
 def test_stop_flag_off_the_main_thread_keeps_the_handlers():
     before = signal.getsignal(signal.SIGINT)
     seen = []
