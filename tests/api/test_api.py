@@ -65,6 +65,7 @@ def test_the_api_names_survive_importing_the_packages_behind_them():
     assert skipbench.train.loop.fit is not None  # the package is still the package
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_compare_trains_every_model_and_seed_and_returns_the_table(compared):
     sweep_dir, table = compared
     assert {row["model"] for row in table} == {"autoencoder", "unet_concat"}
@@ -76,6 +77,7 @@ def test_compare_trains_every_model_and_seed_and_returns_the_table(compared):
     assert (sweep_dir / "report.md").is_file()
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_report_filters_by_tags(compared, tmp_path, monkeypatch):
     sweep_dir, _ = compared
     assert len(skipbench.report(sweep_dir, tags=["api"], write=False, as_frame=False)) == 2
@@ -83,6 +85,7 @@ def test_report_filters_by_tags(compared, tmp_path, monkeypatch):
         skipbench.report(sweep_dir, tags=["other"], write=False)
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_report_without_pandas_gives_records_and_refuses_a_frame(compared, monkeypatch):
     import builtins
 

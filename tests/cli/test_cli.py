@@ -124,6 +124,7 @@ def test_run_hparams_in_the_run_folder_itself(cli_run):
 
 
 # ------------------------------------------------------------------ a sweep (the session's shared one)
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_multirun_of_models_and_tasks(tiny_sweep):
     sweep, res = tiny_sweep
     assert res.returncode == 0, describe(res)

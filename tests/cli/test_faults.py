@@ -249,6 +249,7 @@ def test_a_new_run_into_a_used_folder_is_refused(run_copy, tmp_path, capsys, mon
     assert snapshot(run_copy) == before
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_sweep_job_folders_stay_inside_the_sweep(tmp_path, capsys, monkeypatch):
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
@@ -305,6 +306,7 @@ def test_mistakes_found_before_a_run_folder_exists(case, tmp_path, capsys, monke
     assert list(work.iterdir()) == [], "a run folder was made for a run that cannot start"
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_a_failure_after_the_folder_exists_removes_or_marks_it(tmp_path, capsys, monkeypatch):
     """What only shows once Hydra has made the folder: an empty one goes, one with more is marked failed."""
     import skipbench.train.loop as loop
@@ -375,6 +377,7 @@ def _umount(where: Path) -> None:
     subprocess.run(["umount", "-l", str(where)], check=False)
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_read_only_folders(base_run, tmp_path, capsys, monkeypatch):
     """A read-only file system (root ignores file modes, so a real ro mount is used)."""
     mnt = tmp_path / "ro"
@@ -428,6 +431,7 @@ def test_diverged_run_exits_3_with_strict_json(tmp_path, capsys, monkeypatch):
     assert m["final_train_loss"] is None
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_diverged_job_does_not_stop_a_sweep(tmp_path, capsys, monkeypatch):
     sweep = tmp_path / "sweep"
     rc, lines, _ = run_main(["train", "-m", "optimizer.lr=1e30,1e-3", *QUICK, "trainer.log_every=1",

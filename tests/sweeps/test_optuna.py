@@ -74,6 +74,7 @@ def test_optuna_without_maximize_warns(tmp_path):
     assert "add hydra.sweeper.direction=maximize" in res.stdout + res.stderr
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_tuned_group_sets_each_models_lr():
     from omegaconf import OmegaConf
 

@@ -34,6 +34,7 @@ def test_joblib_sweep_two_variants_two_seeds(tmp_path):
     assert seen == {("autoencoder", 0), ("autoencoder", 1), ("unet_concat", 0), ("unet_concat", 1)}
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_cli(["train", "-m", *TINY, *SHORT, "optimizer.lr=-1,0.001", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)

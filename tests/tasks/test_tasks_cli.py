@@ -14,6 +14,7 @@ SHORT = ["trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=2"]
 HEADLINE = {"reconstruct": "psnr", "denoise": "psnr", "segment": "miou", "classify": "acc"}
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 @pytest.mark.parametrize("model", SWEEP_MODELS)
 @pytest.mark.parametrize("task", list(HEADLINE))
 def test_every_task_runs_on_shapes(tiny_sweep, task, model):
@@ -37,6 +38,7 @@ def test_every_task_runs_on_shapes(tiny_sweep, task, model):
         assert {"final_val_dice", "final_val_pixel_acc"} <= set(m)
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_classify_with_a_long_skip_only_variant_says_so(tiny_sweep):
     sweep, res = tiny_sweep
     assert "unet_concat" in SWEEP_MODELS and "classify" in SWEEP_TASKS
