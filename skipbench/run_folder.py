@@ -47,6 +47,7 @@ CHECKPOINT = "checkpoint.pt"
 PROBE = "probe.json"  # what `skipbench probe` measured, instead of training
 LESION = "lesion.json"  # what `skipbench analyze lesion` measured on the trained checkpoint
 LANDSCAPE = "landscape.json"  # what `skipbench analyze landscape` measured on the trained checkpoint
+CROP_PSNR = "crop_psnr.json"  # `skipbench reproduce crop`: val PSNR on the central area, with the checkpoint it read
 # `skipbench analyze KIND` writes its TensorBoard events into <run>/analysis/KIND/ (a run of its own next to the
 # training's, "<run>/analysis/lesion" in the dashboard), replacing that folder's event files on a re-run: the
 # training's events are never touched and a re-run never doubles a curve.

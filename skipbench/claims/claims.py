@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
 from ..report.runs import Run
-from ..run_folder import (COMPLETED, DIVERGED, LANDSCAPE, LESION, PROBE, UPDATE_RATIO, UnreadableFile, layer_of,
-                          read_json)
+from ..run_folder import (CHECKPOINT, COMPLETED, CROP_PSNR, DIVERGED, LANDSCAPE, LESION, PROBE, UPDATE_RATIO,
+                          UnreadableFile, layer_of, read_json, write_json)
 from .sequential import Schedule, Verdict, claim_verdict, sequential_verdict
 from .verdict import Effect, effect
 
@@ -343,16 +343,38 @@ def measure_add_concat(runs: Sequence[Run]) -> Measured:
                     "(deterministic: the same for every seed)", extra=extra)
 
 
+def central_val_psnr(run: Run, size: int) -> float:
+    """The trained run's validation PSNR on the central ``size`` px, kept in the run folder's ``crop_psnr.json``
+    with the checkpoint's size and mtime it was measured on: a re-run of ``reproduce`` with every sweep
+    finished reads it instead of rebuilding the model (measured again when the checkpoint or size changes)."""
+    from .probes import val_psnr_on
+
+    st = (run.path / CHECKPOINT).stat()
+    key = {"size": size, "checkpoint_bytes": st.st_size, "checkpoint_mtime_ns": st.st_mtime_ns}
+    try:
+        kept = read_json(run.path / CROP_PSNR)
+    except (OSError, UnreadableFile):
+        kept = None
+    if (isinstance(kept, dict) and all(kept.get(k) == v for k, v in key.items())
+            and isinstance(kept.get("val_psnr"), float)):
+        return kept["val_psnr"]
+    value = val_psnr_on(trained(run), size)
+    try:
+        write_json(run.path / CROP_PSNR, {**key, "val_psnr": value})
+    except OSError:  # a read-only sweep: measured again next time, nothing lost
+        pass
+    return value
+
+
 def measure_crop(runs: Sequence[Run]) -> Measured:
     from ..models.encdec import valid_output_size
-    from .probes import val_psnr_on
 
     crop = [r for r in runs if _cfg(r, "model.name") == "unet_crop"]
     size = valid_output_size(int(_cfg(crop[0], "dataset.size")), int(_cfg(crop[0], "model.depth")),
                              int(_cfg(crop[0], "model.blocks_per_level"))) if crop else 0
     rows, effects = [], {}
     for lr in lrs(runs):
-        pad, val = (by(runs, lambda r: val_psnr_on(trained(r), size), model=m, lr=lr) for m in ("unet_concat", "unet_crop"))
+        pad, val = (by(runs, lambda r: central_val_psnr(r, size), model=m, lr=lr) for m in ("unet_concat", "unet_crop"))
         rows += [Row(f"unet_concat (padded), lr {lr:g}", pad), Row(f"unet_crop (valid), lr {lr:g}", val)]
         effects[f"lr {lr:g}"] = [effect(f"lr {lr:g}: unet_crop − unet_concat, val PSNR on the central {size} px (dB)",
                                         pad, val, "~0", MARGIN_DB)]

@@ -246,3 +246,37 @@ def test_verdict_changes_name_each_verdict_that_differs_from_the_file_replaced(t
     assert verdict_changes(out, [(c1, holds), (c2, holds)])[0].startswith("No verdict changed")
     assert verdict_changes(out, [(c1, holds), (c2, fails)])[0] == (
         "Verdicts changed since the previous `docs/results.md`: claim 2 (degradation): holds → does not hold.")
+
+
+def test_claim8_central_psnr_is_kept_with_its_checkpoint_and_measured_again_when_that_changes(tmp_path, monkeypatch):
+    """``reproduce`` re-runs with every sweep finished read claim 8's measure from the run folder instead of
+    rebuilding 36 models; a different checkpoint or area, or a damaged file, is measured again."""
+    from types import SimpleNamespace
+
+    import skipbench.claims.claims as claims
+    import skipbench.claims.probes as probes
+    from skipbench.run_folder import CHECKPOINT, CROP_PSNR
+
+    calls: list[int] = []
+
+    def fake_psnr(model, size):
+        calls.append(size)
+        return 20.0 + len(calls)
+
+    monkeypatch.setattr(probes, "val_psnr_on", fake_psnr)
+    monkeypatch.setattr(claims, "trained", lambda run: "model")
+    run = SimpleNamespace(path=tmp_path)
+    (tmp_path / CHECKPOINT).write_bytes(b"weights")
+    assert claims.central_val_psnr(run, 24) == 21.0 and (tmp_path / CROP_PSNR).is_file()
+    assert claims.central_val_psnr(run, 24) == 21.0 and calls == [24]  # kept: not measured again
+    assert claims.central_val_psnr(run, 20) == 22.0 and calls == [24, 20]  # another area
+    (tmp_path / CHECKPOINT).write_bytes(b"other weights")  # the run was trained further
+    assert claims.central_val_psnr(run, 20) == 23.0
+    (tmp_path / CROP_PSNR).write_text("{not json")
+    assert claims.central_val_psnr(run, 20) == 24.0 and len(calls) == 4
+
+    def read_only(path, data):
+        raise PermissionError(f"{path}: read-only")
+
+    monkeypatch.setattr(claims, "write_json", read_only)  # a read-only sweep: the value, nothing kept
+    assert claims.central_val_psnr(run, 16) == 25.0
