@@ -153,6 +153,7 @@ def test_resume_keeps_every_plain_setting(tmp_path):
     assert "trainer.max_steps=50" not in args and "trainer.max_steps=80" in args  # yours win
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_resume_does_not_trust_hydra_config_yaml(run_copy, tmp_path, capsys, monkeypatch):
     """``.hydra/config.yaml`` is only a record; resume composes from the schema and checked overrides.
     Raising max_steps continues a completed run."""
@@ -224,6 +225,7 @@ def _hold_lock(folder: Path) -> int:
     return fd
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_busy_run_folder_is_refused(run_copy, tmp_path, capsys, monkeypatch):
     fd = _hold_lock(run_copy)  # another skipbench process would hold exactly this lock
     try:
@@ -421,6 +423,7 @@ def _strict(path: Path) -> dict:
     return json.loads(path.read_text(), parse_constant=no_constants)
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_diverged_run_exits_3_with_strict_json(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     rc, lines, _ = run_main(["train", *QUICK, "optimizer.lr=1e30", "trainer.log_every=1", f"hydra.run.dir={run}"],

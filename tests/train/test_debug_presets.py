@@ -68,6 +68,7 @@ def test_tiny_keeps_a_fraction_of_both_splits():
     assert cfg.trainer.max_steps == 10
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_the_presets_knobs_are_checked():
     with pytest.raises(ConfigError, match=r"^trainer\.data_fraction=0\.0: must be in \(0, 1\]"):
         skipbench.train([*FAST, "trainer.data_fraction=0"])

@@ -234,6 +234,7 @@ def test_every_model_trains_in_process(tmp_path, name):
     ["task=classify", "model=highway", "trainer.amp=true"],  # bf16 autocast, on CPU too
     ["task.noise=salt_pepper", "task.amount=0.2", "model=unet_add"],
 ])
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_loop_option_combinations(tmp_path, overrides):
     summary = _train(tmp_path, ["trainer.max_steps=3", "trainer.eval_every=3", "trainer.log_every=1",
                                 "model.depth=2", *overrides])
@@ -246,6 +247,7 @@ def test_loop_option_combinations(tmp_path, overrides):
     assert ("samples/val" in tags["images"]) == ("diagnostics.images=false" not in overrides)
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_logged_lr_follows_schedule(tmp_path):
     _train(tmp_path, ["trainer.max_steps=6", "trainer.eval_every=6", "trainer.log_every=1", "model.depth=2",
                       "scheduler=cosine", "scheduler.warmup_steps=3", "optimizer.lr=0.01"])
