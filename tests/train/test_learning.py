@@ -205,7 +205,6 @@ def _train_inputs(tmp_path: Path, name: str, overrides: list[str]) -> list[torch
     return watch.train_inputs
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_batch_order_follows_seed_and_step(tmp_path):
     """task=reconstruct: the inputs are the batch's images, so what differs is the batch order."""
     a = _train_inputs(tmp_path, "a", ["task=reconstruct", "seed=0"])
@@ -216,7 +215,6 @@ def test_batch_order_follows_seed_and_step(tmp_path):
     assert not torch.equal(a[0], a[1]), "step 2 trained on the batch of step 1"
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_noise_follows_seed(tmp_path):
     """The noise, apart from the batch order: compare sorted noise values (order-free)."""
     clean = {s: _train_inputs(tmp_path, f"r{s}", ["task=reconstruct", f"seed={s}"]) for s in (0, 1)}

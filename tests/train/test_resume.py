@@ -60,7 +60,6 @@ def _ctrl_c_at_step(n: int):
         handle.remove()
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_cosine_schedule_resumed_mid_warmup_continues_exactly(tmp_path):
     straight = _train(tmp_path / "straight", [*COSINE, "trainer.max_steps=10"])
     with _ctrl_c_at_step(4):  # stops in warm-up (6 steps)
@@ -168,7 +167,6 @@ def test_run_state_round_trip():
     assert ma.keys() == mb.keys() and all(torch.equal(ma[k]["momentum_buffer"], mb[k]["momentum_buffer"]) for k in ma)
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_resume_from_an_older_checkpoint_leaves_no_step_twice(tmp_path):
     """Stopped after step 3's checkpoint, run on to 6 (logging 4..6), then resumed from the step-3
     checkpoint again: TensorBoard must show each step once, with the values of the last session."""
