@@ -22,6 +22,7 @@ def compared(tmp_path_factory):
     return out / "sweep", table
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_train_returns_the_summary_and_a_run_folder_like_the_cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = skipbench.train([*FAST, "model=resnet", "tags=[first,api]"])
@@ -35,6 +36,7 @@ def test_train_returns_the_summary_and_a_run_folder_like_the_cli(tmp_path, monke
     assert any(p.name.startswith("events.out.tfevents") for p in run.folder.iterdir())
 
 
+@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_train_takes_a_composed_config_and_a_folder(tmp_path):
     cfg = skipbench.compose([*FAST, "model=unet_add"])
     assert cfg.model.name == "unet_add" and "hydra" not in cfg

@@ -216,7 +216,6 @@ def _model_fingerprint(cfg) -> tuple:
     return weights, round(float(out.detach().sum()), 5), grads
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 @pytest.mark.parametrize("name", NEW)
 def test_new_presets_have_three_seeds_and_their_swept_model_knobs_reach_the_model(name):
     claim = CLAIMS[name]

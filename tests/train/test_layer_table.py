@@ -66,7 +66,6 @@ DEADNET = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
 def test_a_layer_with_exactly_zero_gradient_is_flagged_dead(tmp_path, monkeypatch):
     (tmp_path / "deadnet.py").write_text(DEADNET)
     monkeypatch.syspath_prepend(str(tmp_path))
