@@ -48,6 +48,7 @@ PROBE = "probe.json"  # what `skipbench probe` measured, instead of training
 LESION = "lesion.json"  # what `skipbench analyze lesion` measured on the trained checkpoint
 LANDSCAPE = "landscape.json"  # what `skipbench analyze landscape` measured on the trained checkpoint
 CROP_PSNR = "crop_psnr.json"  # `skipbench reproduce crop`: val PSNR on the central area, with the checkpoint it read
+RESPONSE_STD = "response_std.json"  # `skipbench reproduce branch_response`: the trained 3x3 responses' mean std
 # `skipbench analyze KIND` writes its TensorBoard events into <run>/analysis/KIND/ (a run of its own next to the
 # training's, "<run>/analysis/lesion" in the dashboard), replacing that folder's event files on a re-run: the
 # training's events are never touched and a re-run never doubles a curve.
@@ -438,14 +439,45 @@ def _check_size(path: Path, value: Any) -> Any:
     return value
 
 
+_LOADER: list[Any] = []
+
+
+def _yaml_loader() -> Any:
+    """YAML as OmegaConf reads it (1e-3 a float, no dates, a duplicate key refused), parsed by libyaml when
+    PyYAML has it: a report or ``reproduce`` over a few hundred runs reads ~700 of these files, and the pure
+    Python parser spent ~10 s on them. Built once."""
+    if not _LOADER:
+        import yaml
+        from omegaconf._utils import get_yaml_loader
+
+        omegaconf_loader = get_yaml_loader()
+
+        class RunFolderLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+            yaml_implicit_resolvers = omegaconf_loader.yaml_implicit_resolvers
+            yaml_constructors = omegaconf_loader.yaml_constructors
+
+            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+                seen: set[str] = set()
+                for key, _ in node.value:
+                    if key.tag != yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG:
+                        continue
+                    if key.value in seen:
+                        raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                                f"found duplicate key {key.value}", key.start_mark)
+                    seen.add(key.value)
+                return super().construct_mapping(node, deep=deep)
+
+        _LOADER.append(RunFolderLoader)
+    return _LOADER[0]
+
+
 def read_yaml(path: Path, limit: int = MAX_FILE_BYTES) -> Any:
     """A YAML file of a run folder as plain Python (dicts, lists, scalars): interpolations kept as written,
     custom tags refused, size and alias expansion bounded. Raises :class:`UnreadableFile` in one line."""
     import yaml
-    from omegaconf._utils import get_yaml_loader  # YAML as OmegaConf reads it: 1e-3 a float, no dates
 
     text = read_text(path, limit)
-    loader = get_yaml_loader()(text)
+    loader = _yaml_loader()(text)
     try:
         value = loader.get_single_data()
     except yaml.YAMLError as ex:

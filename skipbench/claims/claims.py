@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
 from ..report.runs import Run
-from ..run_folder import (CHECKPOINT, COMPLETED, CROP_PSNR, DIVERGED, LANDSCAPE, LESION, PROBE, UPDATE_RATIO,
-                          UnreadableFile, layer_of, read_json, write_json)
+from ..run_folder import (CHECKPOINT, COMPLETED, CROP_PSNR, DIVERGED, LANDSCAPE, LESION, PROBE, RESPONSE_STD,
+                          UPDATE_RATIO, UnreadableFile, layer_of, read_json, write_json)
 from .sequential import Schedule, Verdict, claim_verdict, sequential_verdict
 from .verdict import Effect, effect
 
@@ -257,14 +257,20 @@ def measure_grad_depth(runs: Sequence[Run]) -> Measured:
                     axis="spread (decades)", profiles=profiles, profile_axis="log10 ‖∂L/∂W‖/‖W‖ (mean over seeds)")
 
 
+PROBE_IMAGES = 64  # claim 4: the first validation images, the probe batch of every response measure
+
+
 @per_lr
 def measure_branch_response(runs: Sequence[Run]) -> Measured:
     from .probes import response_std
 
-    def std(run: Run) -> float | None:
+    def measured(run: Run) -> float | None:
         t = trained(run)
-        probe = t.task.make_batch(t.data.val.take(slice(0, 64)), None)[0]
+        probe = t.task.make_batch(t.data.val.take(slice(0, PROBE_IMAGES)), None)[0]
         return response_std(t.model, probe)["mean_std"]
+
+    def std(run: Run) -> float | None:
+        return kept(run, RESPONSE_STD, {"probe_images": PROBE_IMAGES}, lambda: measured(run))
 
     blocks = sorted({int(_cfg(r, "model.blocks_per_level")) for r in runs})
     rows, v = [], {}
@@ -343,27 +349,33 @@ def measure_add_concat(runs: Sequence[Run]) -> Measured:
                     "(deterministic: the same for every seed)", extra=extra)
 
 
-def central_val_psnr(run: Run, size: int) -> float:
-    """The trained run's validation PSNR on the central ``size`` px, kept in the run folder's ``crop_psnr.json``
-    with the checkpoint's size and mtime it was measured on: a re-run of ``reproduce`` with every sweep
-    finished reads it instead of rebuilding the model (measured again when the checkpoint or size changes)."""
-    from .probes import val_psnr_on
-
+def kept(run: Run, file: str, params: dict[str, Any], compute: Callable[[], float | None]) -> float | None:
+    """A measure of the run's trained checkpoint, kept in ``<run>/<file>`` with ``params`` and the
+    checkpoint's size and mtime it was taken on: a re-run of ``reproduce`` with every sweep finished reads it
+    instead of rebuilding the model. Taken again when the checkpoint (a run trained further) or a parameter
+    changes, or the file is damaged; a read-only sweep is measured each time, nothing lost."""
     st = (run.path / CHECKPOINT).stat()
-    key = {"size": size, "checkpoint_bytes": st.st_size, "checkpoint_mtime_ns": st.st_mtime_ns}
+    key = {**params, "checkpoint_bytes": st.st_size, "checkpoint_mtime_ns": st.st_mtime_ns}
     try:
-        kept = read_json(run.path / CROP_PSNR)
+        found = read_json(run.path / file)
     except (OSError, UnreadableFile):
-        kept = None
-    if (isinstance(kept, dict) and all(kept.get(k) == v for k, v in key.items())
-            and isinstance(kept.get("val_psnr"), float)):
-        return kept["val_psnr"]
-    value = val_psnr_on(trained(run), size)
+        found = None
+    if (isinstance(found, dict) and all(found.get(k) == v for k, v in key.items())
+            and "value" in found and (found["value"] is None or isinstance(found["value"], float))):
+        return found.get("value")
+    value = compute()
     try:
-        write_json(run.path / CROP_PSNR, {**key, "val_psnr": value})
-    except OSError:  # a read-only sweep: measured again next time, nothing lost
+        write_json(run.path / file, {**key, "value": value})
+    except OSError:
         pass
     return value
+
+
+def central_val_psnr(run: Run, size: int) -> float:
+    """The trained run's validation PSNR on the central ``size`` px (claim 8), kept in ``crop_psnr.json``."""
+    from .probes import val_psnr_on
+
+    return kept(run, CROP_PSNR, {"size": size}, lambda: val_psnr_on(trained(run), size))
 
 
 def measure_crop(runs: Sequence[Run]) -> Measured:

@@ -280,3 +280,37 @@ def test_claim8_central_psnr_is_kept_with_its_checkpoint_and_measured_again_when
 
     monkeypatch.setattr(claims, "write_json", read_only)  # a read-only sweep: the value, nothing kept
     assert claims.central_val_psnr(run, 16) == 25.0
+
+
+def test_claim4_reads_each_runs_kept_response_std_and_measures_a_run_without_one(tmp_path, monkeypatch):
+    """The other measure on trained checkpoints (60 models per sweep): kept per run like claim 8's, so the
+    measure reads the files; the one run without a file is the only model rebuilt."""
+    import json
+
+    import skipbench.claims.claims as claims
+    from skipbench.report.runs import Run
+    from skipbench.run_folder import CHECKPOINT, COMPLETED, RESPONSE_STD
+
+    runs, rebuilt = [], []
+    for model in ("plain", "resnet"):
+        for seed in range(3):
+            path = tmp_path / f"{model}_{seed}"
+            path.mkdir()
+            (path / CHECKPOINT).write_bytes(b"w")
+            runs.append(Run(path, path.name, {"model.name": model, "model.blocks_per_level": 2, "optimizer.lr": 0.001,
+                                              "seed": seed, "trainer.max_steps": 200}, [], {"status": COMPLETED}))
+    for run in runs[:-1]:  # as an earlier measure left them: plain 1.0, resnet 0.5 (+ a little per seed)
+        st = (run.path / CHECKPOINT).stat()
+        value = (1.0 if run.config["model.name"] == "plain" else 0.5) + 0.01 * run.config["seed"]
+        (run.path / RESPONSE_STD).write_text(json.dumps(
+            {"probe_images": claims.PROBE_IMAGES, "checkpoint_bytes": st.st_size,
+             "checkpoint_mtime_ns": st.st_mtime_ns, "value": value}))
+
+    def rebuild(run):
+        rebuilt.append(run.path.name)
+        raise AssertionError("rebuilt")
+
+    monkeypatch.setattr(claims, "trained", rebuild)
+    with pytest.raises(AssertionError, match="rebuilt"):
+        claims.measure_branch_response(runs)
+    assert rebuilt == ["resnet_2"]  # every kept value read, only the run without one rebuilt
