@@ -362,7 +362,7 @@ def kept(run: Run, file: str, params: dict[str, Any], compute: Callable[[], floa
         found = None
     if (isinstance(found, dict) and all(found.get(k) == v for k, v in key.items())
             and "value" in found and (found["value"] is None or isinstance(found["value"], float))):
-        return found.get("value")
+        return found["value"]
     value = compute()
     try:
         write_json(run.path / file, {**key, "value": value})
