@@ -445,29 +445,25 @@ _LOADER: list[Any] = []
 def _yaml_loader() -> Any:
     """YAML as OmegaConf reads it (1e-3 a float, no dates, a duplicate key refused), parsed by libyaml when
     PyYAML has it: a report or ``reproduce`` over a few hundred runs reads ~700 of these files, and the pure
-    Python parser spent ~10 s on them. Built once."""
+    Python parser spent ~10 s on them. OmegaConf's loader with libyaml's parser first in line. Built once."""
     if not _LOADER:
         import yaml
         from omegaconf._utils import get_yaml_loader
 
-        omegaconf_loader = get_yaml_loader()
+        loader = get_yaml_loader()
+        try:
+            from yaml.cyaml import CParser
+        except ImportError:  # PyYAML built without libyaml
+            CParser = None
+        if CParser is not None:
+            class RunFolderLoader(CParser, loader):  # type: ignore[misc, valid-type]
+                def __init__(self, stream: str) -> None:
+                    CParser.__init__(self, stream)
+                    yaml.constructor.SafeConstructor.__init__(self)
+                    yaml.resolver.Resolver.__init__(self)
 
-        class RunFolderLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-            yaml_implicit_resolvers = omegaconf_loader.yaml_implicit_resolvers
-            yaml_constructors = omegaconf_loader.yaml_constructors
-
-            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-                seen: set[str] = set()
-                for key, _ in node.value:
-                    if key.tag != yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG:
-                        continue
-                    if key.value in seen:
-                        raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
-                                                                f"found duplicate key {key.value}", key.start_mark)
-                    seen.add(key.value)
-                return super().construct_mapping(node, deep=deep)
-
-        _LOADER.append(RunFolderLoader)
+            loader = RunFolderLoader
+        _LOADER.append(loader)
     return _LOADER[0]
 
 
