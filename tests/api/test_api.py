@@ -22,7 +22,7 @@ def compared(tmp_path_factory):
     return out / "sweep", table
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_train_returns_the_summary_and_a_run_folder_like_the_cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = skipbench.train([*FAST, "model=resnet", "tags=[first,api]"])
@@ -36,7 +36,7 @@ def test_train_returns_the_summary_and_a_run_folder_like_the_cli(tmp_path, monke
     assert any(p.name.startswith("events.out.tfevents") for p in run.folder.iterdir())
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_train_takes_a_composed_config_and_a_folder(tmp_path):
     cfg = skipbench.compose([*FAST, "model=unet_add"])
     assert cfg.model.name == "unet_add" and "hydra" not in cfg
@@ -67,7 +67,7 @@ def test_the_api_names_survive_importing_the_packages_behind_them():
     assert skipbench.train.loop.fit is not None  # the package is still the package
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_compare_trains_every_model_and_seed_and_returns_the_table(compared):
     sweep_dir, table = compared
     assert {row["model"] for row in table} == {"autoencoder", "unet_concat"}
@@ -79,7 +79,7 @@ def test_compare_trains_every_model_and_seed_and_returns_the_table(compared):
     assert (sweep_dir / "report.md").is_file()
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_report_filters_by_tags(compared, tmp_path, monkeypatch):
     sweep_dir, _ = compared
     assert len(skipbench.report(sweep_dir, tags=["api"], write=False, as_frame=False)) == 2
@@ -87,7 +87,7 @@ def test_report_filters_by_tags(compared, tmp_path, monkeypatch):
         skipbench.report(sweep_dir, tags=["other"], write=False)
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_report_without_pandas_gives_records_and_refuses_a_frame(compared, monkeypatch):
     import builtins
 

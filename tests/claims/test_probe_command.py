@@ -15,7 +15,7 @@ def test_probe_help_is_its_own_and_hides_the_schema_groups(capsys):
     assert "schema/" not in out and "shattering" in out
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_a_probe_prints_what_it_measured_and_the_report_leaves_it_out(tmp_path, capsys):
     run_dir = tmp_path / "probe"
     code, out, err = run_main(["probe", *TINY, "model.depth=1", f"hydra.run.dir={run_dir}"], capsys)

@@ -124,7 +124,7 @@ def test_run_hparams_in_the_run_folder_itself(cli_run):
 
 
 # ------------------------------------------------------------------ a sweep (the session's shared one)
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_multirun_of_models_and_tasks(tiny_sweep):
     sweep, res = tiny_sweep
     assert res.returncode == 0, describe(res)
@@ -272,7 +272,7 @@ def test_resume_of_non_run_folder(tmp_path, monkeypatch, capsys):
 
 
 # ------------------------------------------------------------------ Ctrl-C
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path):
     """SIGINT once the run has logged its first eval. The run is far longer than it will get to
     (400 steps), so the signal always lands mid-run however fast the machine; the resumed run and

@@ -153,7 +153,7 @@ def test_resume_keeps_every_plain_setting(tmp_path):
     assert "trainer.max_steps=50" not in args and "trainer.max_steps=80" in args  # yours win
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_resume_does_not_trust_hydra_config_yaml(run_copy, tmp_path, capsys, monkeypatch):
     """``.hydra/config.yaml`` is only a record; resume composes from the schema and checked overrides.
     Raising max_steps continues a completed run."""
@@ -225,7 +225,7 @@ def _hold_lock(folder: Path) -> int:
     return fd
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_busy_run_folder_is_refused(run_copy, tmp_path, capsys, monkeypatch):
     fd = _hold_lock(run_copy)  # another skipbench process would hold exactly this lock
     try:
@@ -251,7 +251,7 @@ def test_a_new_run_into_a_used_folder_is_refused(run_copy, tmp_path, capsys, mon
     assert snapshot(run_copy) == before
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_sweep_job_folders_stay_inside_the_sweep(tmp_path, capsys, monkeypatch):
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
@@ -308,7 +308,7 @@ def test_mistakes_found_before_a_run_folder_exists(case, tmp_path, capsys, monke
     assert list(work.iterdir()) == [], "a run folder was made for a run that cannot start"
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_a_failure_after_the_folder_exists_removes_or_marks_it(tmp_path, capsys, monkeypatch):
     """What only shows once Hydra has made the folder: an empty one goes, one with more is marked failed."""
     import skipbench.train.loop as loop
@@ -379,7 +379,7 @@ def _umount(where: Path) -> None:
     subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_read_only_folders(base_run, tmp_path, capsys, monkeypatch):
     """A read-only file system (root ignores file modes, so a real ro mount is used)."""
     mnt = tmp_path / "ro"
@@ -423,7 +423,7 @@ def _strict(path: Path) -> dict:
     return json.loads(path.read_text(), parse_constant=no_constants)
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_diverged_run_exits_3_with_strict_json(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     rc, lines, _ = run_main(["train", *QUICK, "optimizer.lr=1e30", "trainer.log_every=1", f"hydra.run.dir={run}"],
@@ -434,7 +434,7 @@ def test_diverged_run_exits_3_with_strict_json(tmp_path, capsys, monkeypatch):
     assert m["final_train_loss"] is None
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_diverged_job_does_not_stop_a_sweep(tmp_path, capsys, monkeypatch):
     sweep = tmp_path / "sweep"
     rc, lines, _ = run_main(["train", "-m", "optimizer.lr=1e30,1e-3", *QUICK, "trainer.log_every=1",
@@ -446,7 +446,7 @@ def test_diverged_job_does_not_stop_a_sweep(tmp_path, capsys, monkeypatch):
 
 
 # ------------------------------------------------------------------ signals (real processes)
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 def test_signals_at_start_up_and_in_the_loop(tmp_path):
     """Ctrl-C at several moments of start-up (imports, composing, building) and SIGTERM, side by side.
     Whatever moment a signal lands in, the outcome is one line and 130 (143), or a finished run."""
@@ -498,7 +498,7 @@ def test_ctrl_c_at_any_moment(delay, tmp_path):
         assert len([line for line in res.stderr.splitlines() if line.strip()]) == 1, describe(res)
 
 
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 def test_kill_9_leaves_no_stale_lock(tmp_path):
     run_dir = tmp_path / "run"
     proc = start_cli(["train", *TINY, "trainer.max_steps=100000", f"hydra.run.dir={run_dir}"], tmp_path)

@@ -14,7 +14,7 @@ from skipbench.config import TrainerConfig, AdamWConfig
 SCHEMA_GROUPS = ("model", "dataset", "task", "optimizer", "scheduler")
 
 
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 def test_every_key_of_every_option_has_a_description():
     for group in SCHEMA_GROUPS:
         for option in config_groups(config_dir())[group]:
@@ -47,7 +47,7 @@ def test_help_follows_the_overrides():
     assert re.search(r"dice_weight: 0\.0  # loss = cross-entropy \+ dice_weight", page)
 
 
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 def test_the_docs_page_is_generated_from_the_schema_and_current():
     page = (config_dir().parent / "docs" / "configuration.md").read_text()
     assert page == markdown(config_groups(config_dir())), "regenerate: python -m skipbench.config_docs > docs/configuration.md"

@@ -29,7 +29,7 @@ def _completed(tmp_path: Path, status: str = "completed", steps: int = 20) -> Pa
     return run
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_only_a_completed_run_with_the_same_config_is_a_no_op(tmp_path):
     run = _completed(tmp_path)
     assert completed_as_configured(compose(TINY + STEPS + [f"resume={run}"])) == 20

@@ -215,7 +215,7 @@ def test_check_config_cuda_only_when_available():
             sbconfig.check_config(cfg)
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_a_run_is_validated_once(tmp_path, monkeypatch, capsys):
     """The CLI checks before Hydra makes the run folder and the task does not check again; ``train()``
     called as an API checks by itself."""

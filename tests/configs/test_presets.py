@@ -28,7 +28,7 @@ def test_there_are_presets():
     assert group_options("hydra/launcher")
 
 
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 @pytest.mark.parametrize("name", group_options("experiment"))
 def test_experiment_preset_composes_and_checks(name):
     cfg = compose_with_hydra([f"experiment={name}"])

@@ -103,7 +103,7 @@ def test_unset_target_says_what_to_give():
         skipbench.train([*FAST, "model=custom"])
 
 
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 def test_the_cli_console_line_names_the_users_model(user_module):
     proc = run_cli(["train", *FAST, "model=custom", "model.target=usernets.build"], user_module)
     assert proc.returncode == 0, proc.stderr

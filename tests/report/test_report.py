@@ -240,7 +240,7 @@ def test_duplicate_steps_keep_the_last_value(tmp_path: Path):
 
 
 # ---------------------------------------------------------------- the command
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_cli_writes_report_files_and_plots(sweep: Path, tmp_path: Path, capsys):
     out = tmp_path / "report"
     assert main([str(sweep), "--out", str(out)]) == 0
@@ -319,7 +319,7 @@ def test_empty_folder_in_a_subprocess_has_no_traceback(tmp_path: Path):
     assert "no runs found" in res.stderr
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_report_on_real_runs(tmp_path: Path, capsys, tiny_sweep):
     # the session's real sweep; its two denoising runs (autoencoder, unet_concat) are reported on
     from conftest import SWEEP_MODELS, job_dir

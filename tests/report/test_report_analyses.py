@@ -82,7 +82,7 @@ def test_landscape_contours_side_by_side_on_the_tasks_fixed_scale(sweep):
     assert all("seed 0" in ax.get_title() for ax in panels)  # the lowest seed's slice, not an average
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_report_writes_the_pictures_and_one_report_curve_per_variant(sweep, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

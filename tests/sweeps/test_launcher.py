@@ -94,7 +94,7 @@ def test_a_sweep_the_partition_refuses_says_one_line_and_counts_no_jobs(tmp_path
         "hydra.launcher.partition"], describe(res)
 
 
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 def test_resume_auto_continues_from_the_run_folders_own_checkpoint(tmp_path):
     """What a requeued SLURM job does: the same command again, in the same folder, with resume=auto."""
     from conftest import TINY, describe, read_metrics, run_cli

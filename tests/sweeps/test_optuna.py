@@ -34,7 +34,7 @@ def _trials(sweep):
     return [read_metrics(d) for d in sorted(sweep.iterdir()) if (d / "metrics.json").is_file()]
 
 
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 def test_optuna_sweep_through_the_cli_reports_the_best_value(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "sweep"
@@ -74,7 +74,7 @@ def test_optuna_without_maximize_warns(tmp_path):
     assert "add hydra.sweeper.direction=maximize" in res.stdout + res.stderr
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_tuned_group_sets_each_models_lr():
     from omegaconf import OmegaConf
 

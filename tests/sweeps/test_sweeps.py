@@ -13,7 +13,7 @@ from conftest import TINY, describe, job_dir, read_metrics, run_cli
 SHORT = ["trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=2"]
 
 
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 def test_joblib_sweep_two_variants_two_seeds(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="install skipbench[cluster]")
     sweep = tmp_path / "sweep"
@@ -34,7 +34,7 @@ def test_joblib_sweep_two_variants_two_seeds(tmp_path):
     assert seen == {("autoencoder", 0), ("autoencoder", 1), ("unet_concat", 0), ("unet_concat", 1)}
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_cli(["train", "-m", *TINY, *SHORT, "optimizer.lr=-1,0.001", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
@@ -66,7 +66,7 @@ def test_sweep_summary_counts_statuses_and_marks_lost_jobs(tmp_path):
     assert summarize(tmp_path / "missing").ok
 
 
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 def test_submitit_local_sweep_of_two_jobs(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="install skipbench[cluster]")
     sweep = tmp_path / "sweep"

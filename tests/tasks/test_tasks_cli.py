@@ -14,7 +14,7 @@ SHORT = ["trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=2"]
 HEADLINE = {"reconstruct": "psnr", "denoise": "psnr", "segment": "miou", "classify": "acc"}
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 @pytest.mark.parametrize("model", SWEEP_MODELS)
 @pytest.mark.parametrize("task", list(HEADLINE))
 def test_every_task_runs_on_shapes(tiny_sweep, task, model):
@@ -38,7 +38,7 @@ def test_every_task_runs_on_shapes(tiny_sweep, task, model):
         assert {"final_val_dice", "final_val_pixel_acc"} <= set(m)
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_classify_with_a_long_skip_only_variant_says_so(tiny_sweep):
     sweep, res = tiny_sweep
     assert "unet_concat" in SWEEP_MODELS and "classify" in SWEEP_TASKS
@@ -55,7 +55,7 @@ def _official_mnist(root: Path) -> None:
     ("cifar10", ["dataset=cifar10", "task=classify", "model=resnet"]),
     ("folder", ["dataset=folder", "task=denoise", "dataset.crop=32", "task.sigma=0.2"]),
 ])
-@pytest.mark.long  # over ~10 s on 2 cores: not in the default run; .ci/run runs it
+@pytest.mark.long
 def test_real_formats_through_the_cli(tmp_path, setup, args):
     root = tmp_path / "data"
     if setup == "mnist":

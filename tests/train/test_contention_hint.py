@@ -21,7 +21,7 @@ def test_the_hint_names_the_load_and_the_knob_only_when_the_cores_are_oversubscr
     assert contention_hint(1.9, torch.device("meta"), 2, load=50.0, cores=2) is None  # only the CPU shares cores
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_the_loop_prints_it_once_after_the_first_window(tmp_path, monkeypatch, caplog):
     import skipbench.train.context as context
     from skipbench.train.loop import train

@@ -68,7 +68,7 @@ def test_tiny_keeps_a_fraction_of_both_splits():
     assert cfg.trainer.max_steps == 10
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_the_presets_knobs_are_checked():
     with pytest.raises(ConfigError, match=r"^trainer\.data_fraction=0\.0: must be in \(0, 1\]"):
         skipbench.train([*FAST, "trainer.data_fraction=0"])
@@ -78,7 +78,7 @@ def test_the_presets_knobs_are_checked():
         skipbench.train([*FAST, "trainer.profile_steps=3"])
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_anomaly_mode_is_on_while_training_and_names_the_op(nets):
     FAST = [o for o in globals()["FAST"] if not o.startswith("model.")]
     run = skipbench.train([*FAST, "debug=anomaly", "trainer.max_steps=2", "model=custom", "model.target=debugnets.Recorder"])
@@ -91,7 +91,7 @@ def test_anomaly_mode_is_on_while_training_and_names_the_op(nets):
     assert run["status"] == "diverged" and "SqrtBackward0" in run["error"] and "detect_anomaly" in run["error"]
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_profile_writes_a_chrome_trace_and_an_op_table(tmp_path):
     run = skipbench.train([*TINY, "debug=profile", "trainer.max_steps=4", "trainer.profile_steps=2",
                            "trainer.eval_every=4"], run_dir=tmp_path / "run")

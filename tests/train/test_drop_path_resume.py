@@ -25,7 +25,7 @@ def _train(run_dir: Path, overrides: list[str], resume: bool = False) -> dict:
     return train(compose([*TINY, *overrides, *([f"resume={run_dir}"] if resume else [])]), run_dir)
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_resumed_drop_path_run_equals_the_uninterrupted_one(tmp_path):
     straight = _train(tmp_path / "straight", ["trainer.max_steps=6"])
     _train(tmp_path / "split", ["trainer.max_steps=3"])

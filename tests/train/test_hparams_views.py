@@ -9,7 +9,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from conftest import load_events
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_every_run_of_every_task_has_every_declared_metric(tiny_sweep):
     sweep, res = tiny_sweep
     assert res.returncode == 0, res.stderr[-2000:]

@@ -78,7 +78,7 @@ def test_a_layer_with_exactly_zero_gradient_is_flagged_dead(tmp_path, monkeypatc
     assert load_events(run.folder).Scalars("z_layer/grad_max/01_dead/conv")[-1].value == 0.0
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_the_run_folder_and_tensorboard_get_the_table_and_histograms_only_when_asked(tmp_path):
     run = skipbench.train([*FAST, "diagnostics.histograms=true"], run_dir=tmp_path / "on")
     table = json.loads((run.folder / "layers.json").read_text())

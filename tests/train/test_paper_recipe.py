@@ -106,7 +106,7 @@ def test_he2016_preset_is_the_papers_recipe():
     assert small.trainer.max_steps <= 300 and small.dataset._target_ == "skipbench.data.shapes"
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_resumed_augmented_run_equals_the_uninterrupted_one(tmp_path: Path):
     over = [*TINY, "task=classify", "model=cifar_resnet", "model.n=1", "dataset.channels=3", "augment.flip=true",
             "augment.crop_padding=4", "trainer.eval_every=2", "diagnostics.grad_flow=false", "diagnostics.images=false",

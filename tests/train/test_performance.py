@@ -42,7 +42,7 @@ def _train(tmp_path, name: str, overrides: list[str]) -> dict:
     return train(cfg, tmp_path / name)
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_peak_memory_grows_with_the_run(tmp_path):
     small = _train(tmp_path, "small", [])
     big = _train(tmp_path, "big", ["trainer.batch_size=128", "dataset.train_size=128", "model.width=8"])
@@ -118,7 +118,7 @@ def test_sampler_indices_on_the_data_device():
         assert on_gpu.indices(0).device.type == "cuda" and torch.equal(on_gpu.indices(7).cpu(), plain.indices(7))
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_grad_flow_figures_drawn_rarely(tmp_path):
     """Figures every ``figures_every`` steps and at the end; scalars still at every eval."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -144,7 +144,7 @@ def test_amp_is_bf16_autocast_on_cpu():
     assert run.model(x).dtype == torch.float32  # outside autocast (activation statistics) stays fp32
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_concat_saves_more_activations_than_add(tmp_path):
     """The memory a long concat costs over an add, measured: exact and the same on every device."""
     add = _train(tmp_path, "add", ["model=unet_add", "trainer.max_steps=1", "trainer.eval_every=1"])

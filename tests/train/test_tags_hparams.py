@@ -17,7 +17,7 @@ def _session_hparams(run_dir) -> dict:
     return {k: v.string_value or v.number_value for k, v in info.hparams.items()}
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_tags_are_an_hparam_and_in_the_summary_and_do_not_split_groups(tmp_path):
     fast = [*TINY, "trainer.max_steps=2", "trainer.eval_every=2", "trainer.log_every=2"]
     a = skipbench.train([*fast, "tags=[base,x]"], run_dir=tmp_path / "runs" / "a")

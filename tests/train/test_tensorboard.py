@@ -115,7 +115,7 @@ SESSION_QUERY = {"experimentName": "", "allowedStatuses": ["STATUS_FAILURE", "ST
                  "STATUS_UNKNOWN"], "colParams": [], "startIndex": 0, "sliceSize": 1000}
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_hparams_lists_every_run_with_its_headline_score(server, logdir):
     experiment = _get(f"{server}/data/plugin/hparams/experiment", {"experimentName": ""})
     metrics = [m["name"]["tag"] for m in experiment["metricInfos"]]
@@ -151,7 +151,7 @@ def _layouts(logdir: Path, runs) -> dict[str, dict]:
     return out
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_every_custom_scalars_chart_matches_every_run_that_has_it(server, logdir):
     _check_layout(server, logdir, RUNS)
 
@@ -183,7 +183,7 @@ def _check_layout(server: str, logdir: Path, runs) -> None:
         assert f"{task}: loss and metrics" in {c["title"] for c in merged["category"]}
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_no_chart_mixes_units_or_tasks(server, logdir):
     tags = _get(f"{server}/data/plugin/scalars/tags")
     merged = _get(f"{server}/data/plugin/custom_scalars/layout")
@@ -201,7 +201,7 @@ def test_no_chart_mixes_units_or_tasks(server, logdir):
     assert "z_layer/grad_norm/05_head/conv" in tags[RUNS[0][0]] and "z_layer/grad_norm/05_head/linear" in tags[RUNS[3][0]]
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_shared_layers_overlay_across_variants(server):
     """The Time Series card of a shared layer holds every variant's run: tags are stable."""
     tags = _get(f"{server}/data/plugin/scalars/tags")

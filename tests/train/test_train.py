@@ -234,7 +234,7 @@ def test_every_model_trains_in_process(tmp_path, name):
     ["task=classify", "model=highway", "trainer.amp=true"],  # bf16 autocast, on CPU too
     ["task.noise=salt_pepper", "task.amount=0.2", "model=unet_add"],
 ])
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_loop_option_combinations(tmp_path, overrides):
     summary = _train(tmp_path, ["trainer.max_steps=3", "trainer.eval_every=3", "trainer.log_every=1",
                                 "model.depth=2", *overrides])
@@ -247,7 +247,7 @@ def test_loop_option_combinations(tmp_path, overrides):
     assert ("samples/val" in tags["images"]) == ("diagnostics.images=false" not in overrides)
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_logged_lr_follows_schedule(tmp_path):
     _train(tmp_path, ["trainer.max_steps=6", "trainer.eval_every=6", "trainer.log_every=1", "model.depth=2",
                       "scheduler=cosine", "scheduler.warmup_steps=3", "optimizer.lr=0.01"])
@@ -258,7 +258,7 @@ def test_logged_lr_follows_schedule(tmp_path):
         assert v == pytest.approx(expected[s - 1], rel=1e-6)
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_reproducible_with_same_seed_and_different_with_other(tmp_path):
     common = ["trainer.max_steps=4", "trainer.eval_every=4", "trainer.log_every=2", "model.depth=2"]
     a = _train(tmp_path, [*common, "seed=0"], "a")
@@ -273,7 +273,7 @@ def test_reproducible_with_same_seed_and_different_with_other(tmp_path):
     assert c["final_train_loss"] != a["final_train_loss"]
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_jobs_sharing_a_data_set_load_it_once_and_leave_it_as_drawn(tmp_path):
     """An in-process sweep's jobs reuse the last data set loaded (same dataset config): the run must not
     write into it, and loading must leave torch's global RNG as it was (no stream hangs on it)."""
@@ -349,7 +349,7 @@ def test_the_initial_weights_do_not_depend_on_what_ran_before():
     data_cache.forget_loaded()
 
 
-@pytest.mark.long  # over ~2 s on 2 cores (or its fixture is): not in the default run's 5 minutes; .ci/run runs it
+@pytest.mark.long
 def test_resume_in_process_matches_straight_run(tmp_path):
     """Stopped at step 5 (between log and eval boundaries) and resumed: the same as never stopping."""
     common = ["trainer.eval_every=3", "trainer.log_every=2", "model.depth=2", "optimizer=sgd",
